@@ -1,0 +1,11 @@
+//! cmr: Competitive Message Routing (Mahoney, "Distributed AGI" v2.2, Section 3 and
+//! Appendix A) as a set of Unix tools over one library and one SQLite state file.
+//!
+//! - [`wire`]: the A2 message format, strict parse and byte-exact encode.
+//! - [`sign`]: signature schemes (the spec's SHA-256(k | header | body), and HMAC-SHA-256).
+//! - [`exit`]: sysexits codes and the error every tool ends in.
+//! - [`log`]: diagnostics to stderr, a file or syslog.
+pub mod exit;
+pub mod log;
+pub mod sign;
+pub mod wire;
