@@ -5,6 +5,7 @@
 //! - [`sign`]: signature schemes (the spec's SHA-256(k | header | body), and HMAC-SHA-256).
 //! - [`exit`]: sysexits codes and the error every tool ends in.
 //! - [`log`]: diagnostics to stderr, a file or syslog.
+pub mod cli;
 pub mod exit;
 pub mod log;
 pub mod sign;
