@@ -1,0 +1,567 @@
+//! The native statistical compressor: an adaptive word model per peer, backed off to a
+//! background model of everything in the cache.
+//!
+//! What it codes: the set of distinct words of a message X (a word is a maximal run of
+//! ASCII letters/digits, apostrophes and non-ASCII bytes, lower-cased; at most
+//! [`MAX_TERMS`] per message). Each word t is coded with
+//!
+//! ```text
+//!   P(t | peer) = max(c(t,peer) - d, 0) / N  +  (d * D / N) * P(t | all)
+//!   P(t | all)  = (df(t) + 1/2) / (T + (V + 1) / 2)
+//! ```
+//!
+//! i.e. PPM-style escape from the peer's statistics (c = how many of the peer's messages
+//! contain t, N = sum of c, D = distinct words of the peer) to the background (df = how
+//! many cached messages contain t, T = sum of df, V = distinct words), with the absolute
+//! discount d = n1 / (n1 + 2 n2) estimated from the peer's own counts of counts (Ney,
+//! Essen and Kneser 1994), so there is no hand-tuned constant. A word never seen costs the
+//! escape plus 8 bits per byte and a terminator. The code length
+//! C(X | Y_peer) = sum -log2 P(t | peer) is computed without producing output.
+//!
+//! The statistics are counts keyed by a 64-bit hash of the word. Caching a message updates
+//! only the rows of its own words ([`learn`]), and scoring reads only the rows of the
+//! words of X ([`score`]): cost O(|X| x peers), independent of the cache size.
+//!
+//! C(Y) of a peer is the sum of the code lengths of its messages at the time each was
+//! learned (an adaptive code); C(XY) is taken as C(Y) + C(X|Y) (exact for an exchangeable
+//! model), which is what the metrics D, D - C(Y) and NCD need.
+
+use super::store::Store;
+use super::{Metric, Sizes};
+use crate::exit::Failure;
+
+/// At most this many distinct words of a message are used (bounds the work per message).
+pub const MAX_TERMS: usize = 4096;
+/// A word longer than this many bytes is cut (it still hashes all of its bytes).
+const MAX_WORD: usize = 64;
+/// Each word row remembers the ids of the most recent messages containing it, at most
+/// this many (the shortlist index of [`super::related`]).
+pub const RECENT: usize = 64;
+
+/// One distinct word of a message: its hash and its length in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    pub hash: u64,
+    pub len: u16,
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80
+}
+
+/// FNV-1a, 64 bits: stable across platforms and versions (the hashes are stored).
+fn fnv1a(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The distinct words of `body`, in order of first occurrence.
+pub fn terms(body: &[u8]) -> Vec<Term> {
+    let mut out: Vec<Term> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < body.len() && out.len() < MAX_TERMS {
+        if !is_word_byte(body[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut h = FNV_OFFSET;
+        while i < body.len() && is_word_byte(body[i]) {
+            h = fnv1a(h, body[i].to_ascii_lowercase());
+            i += 1;
+        }
+        // A lone apostrophe (a quote) is not a word.
+        if i - start == 1 && body[start] == b'\'' {
+            continue;
+        }
+        if seen.insert(h) {
+            out.push(Term {
+                hash: h,
+                len: (i - start).min(MAX_WORD) as u16,
+            });
+        }
+    }
+    out
+}
+
+/// Statistics of everything cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Global {
+    /// messages learned
+    pub docs: u64,
+    /// T: sum over words of df
+    pub total: u64,
+    /// V: distinct words
+    pub distinct: u64,
+}
+
+/// Statistics of one peer's messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    pub idx: u32,
+    pub address: String,
+    pub messages: u64,
+    /// N: sum over words of c(t, peer)
+    pub total: u64,
+    /// D: distinct words
+    pub distinct: u64,
+    /// words seen in exactly one / exactly two of the peer's messages
+    pub n1: u64,
+    pub n2: u64,
+    /// C(Y): adaptive code length of everything learned from the peer, in bits
+    pub bits: f64,
+}
+
+impl PeerStats {
+    /// The absolute discount d = n1 / (n1 + 2 n2), kept inside [0.1, 0.9].
+    pub fn discount(&self) -> f64 {
+        if self.n1 + self.n2 == 0 {
+            0.5
+        } else {
+            (self.n1 as f64 / (self.n1 as f64 + 2.0 * self.n2 as f64)).clamp(0.1, 0.9)
+        }
+    }
+
+    /// Count c(t, peer) -> c + 1: keep N, D and the counts of counts in step.
+    fn bump(&mut self, old: u32) {
+        self.total += 1;
+        match old {
+            0 => {
+                self.distinct += 1;
+                self.n1 += 1;
+            }
+            1 => {
+                self.n1 -= 1;
+                self.n2 += 1;
+            }
+            2 => self.n2 -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// One word's row: its document frequency, per-peer counts and recent message ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TermRow {
+    pub df: u64,
+    /// (peer idx, count), sorted by peer idx
+    pub counts: Vec<(u32, u32)>,
+    /// ids of the most recent messages containing the word, oldest first
+    pub recent: Vec<i64>,
+}
+
+impl TermRow {
+    pub fn count(&self, peer: u32) -> u32 {
+        match self.counts.binary_search_by_key(&peer, |c| c.0) {
+            Ok(i) => self.counts[i].1,
+            Err(_) => 0,
+        }
+    }
+    /// Add one message of `peer` with id `id`; return the peer's old count.
+    fn add(&mut self, peer: u32, id: i64) -> u32 {
+        self.df += 1;
+        let old = match self.counts.binary_search_by_key(&peer, |c| c.0) {
+            Ok(i) => {
+                self.counts[i].1 += 1;
+                self.counts[i].1 - 1
+            }
+            Err(i) => {
+                self.counts.insert(i, (peer, 1));
+                0
+            }
+        };
+        self.recent.push(id);
+        if self.recent.len() > RECENT {
+            self.recent.remove(0);
+        }
+        old
+    }
+
+    /// Serialise the counts: varints of (peer idx delta, count).
+    pub fn encode_counts(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.counts.len() * 3);
+        let mut prev = 0u32;
+        for &(p, c) in &self.counts {
+            put_varint(&mut out, (p - prev) as u64);
+            put_varint(&mut out, c as u64);
+            prev = p;
+        }
+        out
+    }
+    pub fn decode_counts(b: &[u8]) -> Option<Vec<(u32, u32)>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        let mut prev = 0u64;
+        while i < b.len() {
+            let d = get_varint(b, &mut i)?;
+            let c = get_varint(b, &mut i)?;
+            prev += d;
+            out.push((u32::try_from(prev).ok()?, u32::try_from(c).ok()?));
+        }
+        Some(out)
+    }
+    /// Serialise the recent ids: zigzag varints of successive differences.
+    pub fn encode_recent(&self) -> Vec<u8> {
+        encode_ids(&self.recent)
+    }
+    pub fn decode_recent(b: &[u8]) -> Option<Vec<i64>> {
+        decode_ids(b)
+    }
+}
+
+/// Zigzag varints of successive differences of ids.
+pub fn encode_ids(ids: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 2);
+    let mut prev = 0i64;
+    for &id in ids {
+        let d = id.wrapping_sub(prev);
+        put_varint(&mut out, ((d << 1) ^ (d >> 63)) as u64);
+        prev = id;
+    }
+    out
+}
+pub fn decode_ids(b: &[u8]) -> Option<Vec<i64>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut prev = 0i64;
+    while i < b.len() {
+        let z = get_varint(b, &mut i)?;
+        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        prev = prev.wrapping_add(d);
+        out.push(prev);
+    }
+    Some(out)
+}
+
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+pub fn get_varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        if shift > 63 {
+            return None;
+        }
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+        shift += 7;
+    }
+}
+
+/// The background probability of a word with document frequency `df`.
+fn p_all(g: &Global, df: u64) -> f64 {
+    (df as f64 + 0.5) / (g.total as f64 + (g.distinct as f64 + 1.0) * 0.5)
+}
+
+/// Extra bits for spelling out a word no message in the cache contains.
+fn spell_bits(t: &Term, df: u64) -> f64 {
+    if df == 0 {
+        8.0 * (t.len as f64 + 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// -log2 P(t | peer) for a word with background probability `pb` and peer count `c`.
+fn peer_bits(p: &PeerStats, d: f64, c: u32, pb: f64) -> f64 {
+    if p.total == 0 {
+        return -pb.log2();
+    }
+    let n = p.total as f64;
+    let pr = (c as f64 - d).max(0.0) / n + d * p.distinct as f64 / n * pb;
+    -pr.log2()
+}
+
+/// Code lengths of one message against every peer.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// C(X): the message under the background model alone (no peer), bits
+    pub cx: f64,
+    /// C(X | Y_i) for each requested peer, bits
+    pub cond: Vec<f64>,
+    /// the word rows read (None for unseen words), in the order of the terms
+    pub rows: Vec<Option<TermRow>>,
+}
+
+/// Score the words of X against the given peers. Reads one row per word of X.
+pub fn score(
+    store: &mut dyn Store,
+    g: &Global,
+    terms: &[Term],
+    peers: &[PeerStats],
+) -> Result<Scored, Failure> {
+    let ds: Vec<f64> = peers.iter().map(|p| p.discount()).collect();
+    let mut cond = vec![0.0; peers.len()];
+    let mut cx = 0.0;
+    let mut rows = Vec::with_capacity(terms.len());
+    let mut dense = vec![0u32; peers.iter().map(|p| p.idx as usize + 1).max().unwrap_or(0)];
+    for t in terms {
+        let row = store.term(t.hash)?;
+        let df = row.as_ref().map_or(0, |r| r.df);
+        let pb = p_all(g, df);
+        let spell = spell_bits(t, df);
+        cx += -pb.log2() + spell;
+        if let Some(r) = &row {
+            for &(p, c) in &r.counts {
+                if let Some(slot) = dense.get_mut(p as usize) {
+                    *slot = c;
+                }
+            }
+        }
+        for (i, p) in peers.iter().enumerate() {
+            let c = dense[p.idx as usize];
+            cond[i] += peer_bits(p, ds[i], c, pb) + spell;
+        }
+        if let Some(r) = &row {
+            for &(p, _) in &r.counts {
+                if let Some(slot) = dense.get_mut(p as usize) {
+                    *slot = 0;
+                }
+            }
+        }
+        rows.push(row);
+    }
+    Ok(Scored { cx, cond, rows })
+}
+
+impl Scored {
+    /// The routing distance of X to peer number `i` under `metric` (lower = closer).
+    pub fn distance(&self, metric: Metric, i: usize, peer: &PeerStats) -> f64 {
+        let cyx = peer.bits + self.cond[i];
+        metric.of(&Sizes {
+            cx: self.cx,
+            cy: peer.bits,
+            cxy: cyx,
+            cyx,
+        })
+    }
+}
+
+/// Learn one cached message `id` received from the peer `address`: update the global
+/// statistics, the peer's, and the rows of the message's own words. Idempotent per id
+/// (a message already learned is ignored). Returns false if it was already learned.
+pub fn learn(store: &mut dyn Store, id: i64, address: &str, body: &[u8]) -> Result<bool, Failure> {
+    if store.doc(id)?.is_some() {
+        return Ok(false);
+    }
+    let terms = terms(body);
+    let idx = match store.peer_index(address)? {
+        Some(i) => i,
+        None => store.add_peer(address)?,
+    };
+    let mut g = store.global()?;
+    let mut p = store.peer(idx)?;
+    // the code length of the message under the statistics before it (as score() sees it)
+    let (g0, p0) = (g, p.clone());
+    let d = p0.discount();
+    let mut bits = 0.0;
+    for t in &terms {
+        let mut row = store.term(t.hash)?.unwrap_or_default();
+        let pb = p_all(&g0, row.df);
+        bits += peer_bits(&p0, d, row.count(idx), pb) + spell_bits(t, row.df);
+        if row.df == 0 {
+            g.distinct += 1;
+        }
+        let old = row.add(idx, id);
+        p.bump(old);
+        g.total += 1;
+        store.set_term(t.hash, &row)?;
+    }
+    g.docs += 1;
+    p.messages += 1;
+    p.bits += bits;
+    store.set_peer(&p)?;
+    store.set_global(&g)?;
+    let hashes: Vec<u64> = terms.iter().map(|t| t.hash).collect();
+    store.add_doc(id, idx, &hashes)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::store::MemStore;
+    use super::*;
+    use std::collections::HashMap;
+
+    fn corpus() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("a", "The cat sat on the mat."),
+            ("b", "Perl regular expressions match strings."),
+            ("a", "A cat and a dog: the cat won."),
+            ("c", "Ballet, opera and the theatre."),
+            ("b", "Strings in Perl; perl hackers."),
+            ("a", "Dogs chase cats up the tree"),
+            ("c", "Opera singers sing; the audience claps"),
+        ]
+    }
+
+    #[test]
+    fn words_are_distinct_lowercased_runs() {
+        let t = terms(b"The cat, the CAT's 'hat' - caf\xc3\xa9 ' ");
+        let want: Vec<u64> = ["the", "cat", "cat's", "'hat'", "caf\u{e9}"]
+            .iter()
+            .map(|w| w.bytes().fold(FNV_OFFSET, fnv1a))
+            .collect();
+        assert_eq!(t.iter().map(|t| t.hash).collect::<Vec<_>>(), want);
+        assert_eq!(t[4].len, 5);
+    }
+
+    #[test]
+    fn peer_distribution_sums_to_one() {
+        // The per-word code of every peer is a complete code: the probabilities of all
+        // known words plus the escape mass left for unknown words sum to 1.
+        let mut s = MemStore::default();
+        for (i, (p, m)) in corpus().iter().enumerate() {
+            learn(&mut s, i as i64, p, m.as_bytes()).unwrap();
+        }
+        let g = s.global().unwrap();
+        let words: Vec<u64> = s.terms.keys().copied().collect();
+        assert_eq!(words.len() as u64, g.distinct);
+        for p in s.peers.clone() {
+            let d = p.discount();
+            let mut sum = 0.0;
+            for w in &words {
+                let r = &s.terms[w];
+                sum += 2f64.powf(-peer_bits(&p, d, r.count(p.idx), p_all(&g, r.df)));
+            }
+            let unknown = d * p.distinct as f64 / p.total as f64 * p_all(&g, 0);
+            assert!((sum + unknown - 1.0).abs() < 1e-9, "{}: {}", p.address, sum);
+        }
+    }
+
+    #[test]
+    fn code_lengths_add_up_over_words() {
+        let mut s = MemStore::default();
+        for (i, (p, m)) in corpus().iter().enumerate() {
+            learn(&mut s, i as i64, p, m.as_bytes()).unwrap();
+        }
+        let g = s.global().unwrap();
+        let peers = s.all_peers().unwrap();
+        let x = terms(b"the cat and the perl opera zyzzyva");
+        let whole = score(&mut s, &g, &x, &peers).unwrap();
+        let mut parts = vec![0.0; peers.len()];
+        let mut cx = 0.0;
+        for t in &x {
+            let one = score(&mut s, &g, &[*t], &peers).unwrap();
+            cx += one.cx;
+            for (a, b) in parts.iter_mut().zip(&one.cond) {
+                *a += b;
+            }
+        }
+        assert!((whole.cx - cx).abs() < 1e-9);
+        for (a, b) in parts.iter().zip(&whole.cond) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        // the unseen word is spelt out: 8 bits a byte plus a terminator, on top of escape
+        assert!(whole.cx > 8.0 * 8.0);
+        // the cat peer codes a cat message best
+        let cat = score(&mut s, &g, &terms(b"cat dog cats"), &peers).unwrap();
+        let best = (0..peers.len())
+            .min_by(|&i, &j| cat.cond[i].total_cmp(&cat.cond[j]))
+            .unwrap();
+        assert_eq!(peers[best].address, "a");
+        assert!(cat.cond[best] < cat.cx);
+    }
+
+    #[test]
+    fn incremental_learning_equals_a_batch_count() {
+        let mut s = MemStore::default();
+        for (i, (p, m)) in corpus().iter().enumerate() {
+            assert!(learn(&mut s, i as i64 + 10, p, m.as_bytes()).unwrap());
+        }
+        // learning the same message again changes nothing
+        let before = s.clone();
+        assert!(!learn(&mut s, 10, "a", b"anything").unwrap());
+        assert_eq!(before.terms, s.terms);
+        // batch: count everything at once
+        let mut counts: HashMap<u64, HashMap<&str, u32>> = HashMap::new();
+        let mut per_peer: HashMap<&str, (u64, u64)> = HashMap::new();
+        for (p, m) in corpus() {
+            let ts = terms(m.as_bytes());
+            per_peer.entry(p).or_default().0 += 1;
+            per_peer.entry(p).or_default().1 += ts.len() as u64;
+            for t in ts {
+                *counts.entry(t.hash).or_default().entry(p).or_default() += 1;
+            }
+        }
+        assert_eq!(counts.len(), s.terms.len());
+        let g = s.global().unwrap();
+        assert_eq!(g.distinct, counts.len() as u64);
+        assert_eq!(g.docs, corpus().len() as u64);
+        for (h, byp) in &counts {
+            let row = &s.terms[h];
+            assert_eq!(row.df, byp.values().map(|&c| c as u64).sum::<u64>());
+            for peer in s.peers.iter() {
+                let want = byp.get(peer.address.as_str()).copied().unwrap_or(0);
+                assert_eq!(row.count(peer.idx), want);
+            }
+        }
+        for peer in &s.peers {
+            let (msgs, total) = per_peer[peer.address.as_str()];
+            assert_eq!(peer.messages, msgs);
+            assert_eq!(peer.total, total);
+            let mut n1 = 0;
+            let mut n2 = 0;
+            let mut distinct = 0;
+            for byp in counts.values() {
+                match byp.get(peer.address.as_str()) {
+                    Some(1) => n1 += 1,
+                    Some(2) => n2 += 1,
+                    _ => {}
+                }
+                distinct += byp.contains_key(peer.address.as_str()) as u64;
+            }
+            assert_eq!((peer.n1, peer.n2, peer.distinct), (n1, n2, distinct));
+        }
+        // C(Y) is the sum of the code lengths each message had when learned
+        let mut fresh = MemStore::default();
+        let mut bits_a = 0.0;
+        for (i, (p, m)) in corpus().iter().enumerate() {
+            if *p == "a" {
+                let g = fresh.global().unwrap();
+                let peers = fresh.all_peers().unwrap();
+                if let Some(k) = peers.iter().position(|x| x.address == "a") {
+                    bits_a += score(&mut fresh, &g, &terms(m.as_bytes()), &peers)
+                        .unwrap()
+                        .cond[k];
+                } else {
+                    bits_a += score(&mut fresh, &g, &terms(m.as_bytes()), &[]).unwrap().cx;
+                }
+            }
+            learn(&mut fresh, i as i64, p, m.as_bytes()).unwrap();
+        }
+        let a = s.peers.iter().find(|p| p.address == "a").unwrap();
+        assert!((a.bits - bits_a).abs() < 1e-9, "{} {}", a.bits, bits_a);
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let mut r = TermRow::default();
+        for (i, p) in [3u32, 0, 3, 7, 1000, 3].iter().enumerate() {
+            r.add(*p, 1_000_000 + i as i64 * 37);
+        }
+        for i in 0..200 {
+            r.add(2, i * 5);
+        }
+        assert_eq!(r.recent.len(), RECENT);
+        let c = TermRow::decode_counts(&r.encode_counts()).unwrap();
+        let rec = TermRow::decode_recent(&r.encode_recent()).unwrap();
+        assert_eq!(c, r.counts);
+        assert_eq!(rec, r.recent);
+        assert_eq!(
+            decode_ids(&encode_ids(&[i64::MIN, 0, i64::MAX, -5])).unwrap(),
+            vec![i64::MIN, 0, i64::MAX, -5]
+        );
+        assert!(TermRow::decode_counts(&[0x80]).is_none());
+    }
+}
