@@ -6,16 +6,18 @@
 //! [`MAX_TERMS`] per message). Each word t is coded with
 //!
 //! ```text
-//!   P(t | peer) = max(c(t,peer) - d, 0) / N  +  (d * D / N) * P(t | all)
+//!   P(t | peer) = max(c - D(c), 0) / N  +  gamma * P(t | all),   c = c(t, peer)
+//!   gamma       = (D1 N1 + D2 N2 + D3 N3+) / N
 //!   P(t | all)  = (df(t) + 1/2) / (T + (V + 1) / 2)
 //! ```
 //!
 //! i.e. PPM-style escape from the peer's statistics (c = how many of the peer's messages
-//! contain t, N = sum of c, D = distinct words of the peer) to the background (df = how
-//! many cached messages contain t, T = sum of df, V = distinct words), with the absolute
-//! discount d = n1 / (n1 + 2 n2) estimated from the peer's own counts of counts (Ney,
-//! Essen and Kneser 1994), so there is no hand-tuned constant. A word never seen costs the
-//! escape plus 8 bits per byte and a terminator. The code length
+//! contain t, N = sum of c, Nk = words with c = k, N3+ with c >= 3) to the background
+//! (df = how many cached messages contain t, T = sum of df, V = distinct words). The
+//! discounts are those of modified Kneser-Ney (Chen and Goodman 1998), estimated from the
+//! peer's own counts of counts n1..n4: Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1,
+//! D2 = 2 - 3Y n3/n2, D3 = 3 - 4Y n4/n3; so there is no hand-tuned constant. A word never
+//! seen costs the escape plus 8 bits per byte and a terminator. The code length
 //! C(X | Y_peer) = sum -log2 P(t | peer) is computed without producing output.
 //!
 //! The statistics are counts keyed by a 64-bit hash of the word. Caching a message updates
@@ -106,39 +108,60 @@ pub struct PeerStats {
     pub total: u64,
     /// D: distinct words
     pub distinct: u64,
-    /// words seen in exactly one / exactly two of the peer's messages
-    pub n1: u64,
-    pub n2: u64,
+    /// counts of counts: nk[k-1] = words seen in exactly k of the peer's messages (k = 1..4)
+    pub nk: [u64; 4],
     /// C(Y): adaptive code length of everything learned from the peer, in bits
     pub bits: f64,
 }
 
 impl PeerStats {
-    /// The absolute discount d = n1 / (n1 + 2 n2), kept inside [0.1, 0.9].
-    pub fn discount(&self) -> f64 {
-        if self.n1 + self.n2 == 0 {
-            0.5
+    /// The modified Kneser-Ney discounts of this peer (see the module documentation).
+    pub fn discounts(&self) -> Discounts {
+        let n = self.nk.map(|v| v as f64);
+        let y = if n[0] + n[1] > 0.0 {
+            n[0] / (n[0] + 2.0 * n[1])
         } else {
-            (self.n1 as f64 / (self.n1 as f64 + 2.0 * self.n2 as f64)).clamp(0.1, 0.9)
-        }
+            0.5
+        };
+        // D_k = k - (k+1) Y n_{k+1} / n_k, kept inside [0.1, k - 0.05]; k/2 without data
+        let dk = |k: usize| -> f64 {
+            let kf = k as f64;
+            if n[k - 1] > 0.0 {
+                (kf - (kf + 1.0) * y * n[k] / n[k - 1]).clamp(0.1, kf - 0.05)
+            } else {
+                kf / 2.0
+            }
+        };
+        let d = [dk(1), dk(2), dk(3)];
+        let n3plus = self.distinct.saturating_sub(self.nk[0] + self.nk[1]) as f64;
+        let escape = if self.total == 0 {
+            1.0
+        } else {
+            (d[0] * n[0] + d[1] * n[1] + d[2] * n3plus) / self.total as f64
+        };
+        Discounts { d, escape }
     }
 
     /// Count c(t, peer) -> c + 1: keep N, D and the counts of counts in step.
     fn bump(&mut self, old: u32) {
         self.total += 1;
-        match old {
-            0 => {
-                self.distinct += 1;
-                self.n1 += 1;
-            }
-            1 => {
-                self.n1 -= 1;
-                self.n2 += 1;
-            }
-            2 => self.n2 -= 1,
-            _ => {}
+        if old == 0 {
+            self.distinct += 1;
+        }
+        if (1..=4).contains(&old) {
+            self.nk[old as usize - 1] -= 1;
+        }
+        if old < 4 {
+            self.nk[old as usize] += 1;
         }
     }
+}
+
+/// A peer's discounts D1, D2, D3+ and its escape probability gamma.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Discounts {
+    pub d: [f64; 3],
+    pub escape: f64,
 }
 
 /// One word's row: its document frequency, per-peer counts and recent message ids.
@@ -147,8 +170,8 @@ pub struct TermRow {
     pub df: u64,
     /// (peer idx, count), sorted by peer idx
     pub counts: Vec<(u32, u32)>,
-    /// ids of the most recent messages containing the word, oldest first
-    pub recent: Vec<i64>,
+    /// (id, peer idx) of the most recent messages containing the word, oldest first
+    pub recent: Vec<(i64, u32)>,
 }
 
 impl TermRow {
@@ -171,7 +194,7 @@ impl TermRow {
                 0
             }
         };
-        self.recent.push(id);
+        self.recent.push((id, peer));
         if self.recent.len() > RECENT {
             self.recent.remove(0);
         }
@@ -201,37 +224,32 @@ impl TermRow {
         }
         Some(out)
     }
-    /// Serialise the recent ids: zigzag varints of successive differences.
+    /// Serialise the recent messages: per message a zigzag varint of the difference to
+    /// the previous id, then a varint of its peer idx.
     pub fn encode_recent(&self) -> Vec<u8> {
-        encode_ids(&self.recent)
+        let mut out = Vec::with_capacity(self.recent.len() * 4);
+        let mut prev = 0i64;
+        for &(id, p) in &self.recent {
+            let d = id.wrapping_sub(prev);
+            put_varint(&mut out, ((d << 1) ^ (d >> 63)) as u64);
+            put_varint(&mut out, p as u64);
+            prev = id;
+        }
+        out
     }
-    pub fn decode_recent(b: &[u8]) -> Option<Vec<i64>> {
-        decode_ids(b)
+    pub fn decode_recent(b: &[u8]) -> Option<Vec<(i64, u32)>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        let mut prev = 0i64;
+        while i < b.len() {
+            let z = get_varint(b, &mut i)?;
+            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            prev = prev.wrapping_add(d);
+            let p = u32::try_from(get_varint(b, &mut i)?).ok()?;
+            out.push((prev, p));
+        }
+        Some(out)
     }
-}
-
-/// Zigzag varints of successive differences of ids.
-pub fn encode_ids(ids: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ids.len() * 2);
-    let mut prev = 0i64;
-    for &id in ids {
-        let d = id.wrapping_sub(prev);
-        put_varint(&mut out, ((d << 1) ^ (d >> 63)) as u64);
-        prev = id;
-    }
-    out
-}
-pub fn decode_ids(b: &[u8]) -> Option<Vec<i64>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut prev = 0i64;
-    while i < b.len() {
-        let z = get_varint(b, &mut i)?;
-        let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-        prev = prev.wrapping_add(d);
-        out.push(prev);
-    }
-    Some(out)
 }
 
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -273,13 +291,16 @@ fn spell_bits(t: &Term, df: u64) -> f64 {
 }
 
 /// -log2 P(t | peer) for a word with background probability `pb` and peer count `c`.
-fn peer_bits(p: &PeerStats, d: f64, c: u32, pb: f64) -> f64 {
+fn peer_bits(p: &PeerStats, d: &Discounts, c: u32, pb: f64) -> f64 {
     if p.total == 0 {
         return -pb.log2();
     }
-    let n = p.total as f64;
-    let pr = (c as f64 - d).max(0.0) / n + d * p.distinct as f64 / n * pb;
-    -pr.log2()
+    let own = if c == 0 {
+        0.0
+    } else {
+        (c as f64 - d.d[(c as usize).min(3) - 1]).max(0.0) / p.total as f64
+    };
+    -(own + d.escape * pb).log2()
 }
 
 /// Code lengths of one message against every peer.
@@ -300,7 +321,7 @@ pub fn score(
     terms: &[Term],
     peers: &[PeerStats],
 ) -> Result<Scored, Failure> {
-    let ds: Vec<f64> = peers.iter().map(|p| p.discount()).collect();
+    let ds: Vec<Discounts> = peers.iter().map(|p| p.discounts()).collect();
     let mut cond = vec![0.0; peers.len()];
     let mut cx = 0.0;
     let mut rows = Vec::with_capacity(terms.len());
@@ -320,7 +341,7 @@ pub fn score(
         }
         for (i, p) in peers.iter().enumerate() {
             let c = dense[p.idx as usize];
-            cond[i] += peer_bits(p, ds[i], c, pb) + spell;
+            cond[i] += peer_bits(p, &ds[i], c, pb) + spell;
         }
         if let Some(r) = &row {
             for &(p, _) in &r.counts {
@@ -363,12 +384,12 @@ pub fn learn(store: &mut dyn Store, id: i64, address: &str, body: &[u8]) -> Resu
     let mut p = store.peer(idx)?;
     // the code length of the message under the statistics before it (as score() sees it)
     let (g0, p0) = (g, p.clone());
-    let d = p0.discount();
+    let d = p0.discounts();
     let mut bits = 0.0;
     for t in &terms {
         let mut row = store.term(t.hash)?.unwrap_or_default();
         let pb = p_all(&g0, row.df);
-        bits += peer_bits(&p0, d, row.count(idx), pb) + spell_bits(t, row.df);
+        bits += peer_bits(&p0, &d, row.count(idx), pb) + spell_bits(t, row.df);
         if row.df == 0 {
             g.distinct += 1;
         }
@@ -428,13 +449,13 @@ mod tests {
         let words: Vec<u64> = s.terms.keys().copied().collect();
         assert_eq!(words.len() as u64, g.distinct);
         for p in s.peers.clone() {
-            let d = p.discount();
+            let d = p.discounts();
             let mut sum = 0.0;
             for w in &words {
                 let r = &s.terms[w];
-                sum += 2f64.powf(-peer_bits(&p, d, r.count(p.idx), p_all(&g, r.df)));
+                sum += 2f64.powf(-peer_bits(&p, &d, r.count(p.idx), p_all(&g, r.df)));
             }
-            let unknown = d * p.distinct as f64 / p.total as f64 * p_all(&g, 0);
+            let unknown = d.escape * p_all(&g, 0);
             assert!((sum + unknown - 1.0).abs() < 1e-9, "{}: {}", p.address, sum);
         }
     }
@@ -510,18 +531,17 @@ mod tests {
             let (msgs, total) = per_peer[peer.address.as_str()];
             assert_eq!(peer.messages, msgs);
             assert_eq!(peer.total, total);
-            let mut n1 = 0;
-            let mut n2 = 0;
+            let mut nk = [0u64; 4];
             let mut distinct = 0;
             for byp in counts.values() {
-                match byp.get(peer.address.as_str()) {
-                    Some(1) => n1 += 1,
-                    Some(2) => n2 += 1,
-                    _ => {}
+                if let Some(&c) = byp.get(peer.address.as_str()) {
+                    if (1..=4).contains(&c) {
+                        nk[c as usize - 1] += 1;
+                    }
+                    distinct += 1;
                 }
-                distinct += byp.contains_key(peer.address.as_str()) as u64;
             }
-            assert_eq!((peer.n1, peer.n2, peer.distinct), (n1, n2, distinct));
+            assert_eq!((peer.nk, peer.distinct), (nk, distinct));
         }
         // C(Y) is the sum of the code lengths each message had when learned
         let mut fresh = MemStore::default();
@@ -558,9 +578,16 @@ mod tests {
         let rec = TermRow::decode_recent(&r.encode_recent()).unwrap();
         assert_eq!(c, r.counts);
         assert_eq!(rec, r.recent);
+        let odd = TermRow {
+            df: 4,
+            counts: vec![(0, 1), (u32::MAX, 3)],
+            recent: vec![(i64::MIN, 0), (0, 7), (i64::MAX, u32::MAX), (-5, 1)],
+        };
+        let rec = TermRow::decode_recent(&odd.encode_recent()).unwrap();
+        assert_eq!(rec, odd.recent);
         assert_eq!(
-            decode_ids(&encode_ids(&[i64::MIN, 0, i64::MAX, -5])).unwrap(),
-            vec![i64::MIN, 0, i64::MAX, -5]
+            TermRow::decode_counts(&odd.encode_counts()).unwrap(),
+            odd.counts
         );
         assert!(TermRow::decode_counts(&[0x80]).is_none());
     }

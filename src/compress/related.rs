@@ -1,10 +1,11 @@
 //! Related messages (A3: "it should be matched to zero or more messages in the cache")
 //! without scanning the cache.
 //!
-//! Shortlist: the word rows read for scoring X already carry the ids of the most recent
-//! messages containing each word ([`super::model::RECENT`] at most). The rarest words of
-//! X (at most `probe` of them) vote for those ids with their information content
-//! idf(t) = log2((docs + 1) / df(t)); the best `shortlist` ids are scored exactly.
+//! Shortlist: the word rows read for scoring X already carry the ids (and peers) of the
+//! most recent messages containing each word ([`super::model::RECENT`] at most). The
+//! rarest words of X (at most `probe` of them) vote for those ids with their information
+//! content idf(t) = log2((docs + 1) / df(t)), on top of the gain of the message's peer;
+//! the best `shortlist` ids are scored exactly.
 //!
 //! Exact score of a cached message m (in bits, higher = closer; returned negated so that
 //! lower = closer as everywhere in routing):
@@ -90,6 +91,11 @@ impl QueryView {
         }
     }
 
+    /// The weighted gain of a peer's model on X (bits).
+    pub fn peer_gain(&self, peer: u32) -> f64 {
+        self.weight * self.gain.get(peer as usize).copied().unwrap_or(0.0)
+    }
+
     /// Exact closeness of a cached message (bits, higher = closer).
     pub fn closeness(&self, d: &Doc) -> f64 {
         let norm = K1 * (1.0 - B + B * d.terms.len() as f64 / self.avg_len);
@@ -99,7 +105,7 @@ impl QueryView {
                 s += w * (K1 + 1.0) / (1.0 + norm);
             }
         }
-        s + self.weight * self.gain.get(d.peer as usize).copied().unwrap_or(0.0)
+        s + self.peer_gain(d.peer)
     }
 }
 
@@ -128,6 +134,8 @@ pub fn related(
         .collect();
     probes.sort();
     probes.truncate(opts.probe);
+    // approximate closeness: idf of the probed words (without length normalisation) plus
+    // the gain of the message's peer, which the word rows carry along with the ids
     let mut votes: HashMap<i64, f64> = HashMap::new();
     for &(_, i) in &probes {
         let w = view
@@ -136,8 +144,8 @@ pub fn related(
             .copied()
             .unwrap_or(0.0);
         if let Some(r) = &scored.rows[i] {
-            for &id in &r.recent {
-                *votes.entry(id).or_insert(0.0) += w;
+            for &(id, p) in &r.recent {
+                *votes.entry(id).or_insert_with(|| view.peer_gain(p)) += w;
             }
         }
     }

@@ -2,16 +2,16 @@
 //!
 //! Tables (SQLite):
 //! - `engine_global(id = 1, docs, total, distinct_terms)`
-//! - `engine_peers(idx, address, messages, total, distinct_terms, n1, n2, bits)`
+//! - `engine_peers(idx, address, messages, total, distinct_terms, n1, n2, n3, n4, bits)`
 //! - `engine_terms(hash, df, counts, recent)`: one row per word, keyed by its 64-bit hash;
-//!   `counts` = varints (peer idx delta, count), `recent` = zigzag varint deltas of the ids
-//!   of the most recent messages containing the word. A message is scored by looking up
-//!   only the rows of its own words.
+//!   `counts` = varints (peer idx delta, count), `recent` = the most recent messages
+//!   containing the word (zigzag varint id delta, varint peer idx). A message is scored by
+//!   looking up only the rows of its own words.
 //! - `engine_docs(id, peer, terms)`: per cached message (id = cache id) its peer and the
 //!   low 32 bits of its word hashes (4 bytes each, little endian), for exact scoring of
 //!   shortlisted related messages.
 
-use super::model::{decode_ids, Global, PeerStats, TermRow};
+use super::model::{Global, PeerStats, TermRow};
 use crate::exit::Failure;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS engine_global(
 CREATE TABLE IF NOT EXISTS engine_peers(
   idx INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
   messages INTEGER NOT NULL, total INTEGER NOT NULL, distinct_terms INTEGER NOT NULL,
-  n1 INTEGER NOT NULL, n2 INTEGER NOT NULL, bits REAL NOT NULL);
+  n1 INTEGER NOT NULL, n2 INTEGER NOT NULL, n3 INTEGER NOT NULL, n4 INTEGER NOT NULL,
+  bits REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS engine_terms(
   hash INTEGER PRIMARY KEY, df INTEGER NOT NULL, counts BLOB NOT NULL, recent BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS engine_docs(
@@ -174,13 +175,17 @@ fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerStats> {
         messages: r.get::<_, i64>(2)? as u64,
         total: r.get::<_, i64>(3)? as u64,
         distinct: r.get::<_, i64>(4)? as u64,
-        n1: r.get::<_, i64>(5)? as u64,
-        n2: r.get::<_, i64>(6)? as u64,
-        bits: r.get(7)?,
+        nk: [
+            r.get::<_, i64>(5)? as u64,
+            r.get::<_, i64>(6)? as u64,
+            r.get::<_, i64>(7)? as u64,
+            r.get::<_, i64>(8)? as u64,
+        ],
+        bits: r.get(9)?,
     })
 }
 
-const PEER_COLS: &str = "idx, address, messages, total, distinct_terms, n1, n2, bits";
+const PEER_COLS: &str = "idx, address, messages, total, distinct_terms, n1, n2, n3, n4, bits";
 
 fn decode_doc(peer: i64, b: &[u8]) -> Doc {
     Doc {
@@ -236,7 +241,7 @@ impl Store for SqlStore<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO engine_peers(idx, address, messages, total, distinct_terms, n1, n2,
-                 bits) VALUES (?1, ?2, 0, 0, 0, 0, 0, 0.0)",
+                 n3, n4, bits) VALUES (?1, ?2, 0, 0, 0, 0, 0, 0, 0, 0.0)",
             )
             .and_then(|mut s| s.execute(params![idx, address]))
             .map_err(db_failure)?;
@@ -254,7 +259,7 @@ impl Store for SqlStore<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE engine_peers SET messages = ?2, total = ?3, distinct_terms = ?4, n1 = ?5,
-                 n2 = ?6, bits = ?7 WHERE idx = ?1",
+                 n2 = ?6, n3 = ?7, n4 = ?8, bits = ?9 WHERE idx = ?1",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -262,8 +267,10 @@ impl Store for SqlStore<'_> {
                     p.messages as i64,
                     p.total as i64,
                     p.distinct as i64,
-                    p.n1 as i64,
-                    p.n2 as i64,
+                    p.nk[0] as i64,
+                    p.nk[1] as i64,
+                    p.nk[2] as i64,
+                    p.nk[3] as i64,
                     p.bits
                 ])
             })
@@ -299,7 +306,7 @@ impl Store for SqlStore<'_> {
             .get_ref(2)
             .and_then(|v| Ok(v.as_blob()?))
             .map_err(db_failure)?;
-        let recent = decode_ids(recent).ok_or_else(|| corrupt("recent"))?;
+        let recent = TermRow::decode_recent(recent).ok_or_else(|| corrupt("recent"))?;
         Ok(Some(TermRow {
             df: df as u64,
             counts,

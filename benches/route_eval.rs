@@ -1,0 +1,276 @@
+//! route-eval: routing accuracy and speed on a labelled JSONL corpus, by the protocol of
+//! shared/corpus/README.md (see `cmr::compress::eval`).
+//!
+//!     cargo bench --bench route_eval -- --seed 1,2,3
+//!     cargo bench --bench route_eval -- --compressor xz --metric d --labels 6
+//!
+//! Prints, per seed and as the mean over seeds: top-1 accuracy, precision of the related
+//! messages (share with the query's label), forwards per query (distinct peers among the
+//! related messages' senders, A3), recall of the shortlist against exhaustive matching,
+//! and milliseconds per routing decision in the library (peer scores; related messages).
+
+use clap::Parser;
+use cmr::compress::eval::{peer_address, read_corpus, split, Item};
+use cmr::compress::model::{learn, score, terms};
+use cmr::compress::related::{related, related_exhaustive, QueryView, RelatedOptions};
+use cmr::compress::store::{SqlStore, Store};
+use cmr::compress::{general_scores, CompressorKind, Metric, PeerContext};
+use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(name = "route-eval")]
+struct Args {
+    /// JSONL corpus ({"id","label","text"} a line)
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// number of labels (peers) to keep; default all
+    #[arg(long)]
+    labels: Option<usize>,
+    /// held-out queries per label
+    #[arg(long, default_value_t = 40)]
+    tests: usize,
+    /// seeds, comma separated; figures are averaged over them
+    #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+    seed: Vec<u64>,
+    /// model, deflate or xz
+    #[arg(long, default_value = "model")]
+    compressor: CompressorKind,
+    /// d, d-rel, cond or ncd
+    #[arg(long, default_value = "cond")]
+    metric: Metric,
+    /// peer context size for deflate and xz (most recent bytes)
+    #[arg(long, default_value_t = 32768)]
+    context_bytes: usize,
+    /// related messages returned per query
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// rarest words of X probed for the shortlist
+    #[arg(long)]
+    probe: Option<usize>,
+    /// shortlist size
+    #[arg(long)]
+    shortlist: Option<usize>,
+    /// weight of the peer model in related-message scores
+    #[arg(long)]
+    peer_weight: Option<f64>,
+    /// skip the exhaustive matching used to measure the shortlist's recall
+    #[arg(long)]
+    no_recall: bool,
+    /// print one JSON object with the means
+    #[arg(long)]
+    json: bool,
+    /// accepted and ignored (cargo bench passes it)
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Default, Debug, Clone, serde::Serialize)]
+struct Figures {
+    top1: f64,
+    p_at_k: f64,
+    forwards: f64,
+    recall: f64,
+    decide_ms: f64,
+    related_ms: f64,
+    learn_ms: f64,
+    queries: usize,
+    peers: usize,
+}
+
+fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
+    let sp = split(items, args.labels, args.tests, seed);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let conn = Connection::open(dir.path().join("engine.sqlite")).map_err(|e| e.to_string())?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        .map_err(|e| e.to_string())?;
+    SqlStore::create(&conn).map_err(|f| f.message)?;
+    let addrs: Vec<String> = sp.labels.iter().map(|l| peer_address(l)).collect();
+    let label_of_addr: HashMap<&str, usize> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i))
+        .collect();
+    // the cache: ids 1.. in corpus order
+    let mut label_of_id: HashMap<i64, usize> = HashMap::new();
+    let t = Instant::now();
+    {
+        let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+        let mut st = SqlStore::new(&tx);
+        for (n, &(l, i)) in sp.train.iter().enumerate() {
+            let id = n as i64 + 1;
+            learn(&mut st, id, &addrs[l], items[i].text.as_bytes()).map_err(|f| f.message)?;
+            label_of_id.insert(id, l);
+        }
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    let learn_ms = t.elapsed().as_secs_f64() * 1e3 / sp.train.len().max(1) as f64;
+
+    // peer contexts for the general-purpose compressors
+    let mut ctx_bytes: Vec<Vec<u8>> = vec![Vec::new(); sp.labels.len()];
+    for &(l, i) in &sp.train {
+        ctx_bytes[l].extend_from_slice(items[i].text.as_bytes());
+        ctx_bytes[l].push(b'\n');
+    }
+    let contexts: Vec<PeerContext> = ctx_bytes
+        .into_iter()
+        .map(|b| PeerContext::new(b, args.context_bytes))
+        .collect();
+
+    let mut opts = RelatedOptions::default();
+    if let Some(p) = args.probe {
+        opts.probe = p;
+    }
+    if let Some(s) = args.shortlist {
+        opts.shortlist = s;
+    }
+    if let Some(w) = args.peer_weight {
+        opts.peer_weight = w;
+    }
+
+    let mut st = SqlStore::new(&conn);
+    let mut f = Figures {
+        queries: sp.queries.len(),
+        peers: sp.labels.len(),
+        ..Default::default()
+    };
+    let (mut hit, mut rel_good, mut rel_n, mut fwd, mut rec_hit, mut rec_n) =
+        (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut decide, mut relt) = (0.0, 0.0);
+    for &(l, i) in &sp.queries {
+        let x = items[i].text.as_bytes();
+        let t0 = Instant::now();
+        let ts = terms(x);
+        let g = st.global().map_err(|f| f.message)?;
+        let peers = st.all_peers().map_err(|f| f.message)?;
+        let scored = score(&mut st, &g, &ts, &peers).map_err(|f| f.message)?;
+        let best_label = match args.compressor.general() {
+            None => {
+                let d: Vec<f64> = (0..peers.len())
+                    .map(|k| scored.distance(args.metric, k, &peers[k]))
+                    .collect();
+                argmin(&d).map(|k| label_of_addr[peers[k].address.as_str()])
+            }
+            Some(c) => {
+                let refs: Vec<&PeerContext> = contexts.iter().collect();
+                argmin(&general_scores(c, args.metric, x, &refs))
+            }
+        };
+        let t1 = Instant::now();
+        let view = QueryView::new(&g, &ts, &scored, &peers, &opts);
+        let rel = related(&mut st, &view, &ts, &scored, args.k, &opts).map_err(|f| f.message)?;
+        let t2 = Instant::now();
+        decide += (t1 - t0).as_secs_f64();
+        relt += (t2 - t1).as_secs_f64();
+        hit += (best_label == Some(l)) as usize;
+        rel_n += rel.len();
+        rel_good += rel.iter().filter(|(id, _)| label_of_id[id] == l).count();
+        fwd += rel
+            .iter()
+            .map(|(id, _)| label_of_id[id])
+            .collect::<HashSet<_>>()
+            .len();
+        if !args.no_recall {
+            let all = related_exhaustive(&mut st, &view, args.k).map_err(|f| f.message)?;
+            let got: HashSet<i64> = rel.iter().map(|r| r.0).collect();
+            rec_n += all.len();
+            rec_hit += all.iter().filter(|r| got.contains(&r.0)).count();
+        }
+    }
+    let q = sp.queries.len().max(1) as f64;
+    f.top1 = hit as f64 / q;
+    f.p_at_k = rel_good as f64 / rel_n.max(1) as f64;
+    f.forwards = fwd as f64 / q;
+    f.recall = if rec_n == 0 {
+        f64::NAN
+    } else {
+        rec_hit as f64 / rec_n as f64
+    };
+    f.decide_ms = decide * 1e3 / q;
+    f.related_ms = relt * 1e3 / q;
+    f.learn_ms = learn_ms;
+    Ok(f)
+}
+
+fn argmin(v: &[f64]) -> Option<usize> {
+    (0..v.len()).min_by(|&a, &b| v[a].total_cmp(&v[b]))
+}
+
+fn print(name: &str, f: &Figures, k: usize) {
+    println!(
+        "{name:>8}: top-1 {:.4}  p@{k} {:.4}  forwards {:.2}  recall {:.3}  \
+         decide {:.3} ms  related {:.3} ms  learn {:.3} ms  ({} queries, {} peers)",
+        f.top1,
+        f.p_at_k,
+        f.forwards,
+        f.recall,
+        f.decide_ms,
+        f.related_ms,
+        f.learn_ms,
+        f.queries,
+        f.peers
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    let corpus = args.corpus.clone().unwrap_or_else(|| {
+        let shared = std::env::var_os("CMR_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        shared.join("corpus/fortunes_topics.jsonl")
+    });
+    let items = match read_corpus(&corpus) {
+        Ok(i) => i,
+        Err(f) => {
+            eprintln!("route-eval: {}", f.message);
+            std::process::exit(f.code as i32);
+        }
+    };
+    println!(
+        "route-eval: corpus {} ({} items), labels {}, tests {}, setting {}:{}, context {} bytes",
+        corpus.display(),
+        items.len(),
+        args.labels.map_or("all".to_string(), |l| l.to_string()),
+        args.tests,
+        args.compressor,
+        args.metric,
+        args.context_bytes
+    );
+    let mut all = Vec::new();
+    for &s in &args.seed {
+        match run(&args, &items, s) {
+            Ok(f) => {
+                print(&format!("seed {s}"), &f, args.k);
+                all.push(f);
+            }
+            Err(e) => {
+                eprintln!("route-eval: seed {s}: {e}");
+                std::process::exit(70);
+            }
+        }
+    }
+    let n = all.len().max(1) as f64;
+    let mean = Figures {
+        top1: all.iter().map(|f| f.top1).sum::<f64>() / n,
+        p_at_k: all.iter().map(|f| f.p_at_k).sum::<f64>() / n,
+        forwards: all.iter().map(|f| f.forwards).sum::<f64>() / n,
+        recall: all.iter().map(|f| f.recall).sum::<f64>() / n,
+        decide_ms: all.iter().map(|f| f.decide_ms).sum::<f64>() / n,
+        related_ms: all.iter().map(|f| f.related_ms).sum::<f64>() / n,
+        learn_ms: all.iter().map(|f| f.learn_ms).sum::<f64>() / n,
+        queries: all.first().map_or(0, |f| f.queries),
+        peers: all.first().map_or(0, |f| f.peers),
+    };
+    print("mean", &mean, args.k);
+    if args.json {
+        let mut v = serde_json::to_value(&mean).unwrap_or_default();
+        v["compressor"] = args.compressor.as_str().into();
+        v["metric"] = args.metric.as_str().into();
+        v["seeds"] = serde_json::json!(args.seed);
+        v["labels"] = serde_json::json!(mean.peers);
+        println!("{v}");
+    }
+}
