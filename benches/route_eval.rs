@@ -14,7 +14,7 @@ use cmr::compress::eval::{peer_address, read_corpus, split, Item};
 use cmr::compress::model::{learn, score, terms};
 use cmr::compress::related::{related, related_exhaustive, QueryView, RelatedOptions};
 use cmr::compress::store::{SqlStore, Store};
-use cmr::compress::{general_scores, CompressorKind, Metric, PeerContext};
+use cmr::compress::{general_sizes, CompressorKind, Metric, PeerContext};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,9 +38,10 @@ struct Args {
     /// model, deflate or xz
     #[arg(long, default_value = "model")]
     compressor: CompressorKind,
-    /// d, d-rel, cond or ncd
-    #[arg(long, default_value = "cond")]
-    metric: Metric,
+    /// d, d-rel, cond or ncd; a comma separated list is measured in one pass (the sizes
+    /// are computed once; decision times then include C(XY) for all)
+    #[arg(long, default_value = "cond", value_delimiter = ',')]
+    metric: Vec<Metric>,
     /// peer context size for deflate and xz (most recent bytes)
     #[arg(long, default_value_t = 32768)]
     context_bytes: usize,
@@ -69,7 +70,8 @@ struct Args {
 
 #[derive(Default, Debug, Clone, serde::Serialize)]
 struct Figures {
-    top1: f64,
+    /// top-1 accuracy per metric, in the order of --metric
+    top1: Vec<f64>,
     p_at_k: f64,
     forwards: f64,
     recall: f64,
@@ -130,14 +132,16 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         opts.peer_weight = w;
     }
 
+    let needs_xy = args.metric.iter().any(|m| m.needs_xy());
     let mut st = SqlStore::new(&conn);
     let mut f = Figures {
         queries: sp.queries.len(),
         peers: sp.labels.len(),
         ..Default::default()
     };
-    let (mut hit, mut rel_good, mut rel_n, mut fwd, mut rec_hit, mut rec_n) =
-        (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut hit = vec![0usize; args.metric.len()];
+    let (mut rel_good, mut rel_n, mut fwd, mut rec_hit, mut rec_n) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut decide, mut relt) = (0.0, 0.0);
     for &(l, i) in &sp.queries {
         let x = items[i].text.as_bytes();
@@ -146,16 +150,25 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         let g = st.global().map_err(|f| f.message)?;
         let peers = st.all_peers().map_err(|f| f.message)?;
         let scored = score(&mut st, &g, &ts, &peers).map_err(|f| f.message)?;
-        let best_label = match args.compressor.general() {
-            None => {
-                let d: Vec<f64> = (0..peers.len())
-                    .map(|k| scored.distance(args.metric, k, &peers[k]))
-                    .collect();
-                argmin(&d).map(|k| label_of_addr[peers[k].address.as_str()])
-            }
+        // per metric: the label of the closest peer
+        let best: Vec<Option<usize>> = match args.compressor.general() {
+            None => args
+                .metric
+                .iter()
+                .map(|&m| {
+                    let d: Vec<f64> = (0..peers.len())
+                        .map(|k| scored.distance(m, k, &peers[k]))
+                        .collect();
+                    argmin(&d).map(|k| label_of_addr[peers[k].address.as_str()])
+                })
+                .collect(),
             Some(c) => {
                 let refs: Vec<&PeerContext> = contexts.iter().collect();
-                argmin(&general_scores(c, args.metric, x, &refs))
+                let sizes = general_sizes(c, needs_xy, x, &refs);
+                args.metric
+                    .iter()
+                    .map(|m| argmin(&sizes.iter().map(|s| m.of(s)).collect::<Vec<_>>()))
+                    .collect()
             }
         };
         let t1 = Instant::now();
@@ -164,7 +177,9 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         let t2 = Instant::now();
         decide += (t1 - t0).as_secs_f64();
         relt += (t2 - t1).as_secs_f64();
-        hit += (best_label == Some(l)) as usize;
+        for (h, b) in hit.iter_mut().zip(&best) {
+            *h += (*b == Some(l)) as usize;
+        }
         rel_n += rel.len();
         rel_good += rel.iter().filter(|(id, _)| label_of_id[id] == l).count();
         fwd += rel
@@ -180,7 +195,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         }
     }
     let q = sp.queries.len().max(1) as f64;
-    f.top1 = hit as f64 / q;
+    f.top1 = hit.iter().map(|&h| h as f64 / q).collect();
     f.p_at_k = rel_good as f64 / rel_n.max(1) as f64;
     f.forwards = fwd as f64 / q;
     f.recall = if rec_n == 0 {
@@ -198,11 +213,18 @@ fn argmin(v: &[f64]) -> Option<usize> {
     (0..v.len()).min_by(|&a, &b| v[a].total_cmp(&v[b]))
 }
 
-fn print(name: &str, f: &Figures, k: usize) {
+fn print(name: &str, f: &Figures, args: &Args) {
+    let top: Vec<String> = args
+        .metric
+        .iter()
+        .zip(&f.top1)
+        .map(|(m, t)| format!("{}:{m} {t:.4}", args.compressor))
+        .collect();
     println!(
-        "{name:>8}: top-1 {:.4}  p@{k} {:.4}  forwards {:.2}  recall {:.3}  \
+        "{name:>8}: top-1 {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
          decide {:.3} ms  related {:.3} ms  learn {:.3} ms  ({} queries, {} peers)",
-        f.top1,
+        top.join(" "),
+        args.k,
         f.p_at_k,
         f.forwards,
         f.recall,
@@ -230,20 +252,20 @@ fn main() {
         }
     };
     println!(
-        "route-eval: corpus {} ({} items), labels {}, tests {}, setting {}:{}, context {} bytes",
+        "route-eval: corpus {} ({} items), labels {}, tests {}, compressor {}, metrics {:?}, context {} bytes",
         corpus.display(),
         items.len(),
         args.labels.map_or("all".to_string(), |l| l.to_string()),
         args.tests,
         args.compressor,
-        args.metric,
+        args.metric.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         args.context_bytes
     );
     let mut all = Vec::new();
     for &s in &args.seed {
         match run(&args, &items, s) {
             Ok(f) => {
-                print(&format!("seed {s}"), &f, args.k);
+                print(&format!("seed {s}"), &f, &args);
                 all.push(f);
             }
             Err(e) => {
@@ -254,7 +276,9 @@ fn main() {
     }
     let n = all.len().max(1) as f64;
     let mean = Figures {
-        top1: all.iter().map(|f| f.top1).sum::<f64>() / n,
+        top1: (0..args.metric.len())
+            .map(|m| all.iter().map(|f| f.top1[m]).sum::<f64>() / n)
+            .collect(),
         p_at_k: all.iter().map(|f| f.p_at_k).sum::<f64>() / n,
         forwards: all.iter().map(|f| f.forwards).sum::<f64>() / n,
         recall: all.iter().map(|f| f.recall).sum::<f64>() / n,
@@ -264,11 +288,16 @@ fn main() {
         queries: all.first().map_or(0, |f| f.queries),
         peers: all.first().map_or(0, |f| f.peers),
     };
-    print("mean", &mean, args.k);
+    print("mean", &mean, &args);
     if args.json {
         let mut v = serde_json::to_value(&mean).unwrap_or_default();
         v["compressor"] = args.compressor.as_str().into();
-        v["metric"] = args.metric.as_str().into();
+        v["metric"] = args
+            .metric
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .into();
         v["seeds"] = serde_json::json!(args.seed);
         v["labels"] = serde_json::json!(mean.peers);
         println!("{v}");

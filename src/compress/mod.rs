@@ -293,27 +293,32 @@ impl PeerContext {
     }
 }
 
-/// The distance of X (with C(X) = `cx`) to each peer context under a general-purpose
-/// compressor. Lower is closer.
-pub fn general_scores(
-    c: &dyn Compressor,
-    metric: Metric,
-    x: &[u8],
-    peers: &[&PeerContext],
-) -> Vec<f64> {
+/// The sizes of X against each peer context under a general-purpose compressor. C(XY)
+/// is only computed when `xy` (otherwise it is set to C(YX)).
+pub fn general_sizes(c: &dyn Compressor, xy: bool, x: &[u8], peers: &[&PeerContext]) -> Vec<Sizes> {
     let cx = c.size(x);
     peers
         .iter()
         .map(|p| {
             let cy = p.cy(c);
             let cyx = c.size2(&p.bytes, x);
-            let cxy = if metric.needs_xy() {
-                c.size2(x, &p.bytes)
-            } else {
-                cyx
-            };
-            metric.of(&Sizes { cx, cy, cxy, cyx })
+            let cxy = if xy { c.size2(x, &p.bytes) } else { cyx };
+            Sizes { cx, cy, cxy, cyx }
         })
+        .collect()
+}
+
+/// The distance of X to each peer context under a general-purpose compressor. Lower is
+/// closer.
+pub fn general_scores(
+    c: &dyn Compressor,
+    metric: Metric,
+    x: &[u8],
+    peers: &[&PeerContext],
+) -> Vec<f64> {
+    general_sizes(c, metric.needs_xy(), x, peers)
+        .iter()
+        .map(|s| metric.of(s))
         .collect()
 }
 
