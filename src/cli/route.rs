@@ -73,7 +73,7 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     version,
     about = "Route CMR messages (A3): accept or reject, cache, match, queue forwards",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true
+    subcommand_negates_reqs = true
 )]
 pub struct Args {
     /// State file (default: $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite).

@@ -145,9 +145,11 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Cached>, Failure> {
 /// The cache row holding a message ID (any line of its header), given as
 /// `timestamp SP address`.
 pub fn by_message_id(conn: &Connection, id_line: &str) -> Result<Option<Cached>, Failure> {
-    let Some((ts, addr)) = id_line.split_once(' ') else {
+    // The timestamp holds a space itself: the address starts after the next one.
+    let Some(sp) = id_line.get(19..).and_then(|r| r.find(' ')).map(|i| i + 19) else {
         return Ok(None);
     };
+    let (ts, addr) = (&id_line[..sp], &id_line[sp + 1..]);
     let Ok(t) = wire::Timestamp::parse(ts.as_bytes()) else {
         return Ok(None);
     };
