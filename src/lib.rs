@@ -9,6 +9,9 @@
 pub mod cli;
 pub mod compress;
 pub mod exit;
+pub mod keyx;
 pub mod log;
+pub mod route;
 pub mod sign;
+pub mod state;
 pub mod wire;
