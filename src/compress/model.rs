@@ -28,7 +28,7 @@
 //! learned (an adaptive code); C(XY) is taken as C(Y) + C(X|Y) (exact for an exchangeable
 //! model), which is what the metrics D, D - C(Y) and NCD need.
 
-use super::store::Store;
+use super::store::{Doc, Store};
 use super::{Metric, Sizes};
 use crate::exit::Failure;
 
@@ -142,6 +142,20 @@ impl PeerStats {
         Discounts { d, escape }
     }
 
+    /// Count c(t, peer) -> c - 1 (c = `old` > 0): the reverse of [`PeerStats::bump`].
+    fn unbump(&mut self, old: u32) {
+        self.total = self.total.saturating_sub(1);
+        if old == 1 {
+            self.distinct = self.distinct.saturating_sub(1);
+        }
+        if (1..=4).contains(&old) {
+            self.nk[old as usize - 1] = self.nk[old as usize - 1].saturating_sub(1);
+        }
+        if (2..=5).contains(&old) {
+            self.nk[old as usize - 2] += 1;
+        }
+    }
+
     /// Count c(t, peer) -> c + 1: keep N, D and the counts of counts in step.
     fn bump(&mut self, old: u32) {
         self.total += 1;
@@ -198,6 +212,22 @@ impl TermRow {
         if self.recent.len() > RECENT {
             self.recent.remove(0);
         }
+        old
+    }
+
+    /// Remove one message of `peer` with id `id`; return the peer's old count.
+    fn remove(&mut self, peer: u32, id: i64) -> u32 {
+        let Ok(i) = self.counts.binary_search_by_key(&peer, |c| c.0) else {
+            return 0;
+        };
+        let old = self.counts[i].1;
+        if old <= 1 {
+            self.counts.remove(i);
+        } else {
+            self.counts[i].1 -= 1;
+        }
+        self.df = self.df.saturating_sub(1);
+        self.recent.retain(|r| r.0 != id);
         old
     }
 
@@ -403,8 +433,46 @@ pub fn learn(store: &mut dyn Store, id: i64, address: &str, body: &[u8]) -> Resu
     p.bits += bits;
     store.set_peer(&p)?;
     store.set_global(&g)?;
-    let hashes: Vec<u64> = terms.iter().map(|t| t.hash).collect();
-    store.add_doc(id, idx, &hashes)?;
+    let doc = Doc {
+        peer: idx,
+        bits,
+        terms: terms.iter().map(|t| t.hash).collect(),
+    };
+    store.add_doc(id, &doc)?;
+    Ok(true)
+}
+
+/// Forget a cached message (it left the cache): undo what [`learn`] did, exactly, except
+/// that the recent-message lists simply drop its id. Returns false if it was not learned.
+pub fn forget(store: &mut dyn Store, id: i64) -> Result<bool, Failure> {
+    let Some(doc) = store.doc(id)? else {
+        return Ok(false);
+    };
+    let mut g = store.global()?;
+    let mut p = store.peer(doc.peer)?;
+    for &h in &doc.terms {
+        let Some(mut row) = store.term(h)? else {
+            continue;
+        };
+        let old = row.remove(doc.peer, id);
+        if old == 0 {
+            continue; // not counted (cannot happen in a consistent store)
+        }
+        p.unbump(old);
+        g.total = g.total.saturating_sub(1);
+        if row.df == 0 {
+            g.distinct = g.distinct.saturating_sub(1);
+            store.delete_term(h)?;
+        } else {
+            store.set_term(h, &row)?;
+        }
+    }
+    g.docs = g.docs.saturating_sub(1);
+    p.messages = p.messages.saturating_sub(1);
+    p.bits -= doc.bits;
+    store.set_peer(&p)?;
+    store.set_global(&g)?;
+    store.delete_doc(id)?;
     Ok(true)
 }
 
@@ -562,6 +630,37 @@ mod tests {
         }
         let a = s.peers.iter().find(|p| p.address == "a").unwrap();
         assert!((a.bits - bits_a).abs() < 1e-9, "{} {}", a.bits, bits_a);
+    }
+
+    #[test]
+    fn forgetting_undoes_learning() {
+        let msgs = corpus();
+        for gone in 0..msgs.len() {
+            let mut all = MemStore::default();
+            let mut without = MemStore::default();
+            for (i, (p, m)) in msgs.iter().enumerate() {
+                learn(&mut all, i as i64, p, m.as_bytes()).unwrap();
+                if i != gone {
+                    learn(&mut without, i as i64, p, m.as_bytes()).unwrap();
+                } else {
+                    // keep peer numbering the same
+                    if without.peer_index(p).unwrap().is_none() {
+                        without.add_peer(p).unwrap();
+                    }
+                }
+            }
+            assert!(forget(&mut all, gone as i64).unwrap());
+            assert!(!forget(&mut all, gone as i64).unwrap());
+            assert_eq!(all.g, without.g);
+            assert_eq!(all.terms, without.terms);
+            assert_eq!(all.docs.len(), without.docs.len());
+            for (a, b) in all.peers.iter().zip(&without.peers) {
+                assert_eq!(
+                    (a.messages, a.total, a.distinct, a.nk),
+                    (b.messages, b.total, b.distinct, b.nk)
+                );
+            }
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ const B: f64 = 0.75;
 
 /// What the exact scorer needs about X.
 pub struct QueryView {
-    idf: HashMap<u32, f64>,
+    idf: HashMap<u64, f64>,
     gain: Vec<f64>,
     avg_len: f64,
     weight: f64,
@@ -70,7 +70,7 @@ impl QueryView {
         for (t, row) in terms.iter().zip(&scored.rows) {
             if let Some(r) = row {
                 if r.df > 0 {
-                    idf.insert(t.hash as u32, (docs / r.df as f64).log2());
+                    idf.insert(t.hash, (docs / r.df as f64).log2());
                 }
             }
         }
@@ -138,11 +138,7 @@ pub fn related(
     // the gain of the message's peer, which the word rows carry along with the ids
     let mut votes: HashMap<i64, f64> = HashMap::new();
     for &(_, i) in &probes {
-        let w = view
-            .idf
-            .get(&(terms[i].hash as u32))
-            .copied()
-            .unwrap_or(0.0);
+        let w = view.idf.get(&terms[i].hash).copied().unwrap_or(0.0);
         if let Some(r) = &scored.rows[i] {
             for &(id, p) in &r.recent {
                 *votes.entry(id).or_insert_with(|| view.peer_gain(p)) += w;

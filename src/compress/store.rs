@@ -7,9 +7,9 @@
 //!   `counts` = varints (peer idx delta, count), `recent` = the most recent messages
 //!   containing the word (zigzag varint id delta, varint peer idx). A message is scored by
 //!   looking up only the rows of its own words.
-//! - `engine_docs(id, peer, terms)`: per cached message (id = cache id) its peer and the
-//!   low 32 bits of its word hashes (4 bytes each, little endian), for exact scoring of
-//!   shortlisted related messages.
+//! - `engine_docs(id, peer, bits, terms)`: per cached message (id = cache id) its peer, its
+//!   code length when learned, and its word hashes (8 bytes each, little endian), for exact
+//!   scoring of shortlisted related messages and for forgetting the message.
 
 use super::model::{Global, PeerStats, TermRow};
 use crate::exit::Failure;
@@ -29,15 +29,17 @@ CREATE TABLE IF NOT EXISTS engine_peers(
 CREATE TABLE IF NOT EXISTS engine_terms(
   hash INTEGER PRIMARY KEY, df INTEGER NOT NULL, counts BLOB NOT NULL, recent BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS engine_docs(
-  id INTEGER PRIMARY KEY, peer INTEGER NOT NULL, terms BLOB NOT NULL);
+  id INTEGER PRIMARY KEY, peer INTEGER NOT NULL, bits REAL NOT NULL, terms BLOB NOT NULL);
 ";
 
 /// A cached message as the engine remembers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Doc {
     pub peer: u32,
-    /// low 32 bits of the hashes of its distinct words
-    pub terms: Vec<u32>,
+    /// its code length under its peer's model when it was learned (bits)
+    pub bits: f64,
+    /// the hashes of its distinct words
+    pub terms: Vec<u64>,
 }
 
 /// Storage of the model's statistics.
@@ -52,7 +54,9 @@ pub trait Store {
     fn term(&mut self, hash: u64) -> Result<Option<TermRow>, Failure>;
     fn set_term(&mut self, hash: u64, row: &TermRow) -> Result<(), Failure>;
     fn doc(&mut self, id: i64) -> Result<Option<Doc>, Failure>;
-    fn add_doc(&mut self, id: i64, peer: u32, terms: &[u64]) -> Result<(), Failure>;
+    fn add_doc(&mut self, id: i64, doc: &Doc) -> Result<(), Failure>;
+    fn delete_doc(&mut self, id: i64) -> Result<(), Failure>;
+    fn delete_term(&mut self, hash: u64) -> Result<(), Failure>;
     /// Every remembered message (for exhaustive matching, in benchmarks and checks).
     fn for_each_doc(&mut self, f: &mut dyn FnMut(i64, &Doc)) -> Result<(), Failure>;
 }
@@ -117,14 +121,16 @@ impl Store for MemStore {
     fn doc(&mut self, id: i64) -> Result<Option<Doc>, Failure> {
         Ok(self.docs.get(&id).cloned())
     }
-    fn add_doc(&mut self, id: i64, peer: u32, terms: &[u64]) -> Result<(), Failure> {
-        self.docs.insert(
-            id,
-            Doc {
-                peer,
-                terms: terms.iter().map(|&h| h as u32).collect(),
-            },
-        );
+    fn add_doc(&mut self, id: i64, doc: &Doc) -> Result<(), Failure> {
+        self.docs.insert(id, doc.clone());
+        Ok(())
+    }
+    fn delete_doc(&mut self, id: i64) -> Result<(), Failure> {
+        self.docs.remove(&id);
+        Ok(())
+    }
+    fn delete_term(&mut self, hash: u64) -> Result<(), Failure> {
+        self.terms.remove(&hash);
         Ok(())
     }
     fn for_each_doc(&mut self, f: &mut dyn FnMut(i64, &Doc)) -> Result<(), Failure> {
@@ -187,12 +193,13 @@ fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerStats> {
 
 const PEER_COLS: &str = "idx, address, messages, total, distinct_terms, n1, n2, n3, n4, bits";
 
-fn decode_doc(peer: i64, b: &[u8]) -> Doc {
+fn decode_doc(peer: i64, bits: f64, b: &[u8]) -> Doc {
     Doc {
         peer: peer as u32,
+        bits,
         terms: b
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect(),
     }
 }
@@ -331,42 +338,58 @@ impl Store for SqlStore<'_> {
     }
     fn doc(&mut self, id: i64) -> Result<Option<Doc>, Failure> {
         self.conn
-            .prepare_cached("SELECT peer, terms FROM engine_docs WHERE id = ?1")
+            .prepare_cached("SELECT peer, bits, terms FROM engine_docs WHERE id = ?1")
             .and_then(|mut s| {
                 s.query_row([id], |r| {
-                    let peer: i64 = r.get(0)?;
-                    let b = r.get_ref(1)?.as_blob()?;
-                    Ok(decode_doc(peer, b))
+                    let b = r.get_ref(2)?.as_blob()?;
+                    Ok(decode_doc(r.get(0)?, r.get(1)?, b))
                 })
                 .optional()
             })
             .map_err(db_failure)
     }
-    fn add_doc(&mut self, id: i64, peer: u32, terms: &[u64]) -> Result<(), Failure> {
-        let mut b = Vec::with_capacity(terms.len() * 4);
-        for &h in terms {
-            b.extend_from_slice(&(h as u32).to_le_bytes());
+    fn add_doc(&mut self, id: i64, doc: &Doc) -> Result<(), Failure> {
+        let mut b = Vec::with_capacity(doc.terms.len() * 8);
+        for &h in &doc.terms {
+            b.extend_from_slice(&h.to_le_bytes());
         }
         self.conn
-            .prepare_cached("INSERT INTO engine_docs(id, peer, terms) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![id, peer as i64, b]))
+            .prepare_cached(
+                "INSERT INTO engine_docs(id, peer, bits, terms) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![id, doc.peer as i64, doc.bits, b]))
+            .map_err(db_failure)?;
+        Ok(())
+    }
+    fn delete_doc(&mut self, id: i64) -> Result<(), Failure> {
+        self.conn
+            .prepare_cached("DELETE FROM engine_docs WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db_failure)?;
+        Ok(())
+    }
+    fn delete_term(&mut self, hash: u64) -> Result<(), Failure> {
+        self.conn
+            .prepare_cached("DELETE FROM engine_terms WHERE hash = ?1")
+            .and_then(|mut s| s.execute([hash as i64]))
             .map_err(db_failure)?;
         Ok(())
     }
     fn for_each_doc(&mut self, f: &mut dyn FnMut(i64, &Doc)) -> Result<(), Failure> {
         let mut s = self
             .conn
-            .prepare_cached("SELECT id, peer, terms FROM engine_docs")
+            .prepare_cached("SELECT id, peer, bits, terms FROM engine_docs")
             .map_err(db_failure)?;
         let mut rows = s.query([]).map_err(db_failure)?;
         while let Some(r) = rows.next().map_err(db_failure)? {
             let id: i64 = r.get(0).map_err(db_failure)?;
             let peer: i64 = r.get(1).map_err(db_failure)?;
+            let bits: f64 = r.get(2).map_err(db_failure)?;
             let b = r
-                .get_ref(2)
+                .get_ref(3)
                 .and_then(|v| Ok(v.as_blob()?))
                 .map_err(db_failure)?;
-            f(id, &decode_doc(peer, b));
+            f(id, &decode_doc(peer, bits, b));
         }
         Ok(())
     }
