@@ -17,6 +17,7 @@
 //! `compressor:metric` (see [`Setting`]).
 
 pub mod eval;
+pub mod matcher;
 pub mod model;
 pub mod related;
 pub mod store;

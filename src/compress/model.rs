@@ -123,13 +123,16 @@ impl PeerStats {
         } else {
             0.5
         };
-        // D_k = k - (k+1) Y n_{k+1} / n_k, kept inside [0.1, k - 0.05]; k/2 without data
+        // D_k = k - (k+1) Y n_{k+1} / n_k, kept inside [0.1, k - 0.05]. Where the counts
+        // it needs are missing (a small peer), the single discount Y of Ney et al. instead:
+        // D_k = k would leave the peer's count-k words almost nothing of their own.
+        let simple = y.clamp(0.1, 0.9);
         let dk = |k: usize| -> f64 {
             let kf = k as f64;
-            if n[k - 1] > 0.0 {
+            if k == 1 && n[0] > 0.0 || n[k - 1] > 0.0 && n[k] > 0.0 {
                 (kf - (kf + 1.0) * y * n[k] / n[k - 1]).clamp(0.1, kf - 0.05)
             } else {
-                kf / 2.0
+                simple
             }
         };
         let d = [dk(1), dk(2), dk(3)];
@@ -338,8 +341,15 @@ fn peer_bits(p: &PeerStats, d: &Discounts, c: u32, pb: f64) -> f64 {
 pub struct Scored {
     /// C(X): the message under the background model alone (no peer), bits
     pub cx: f64,
+    /// C0(X): the message's words spelt out without any model (8 bits a byte plus a
+    /// terminator per word), bits: the size with no knowledge at all
+    pub c0: f64,
     /// C(X | Y_i) for each requested peer, bits
     pub cond: Vec<f64>,
+    /// C(X) and C(X | Y_i) over the words the cache knows (df > 0) only: the words no
+    /// cached message contains say nothing about where X belongs
+    pub cx_known: f64,
+    pub cond_known: Vec<f64>,
     /// the word rows read (None for unseen words), in the order of the terms
     pub rows: Vec<Option<TermRow>>,
 }
@@ -353,7 +363,10 @@ pub fn score(
 ) -> Result<Scored, Failure> {
     let ds: Vec<Discounts> = peers.iter().map(|p| p.discounts()).collect();
     let mut cond = vec![0.0; peers.len()];
+    let mut cond_known = vec![0.0; peers.len()];
+    let mut cx_known = 0.0;
     let mut cx = 0.0;
+    let mut c0 = 0.0;
     let mut rows = Vec::with_capacity(terms.len());
     let mut dense = vec![0u32; peers.iter().map(|p| p.idx as usize + 1).max().unwrap_or(0)];
     for t in terms {
@@ -362,6 +375,10 @@ pub fn score(
         let pb = p_all(g, df);
         let spell = spell_bits(t, df);
         cx += -pb.log2() + spell;
+        if df > 0 {
+            cx_known += -pb.log2();
+        }
+        c0 += 8.0 * (t.len as f64 + 1.0);
         if let Some(r) = &row {
             for &(p, c) in &r.counts {
                 if let Some(slot) = dense.get_mut(p as usize) {
@@ -371,7 +388,11 @@ pub fn score(
         }
         for (i, p) in peers.iter().enumerate() {
             let c = dense[p.idx as usize];
-            cond[i] += peer_bits(p, &ds[i], c, pb) + spell;
+            let b = peer_bits(p, &ds[i], c, pb);
+            cond[i] += b + spell;
+            if df > 0 {
+                cond_known[i] += b;
+            }
         }
         if let Some(r) = &row {
             for &(p, _) in &r.counts {
@@ -382,7 +403,14 @@ pub fn score(
         }
         rows.push(row);
     }
-    Ok(Scored { cx, cond, rows })
+    Ok(Scored {
+        cx,
+        c0,
+        cond,
+        cx_known,
+        cond_known,
+        rows,
+    })
 }
 
 impl Scored {

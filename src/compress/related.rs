@@ -96,6 +96,17 @@ impl QueryView {
         self.weight * self.gain.get(peer as usize).copied().unwrap_or(0.0)
     }
 
+    /// The largest closeness a message could have: all of X's known words (at the average
+    /// length) and the best peer's gain. Normalises closeness into [0, 1] for thresholds.
+    pub fn max_closeness(&self) -> f64 {
+        let sim: f64 = self.idf.values().map(|w| w * (K1 + 1.0) / (1.0 + K1)).sum();
+        sim + self
+            .gain
+            .iter()
+            .map(|g| self.weight * g)
+            .fold(0.0, f64::max)
+    }
+
     /// Exact closeness of a cached message (bits, higher = closer).
     pub fn closeness(&self, d: &Doc) -> f64 {
         let norm = K1 * (1.0 - B + B * d.terms.len() as f64 / self.avg_len);
@@ -110,8 +121,8 @@ impl QueryView {
 }
 
 fn top_k(mut v: Vec<(i64, f64)>, k: usize) -> Vec<(i64, f64)> {
-    // closest first; ties: the more recent message first
-    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+    // closest first; ties: the message cached first (lower id) first, as the baseline does
+    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     v.truncate(k);
     v
 }

@@ -125,4 +125,6 @@ CREATE TABLE counters(
     r#"
 CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);
 "#,
+    // 3: the routing engine's word model (compress::store; owner: engine).
+    crate::compress::store::SCHEMA,
 ];
