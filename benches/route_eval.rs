@@ -8,6 +8,14 @@
 //! messages (share with the query's label), forwards per query (distinct peers among the
 //! related messages' senders, A3), recall of the shortlist against exhaustive matching,
 //! and milliseconds per routing decision in the library (peer scores; related messages).
+//!
+//! With `--e2e`, the same split also goes through the real router: the training messages
+//! are cached in a state file (as the router's accept step does, in big transactions) and
+//! each query is routed by a fresh `cmr-route --dry-run --json` process; its decision
+//! (best peer, matched messages, forwards), wall-clock time and peak RSS are reported.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use clap::Parser;
 use cmr::compress::eval::{peer_address, read_corpus, split, Item};
@@ -63,6 +71,15 @@ struct Args {
     /// print one JSON object with the means
     #[arg(long)]
     json: bool,
+    /// also route the queries end to end, each in a fresh `cmr-route` process
+    #[arg(long)]
+    e2e: bool,
+    /// at most this many queries end to end (spread over the labels); default all
+    #[arg(long)]
+    e2e_queries: Option<usize>,
+    /// keep the state file of the last seed in this directory (for inspection)
+    #[arg(long)]
+    keep: Option<PathBuf>,
     /// accepted and ignored (cargo bench passes it)
     #[arg(long, hide = true)]
     bench: bool,
@@ -80,6 +97,132 @@ struct Figures {
     learn_ms: f64,
     queries: usize,
     peers: usize,
+    /// end to end (cmr-route in a fresh process), when measured
+    e2e: Option<E2e>,
+}
+
+#[derive(Default, Debug, Clone, serde::Serialize)]
+struct E2e {
+    top1: f64,
+    p_at_k: f64,
+    forwards: f64,
+    routed: f64,
+    median_ms: f64,
+    cpu_ms: f64,
+    max_rss_mib: f64,
+    queries: usize,
+}
+
+fn route_setting(m: Metric) -> &'static str {
+    match m {
+        Metric::Cond => "conditional",
+        Metric::D => "spec",
+        Metric::DRel => "relative",
+        Metric::Ncd => "ncd",
+    }
+}
+
+/// The split through the real router: bulk-cached training messages, each query routed by
+/// a fresh `cmr-route --dry-run --json`.
+fn run_e2e(
+    args: &Args,
+    items: &[Item],
+    sp: &cmr::compress::eval::Split,
+    addrs: &[String],
+    dir: &std::path::Path,
+) -> Result<E2e, String> {
+    let path = dir.join("state.sqlite");
+    let k = args.k.to_string();
+    let ctx = args.context_bytes.to_string();
+    common::init_state(
+        &path,
+        &[
+            ("compressor", args.compressor.as_str()),
+            ("metric", route_setting(args.metric[0])),
+            ("match_k", &k),
+            ("context_bytes", &ctx),
+        ],
+    )?;
+    let mut state = cmr::state::State::open(Some(&path)).map_err(|f| f.message)?;
+    let mut msgs = sp.train.iter().enumerate().map(|(n, &(l, i))| {
+        let m = common::compose(&addrs[l], n as u64, items[i].text.as_bytes());
+        (addrs[l].clone(), m)
+    });
+    let mut bad = None;
+    let mut ok_msgs = std::iter::from_fn(|| match msgs.next()? {
+        (a, Ok(m)) => Some((a, m)),
+        (_, Err(e)) => {
+            bad = Some(e);
+            None
+        }
+    });
+    let ids = common::bulk_cache(&mut state, &mut ok_msgs, 10_000)?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    drop(state);
+    let label_of_id: HashMap<i64, usize> = ids
+        .iter()
+        .zip(&sp.train)
+        .map(|(&id, &(l, _))| (id, l))
+        .collect();
+    let label_of_addr: HashMap<&str, usize> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i))
+        .collect();
+    let n = args
+        .e2e_queries
+        .unwrap_or(sp.queries.len())
+        .min(sp.queries.len());
+    // spread over the labels: every (len / n)-th query
+    let step = (sp.queries.len() as f64 / n.max(1) as f64).max(1.0);
+    let mut e = E2e::default();
+    let mut wall = Vec::new();
+    let (mut hit, mut routed, mut good, mut rel, mut fwd) = (0, 0, 0, 0, 0);
+    let mut rss = 0f64;
+    let mut cpu = Vec::new();
+    for q in 0..n {
+        let (l, i) = sp.queries[(q as f64 * step) as usize];
+        let raw = common::compose(
+            common::CLIENT,
+            50_000_000 + q as u64,
+            items[i].text.as_bytes(),
+        )?
+        .encode();
+        let f = common::route_fresh(&path, &raw)?;
+        wall.push(f.wall_ms);
+        cpu.push(f.cpu_ms);
+        if q < 5 {
+            if let Some((kib, _)) = common::rss_via_time(&path, &raw) {
+                rss = rss.max(kib);
+            }
+        }
+        let d = &f.decision;
+        if let Some(best) = d["best_peer"].as_str() {
+            hit += (label_of_addr.get(best) == Some(&l)) as usize;
+        }
+        if !d["forwards"].as_array().map_or(true, |a| a.is_empty()) {
+            routed += 1;
+        }
+        fwd += d["forwards"].as_array().map_or(0, |a| a.len());
+        for m in d["matched"].as_array().into_iter().flatten() {
+            rel += 1;
+            if let Some(id) = m["cache_id"].as_i64() {
+                good += (label_of_id.get(&id) == Some(&l)) as usize;
+            }
+        }
+    }
+    let nq = n.max(1) as f64;
+    e.top1 = hit as f64 / nq;
+    e.p_at_k = good as f64 / rel.max(1) as f64;
+    e.forwards = fwd as f64 / nq;
+    e.routed = routed as f64 / nq;
+    e.median_ms = common::median(&mut wall);
+    e.max_rss_mib = rss / 1024.0;
+    e.cpu_ms = common::median(&mut cpu);
+    e.queries = n;
+    Ok(e)
 }
 
 fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
@@ -206,6 +349,16 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     f.decide_ms = decide * 1e3 / q;
     f.related_ms = relt * 1e3 / q;
     f.learn_ms = learn_ms;
+    if args.e2e {
+        let d = match &args.keep {
+            Some(k) => {
+                let _ = std::fs::remove_file(k.join("state.sqlite"));
+                k.clone()
+            }
+            None => dir.path().to_path_buf(),
+        };
+        f.e2e = Some(run_e2e(args, items, &sp, &addrs, &d)?);
+    }
     Ok(f)
 }
 
@@ -234,6 +387,25 @@ fn print(name: &str, f: &Figures, args: &Args) {
         f.queries,
         f.peers
     );
+    if let Some(e) = &f.e2e {
+        println!(
+            "{:>8}  end to end (fresh cmr-route, {}:{}): top-1 {:.4}  p@{} {:.4}  forwards {:.2}  \
+             routed {:.3}  {:.3} ms per message (median wall; CPU {:.2} ms)  peak RSS {:.1} MiB  \
+             ({} queries)",
+            "",
+            args.compressor,
+            route_setting(args.metric[0]),
+            e.top1,
+            args.k,
+            e.p_at_k,
+            e.forwards,
+            e.routed,
+            e.median_ms,
+            e.cpu_ms,
+            e.max_rss_mib,
+            e.queries
+        );
+    }
 }
 
 fn main() {
@@ -287,6 +459,22 @@ fn main() {
         learn_ms: all.iter().map(|f| f.learn_ms).sum::<f64>() / n,
         queries: all.first().map_or(0, |f| f.queries),
         peers: all.first().map_or(0, |f| f.peers),
+        e2e: if args.e2e {
+            let es: Vec<&E2e> = all.iter().filter_map(|f| f.e2e.as_ref()).collect();
+            let m = es.len().max(1) as f64;
+            Some(E2e {
+                top1: es.iter().map(|e| e.top1).sum::<f64>() / m,
+                p_at_k: es.iter().map(|e| e.p_at_k).sum::<f64>() / m,
+                forwards: es.iter().map(|e| e.forwards).sum::<f64>() / m,
+                routed: es.iter().map(|e| e.routed).sum::<f64>() / m,
+                median_ms: es.iter().map(|e| e.median_ms).sum::<f64>() / m,
+                cpu_ms: es.iter().map(|e| e.cpu_ms).sum::<f64>() / m,
+                max_rss_mib: es.iter().map(|e| e.max_rss_mib).fold(0.0, f64::max),
+                queries: es.first().map_or(0, |e| e.queries),
+            })
+        } else {
+            None
+        },
     };
     print("mean", &mean, &args);
     if args.json {

@@ -1,29 +1,31 @@
 //! route-scale: routing time and memory against the size of the cache.
 //!
-//!     cargo bench --bench route_scale -- --peers 20,100 --sizes 1000,10000,100000,1000000
-//!     cargo bench --bench route_scale -- --peers 20 --sizes 1000,10000   # smoke
+//!     cargo bench --bench route_scale                                  # 20 and 100 peers, 1k..1M
+//!     cargo bench --bench route_scale -- --peers 20 --sizes 1000,10000 # smoke
 //!
-//! For each peer count, one state file grows to each size in turn: messages are learned
-//! through the same code path as caching (`model::learn`), in transactions of 10,000.
-//! The messages are corpus texts (shared/corpus) plus two words drawn from a Zipf law over
-//! a vocabulary of 2^22 made-up words, so the vocabulary keeps growing with the cache as in
-//! real text. At each size it prints:
-//! - library: ms per message (median, and mean) for the peer scores of all peers plus 5
-//!   related messages, on an open connection;
-//! - fresh process: the same bench binary re-run in query mode (open the state file, read
-//!   the message, decide, print), median ms per message wall clock and measured inside the
-//!   process, and its peak RSS (getrusage);
+//! For each peer count, one state file grows to each size in turn. Messages are cached as
+//! the router's accept step caches them (cache row and IDs, the matcher learns it, the
+//! peer's counters; `common::bulk_cache`), 10,000 per transaction. Their bodies are corpus
+//! texts (shared/corpus) plus two words drawn from a Zipf law over 2^22 made-up words, so
+//! that the vocabulary keeps growing with the cache as in real text. At each size:
+//! - library: ms per message (median, and mean) for what the router asks of the engine
+//!   (peer scores of all peers, then 5 related messages) on an open state file;
+//! - end to end: ms per message (median) of a fresh `cmr-route --dry-run --json` process
+//!   routing one message (parse, duplicate check, matching, caching, learning, forwards,
+//!   then roll back), its CPU time (user + system), and its peak RSS (measured through
+//!   `/usr/bin/time` when present: a child's own wait4 figure would include the pages of
+//!   this large process that spawned it);
 //! - the state file size.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use clap::Parser;
 use cmr::compress::eval::{read_corpus, SplitMix64};
-use cmr::compress::model::{learn, score, terms};
-use cmr::compress::related::{related, QueryView, RelatedOptions};
-use cmr::compress::store::{SqlStore, Store};
-use rusqlite::{Connection, OpenFlags};
-use std::io::{Read, Write};
+use cmr::route::matching;
+use cmr::state::settings::Settings;
+use cmr::state::State;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -39,80 +41,27 @@ struct Args {
         value_delimiter = ','
     )]
     sizes: Vec<usize>,
-    /// queries timed in the library at each size
+    /// messages routed in the library at each size
     #[arg(long, default_value_t = 300)]
     queries: usize,
-    /// fresh processes timed at each size
+    /// fresh processes at each size
     #[arg(long, default_value_t = 40)]
     processes: usize,
-    /// directory for the state files (default: a temporary directory)
+    /// directory for the state files (kept); default a temporary directory (removed)
     #[arg(long)]
     dir: Option<PathBuf>,
     /// JSONL corpus the message texts come from
     #[arg(long)]
     corpus: Option<PathBuf>,
-    /// query mode (internal): decide one message from stdin against this state file
-    #[arg(long, hide = true)]
-    query: Option<PathBuf>,
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn max_rss_kib() -> i64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru.ru_maxrss
-    }
-}
-
-/// Peer scores for every peer plus 5 related messages; returns (best peer, related ids).
-fn decide(conn: &Connection, body: &[u8]) -> Result<(usize, Vec<i64>), String> {
-    let mut st = SqlStore::new(conn);
-    let ts = terms(body);
-    let g = st.global().map_err(|f| f.message)?;
-    let peers = st.all_peers().map_err(|f| f.message)?;
-    let sc = score(&mut st, &g, &ts, &peers).map_err(|f| f.message)?;
-    let best = (0..peers.len())
-        .min_by(|&a, &b| sc.cond[a].total_cmp(&sc.cond[b]))
-        .unwrap_or(0);
-    let opts = RelatedOptions::default();
-    let view = QueryView::new(&g, &ts, &sc, &peers, &opts);
-    let rel = related(&mut st, &view, &ts, &sc, 5, &opts).map_err(|f| f.message)?;
-    Ok((best, rel.into_iter().map(|r| r.0).collect()))
-}
-
-fn query_mode(db: &Path) -> Result<(), String> {
-    let t = Instant::now();
-    let mut body = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut body)
-        .map_err(|e| e.to_string())?;
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| e.to_string())?;
-    if std::env::var_os("ROUTE_SCALE_MMAP").is_some() {
-        conn.execute_batch("PRAGMA mmap_size=268435456;")
-            .map_err(|e| e.to_string())?;
-    }
-    let t1 = Instant::now();
-    let (best, rel) = decide(&conn, &body)?;
-    println!(
-        "{{\"best\":{best},\"related\":{},\"ms\":{:.4},\"decide_ms\":{:.4},\"maxrss_kib\":{}}}",
-        rel.len(),
-        t.elapsed().as_secs_f64() * 1e3,
-        t1.elapsed().as_secs_f64() * 1e3,
-        max_rss_kib()
-    );
-    Ok(())
 }
 
 /// Zipf-distributed made-up word (rank r with probability ~ 1/r over 2^22 ranks).
 fn rare_word(rng: &mut SplitMix64) -> String {
     let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    let rank = (2f64.powf(22.0 * u)) as u64; // log-uniform = Zipf exponent 1
+    let mut r = 2f64.powf(22.0 * u) as u64; // log-uniform rank: Zipf exponent 1
     let mut w = String::from("zq");
-    let mut r = rank;
     loop {
         w.push((b'a' + (r % 26) as u8) as char);
         r /= 26;
@@ -128,15 +77,6 @@ fn synth(texts: &[String], rng: &mut SplitMix64) -> String {
     format!("{t} {} {}", rare_word(rng), rare_word(rng))
 }
 
-/// The median (the machine is shared: means are at the mercy of the scheduler).
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn file_size(p: &Path) -> u64 {
     let wal = PathBuf::from(format!("{}-wal", p.display()));
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
@@ -145,108 +85,103 @@ fn file_size(p: &Path) -> u64 {
 
 fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), String> {
     let db = dir.join(format!("scale-{peers}.sqlite"));
-    let _ = std::fs::remove_file(&db);
-    let conn = Connection::open(&db).map_err(|e| e.to_string())?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-262144;",
-    )
-    .map_err(|e| e.to_string())?;
-    SqlStore::create(&conn).map_err(|f| f.message)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    common::init_state(&db, &[])?;
+    let mut state = State::open(Some(&db)).map_err(|f| f.message)?;
+    // a large page cache for building only (the routing processes use the default)
+    state
+        .conn()
+        .execute_batch("PRAGMA cache_size=-262144; PRAGMA synchronous=NORMAL;")
+        .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = (0..peers)
         .map(|i| format!("http://peer{i}.example/cmr"))
         .collect();
     let mut rng = SplitMix64(42);
     let mut qrng = SplitMix64(7);
     let mut have = 0usize;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     for &size in &args.sizes {
         let t = Instant::now();
-        while have < size {
-            let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
-            {
-                let mut st = SqlStore::new(&tx);
-                let end = size.min(have + 10_000);
-                while have < end {
-                    have += 1;
-                    let body = synth(texts, &mut rng);
-                    let p = rng.below(peers);
-                    learn(&mut st, have as i64, &addrs[p], body.as_bytes())
-                        .map_err(|f| f.message)?;
-                }
+        let mut gen = std::iter::from_fn(|| {
+            if have >= size {
+                return None;
             }
-            tx.commit().map_err(|e| e.to_string())?;
-        }
+            have += 1;
+            let body = synth(texts, &mut rng);
+            let p = rng.below(peers);
+            common::compose(&addrs[p], have as u64, body.as_bytes())
+                .ok()
+                .map(|m| (addrs[p].clone(), m))
+        });
+        common::bulk_cache(&mut state, &mut gen, 10_000)?;
         let build = t.elapsed().as_secs_f64();
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        state
+            .conn()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(|e| e.to_string())?;
-        // library, open connection
+
+        // library: what the router asks of the engine, on an open state file
+        let settings = Settings::load(state.conn()).map_err(|f| f.message)?;
         let qs: Vec<String> = (0..args.queries).map(|_| synth(texts, &mut qrng)).collect();
         let mut lib = Vec::new();
         for q in &qs {
+            // a fresh matcher per message, as in a routing process
+            let matcher = matching::from_settings(&settings).map_err(|f| f.message)?;
             let t = Instant::now();
-            decide(&conn, q.as_bytes())?;
+            matcher
+                .peer_scores(state.conn(), q.as_bytes(), &addrs)
+                .map_err(|f| f.message)?;
+            matcher
+                .related(state.conn(), q.as_bytes(), 5)
+                .map_err(|f| f.message)?;
             lib.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        // fresh processes
+        let lib_mean = lib.iter().sum::<f64>() / lib.len().max(1) as f64;
+
+        // end to end: fresh cmr-route processes
         let mut wall = Vec::new();
-        let mut inner = Vec::new();
-        let mut rss = 0i64;
-        for q in qs.iter().take(args.processes) {
-            let t = Instant::now();
-            let mut child = Command::new(&exe)
-                .arg("--query")
-                .arg(&db)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            child
-                .stdin
-                .take()
-                .ok_or("no stdin")?
-                .write_all(q.as_bytes())
-                .map_err(|e| e.to_string())?;
-            let out = child.wait_with_output().map_err(|e| e.to_string())?;
-            wall.push(t.elapsed().as_secs_f64() * 1e3);
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).map_err(|e| format!("query mode: {e}"))?;
-            inner.push(v["ms"].as_f64().unwrap_or(f64::NAN));
-            rss = rss.max(v["maxrss_kib"].as_i64().unwrap_or(0));
+        let mut cpu = Vec::new();
+        let mut rss = 0f64;
+        for (n, q) in qs.iter().take(args.processes).enumerate() {
+            let raw =
+                common::compose(common::CLIENT, 90_000_000 + n as u64, q.as_bytes())?.encode();
+            let f = common::route_fresh(&db, &raw)?;
+            if f.decision["outcome"] != "accepted" {
+                return Err(format!("cmr-route did not accept: {}", f.decision));
+            }
+            wall.push(f.wall_ms);
+            cpu.push(f.cpu_ms);
+            if n < 10 {
+                if let Some((kib, _)) = common::rss_via_time(&db, &raw) {
+                    rss = rss.max(kib);
+                }
+            }
         }
         println!(
-            "peers {peers:>4}  cached {size:>8}  library {:.3} ms/msg (mean {:.3})  \
-             fresh process {:.3} ms/msg wall ({:.3} ms inside)  peak RSS {:.1} MiB  \
-             state file {:.1} MiB  (built {:.1} s, {:.3} ms/learn)",
-            median(&mut lib),
-            lib.iter().sum::<f64>() / lib.len().max(1) as f64,
-            median(&mut wall),
-            median(&mut inner),
-            rss as f64 / 1024.0,
+            "peers {peers:>4}  cached {size:>8}  library {:.3} ms/msg (mean {lib_mean:.3})  \
+             cmr-route {:.3} ms/msg (median wall; CPU {:.2} ms)  peak RSS {:.1} MiB  \
+             state file {:.1} MiB  (built in {:.1} s, {:.3} ms/message cached)",
+            common::median(&mut lib),
+            common::median(&mut wall),
+            common::median(&mut cpu),
+            rss / 1024.0,
             file_size(&db) as f64 / (1 << 20) as f64,
             build,
             build * 1e3 / size as f64
         );
     }
-    drop(conn);
-    if args.dir.is_some() {
-        // the state files stay in a directory the caller chose
-        return Ok(());
+    drop(state);
+    if args.dir.is_none() {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
     }
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(format!("{}-wal", db.display()));
-    let _ = std::fs::remove_file(format!("{}-shm", db.display()));
     Ok(())
 }
 
 fn main() {
     let args = Args::parse();
-    if let Some(db) = &args.query {
-        if let Err(e) = query_mode(db) {
-            eprintln!("route-scale: {e}");
-            std::process::exit(70);
-        }
-        return;
-    }
     let corpus = args.corpus.clone().unwrap_or_else(|| {
         let shared = std::env::var_os("CMR_SHARED")
             .map(PathBuf::from)
