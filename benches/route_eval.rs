@@ -92,7 +92,8 @@ struct Figures {
     p_at_k: f64,
     forwards: f64,
     recall: f64,
-    decide_ms: f64,
+    /// ms per routing decision (peer scores), per metric
+    decide_ms: Vec<f64>,
     related_ms: f64,
     learn_ms: f64,
     queries: usize,
@@ -285,7 +286,8 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     let mut hit = vec![0usize; args.metric.len()];
     let (mut rel_good, mut rel_n, mut fwd, mut rec_hit, mut rec_n) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
-    let (mut decide, mut relt) = (0.0, 0.0);
+    let mut decide = vec![0.0; args.metric.len()];
+    let mut relt = 0.0;
     for &(l, i) in &sp.queries {
         let x = items[i].text.as_bytes();
         let t0 = Instant::now();
@@ -306,8 +308,22 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
                 })
                 .collect(),
             Some(c) => {
+                // timed in two parts: C(X), C(Y), C(YX) (every metric) and C(XY) (d, d-rel,
+                // ncd), so that each metric is charged what it needs
                 let refs: Vec<&PeerContext> = contexts.iter().collect();
-                let sizes = general_sizes(c, needs_xy, x, &refs);
+                let tb = Instant::now();
+                let mut sizes = general_sizes(c, false, x, &refs);
+                let base = tb.elapsed().as_secs_f64();
+                let tx = Instant::now();
+                if needs_xy {
+                    for (s, p) in sizes.iter_mut().zip(&refs) {
+                        s.cxy = c.size2(x, &p.bytes);
+                    }
+                }
+                let xy = tx.elapsed().as_secs_f64();
+                for (d, m) in decide.iter_mut().zip(&args.metric) {
+                    *d += base + if m.needs_xy() { xy } else { 0.0 };
+                }
                 args.metric
                     .iter()
                     .map(|m| argmin(&sizes.iter().map(|s| m.of(s)).collect::<Vec<_>>()))
@@ -315,10 +331,14 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
             }
         };
         let t1 = Instant::now();
+        if args.compressor.general().is_none() {
+            for d in decide.iter_mut() {
+                *d += (t1 - t0).as_secs_f64();
+            }
+        }
         let view = QueryView::new(&g, &ts, &scored, &peers, &opts);
         let rel = related(&mut st, &view, &ts, &scored, args.k, &opts).map_err(|f| f.message)?;
         let t2 = Instant::now();
-        decide += (t1 - t0).as_secs_f64();
         relt += (t2 - t1).as_secs_f64();
         for (h, b) in hit.iter_mut().zip(&best) {
             *h += (*b == Some(l)) as usize;
@@ -346,7 +366,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     } else {
         rec_hit as f64 / rec_n as f64
     };
-    f.decide_ms = decide * 1e3 / q;
+    f.decide_ms = decide.iter().map(|d| d * 1e3 / q).collect();
     f.related_ms = relt * 1e3 / q;
     f.learn_ms = learn_ms;
     if args.e2e {
@@ -371,17 +391,17 @@ fn print(name: &str, f: &Figures, args: &Args) {
         .metric
         .iter()
         .zip(&f.top1)
-        .map(|(m, t)| format!("{}:{m} {t:.4}", args.compressor))
+        .zip(&f.decide_ms)
+        .map(|((m, t), d)| format!("{}:{m} {t:.4} ({d:.3} ms)", args.compressor))
         .collect();
     println!(
-        "{name:>8}: top-1 {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
-         decide {:.3} ms  related {:.3} ms  learn {:.3} ms  ({} queries, {} peers)",
+        "{name:>8}: top-1 (ms per decision) {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
+         related {:.3} ms  learn {:.3} ms  ({} queries, {} peers)",
         top.join(" "),
         args.k,
         f.p_at_k,
         f.forwards,
         f.recall,
-        f.decide_ms,
         f.related_ms,
         f.learn_ms,
         f.queries,
@@ -454,7 +474,9 @@ fn main() {
         p_at_k: all.iter().map(|f| f.p_at_k).sum::<f64>() / n,
         forwards: all.iter().map(|f| f.forwards).sum::<f64>() / n,
         recall: all.iter().map(|f| f.recall).sum::<f64>() / n,
-        decide_ms: all.iter().map(|f| f.decide_ms).sum::<f64>() / n,
+        decide_ms: (0..args.metric.len())
+            .map(|m| all.iter().map(|f| f.decide_ms[m]).sum::<f64>() / n)
+            .collect(),
         related_ms: all.iter().map(|f| f.related_ms).sum::<f64>() / n,
         learn_ms: all.iter().map(|f| f.learn_ms).sum::<f64>() / n,
         queries: all.first().map_or(0, |f| f.queries),
