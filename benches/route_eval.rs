@@ -95,6 +95,8 @@ struct Figures {
     /// ms per routing decision (peer scores), per metric
     decide_ms: Vec<f64>,
     related_ms: f64,
+    /// CPU time (this thread) per message for peer scores plus related messages
+    cpu_ms: f64,
     learn_ms: f64,
     queries: usize,
     peers: usize,
@@ -288,8 +290,10 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut decide = vec![0.0; args.metric.len()];
     let mut relt = 0.0;
+    let mut cpu = 0.0;
     for &(l, i) in &sp.queries {
         let x = items[i].text.as_bytes();
+        let c0 = common::thread_cpu_ms();
         let t0 = Instant::now();
         let ts = terms(x);
         let g = st.global().map_err(|f| f.message)?;
@@ -339,6 +343,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         let view = QueryView::new(&g, &ts, &scored, &peers, &opts);
         let rel = related(&mut st, &view, &ts, &scored, args.k, &opts).map_err(|f| f.message)?;
         let t2 = Instant::now();
+        cpu += common::thread_cpu_ms() - c0;
         relt += (t2 - t1).as_secs_f64();
         for (h, b) in hit.iter_mut().zip(&best) {
             *h += (*b == Some(l)) as usize;
@@ -368,6 +373,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     };
     f.decide_ms = decide.iter().map(|d| d * 1e3 / q).collect();
     f.related_ms = relt * 1e3 / q;
+    f.cpu_ms = cpu / q;
     f.learn_ms = learn_ms;
     if args.e2e {
         let d = match &args.keep {
@@ -396,13 +402,14 @@ fn print(name: &str, f: &Figures, args: &Args) {
         .collect();
     println!(
         "{name:>8}: top-1 (ms per decision) {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
-         related {:.3} ms  learn {:.3} ms  ({} queries, {} peers)",
+         related {:.3} ms  CPU {:.3} ms/msg  learn {:.3} ms  ({} queries, {} peers)",
         top.join(" "),
         args.k,
         f.p_at_k,
         f.forwards,
         f.recall,
         f.related_ms,
+        f.cpu_ms,
         f.learn_ms,
         f.queries,
         f.peers
@@ -478,6 +485,7 @@ fn main() {
             .map(|m| all.iter().map(|f| f.decide_ms[m]).sum::<f64>() / n)
             .collect(),
         related_ms: all.iter().map(|f| f.related_ms).sum::<f64>() / n,
+        cpu_ms: all.iter().map(|f| f.cpu_ms).sum::<f64>() / n,
         learn_ms: all.iter().map(|f| f.learn_ms).sum::<f64>() / n,
         queries: all.first().map_or(0, |f| f.queries),
         peers: all.first().map_or(0, |f| f.peers),

@@ -182,3 +182,13 @@ pub fn rss_via_time(state: &Path, raw: &[u8]) -> Option<(f64, f64)> {
     let cpu: f64 = f.get(1)?.parse::<f64>().ok()? + f.get(2)?.parse::<f64>().ok()?;
     Some((kib, cpu * 1e3))
 }
+
+/// CPU time of the calling thread, ms (robust against a loaded machine, unlike wall time).
+pub fn thread_cpu_ms() -> f64 {
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+        ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+    }
+}
