@@ -8,8 +8,9 @@
 //! peer's counters; `common::bulk_cache`), 10,000 per transaction. Their bodies are corpus
 //! texts (shared/corpus) plus two words drawn from a Zipf law over 2^22 made-up words, so
 //! that the vocabulary keeps growing with the cache as in real text. At each size:
-//! - library: ms per message (median, and mean) for what the router asks of the engine
-//!   (peer scores of all peers, then 5 related messages) on an open state file;
+//! - library: ms per message (median wall, mean wall, median CPU time) for what the
+//!   router asks of the engine (peer scores of all peers, then 5 related messages) on an
+//!   open state file;
 //! - end to end: ms per message (median) of a fresh `cmr-route --dry-run --json` process
 //!   routing one message (parse, duplicate check, matching, caching, learning, forwards,
 //!   then roll back), its CPU time (user + system), and its peak RSS (measured through
@@ -125,10 +126,12 @@ fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), St
         let settings = Settings::load(state.conn()).map_err(|f| f.message)?;
         let qs: Vec<String> = (0..args.queries).map(|_| synth(texts, &mut qrng)).collect();
         let mut lib = Vec::new();
+        let mut lib_cpu = Vec::new();
         for q in &qs {
             // a fresh matcher per message, as in a routing process
             let matcher = matching::from_settings(&settings).map_err(|f| f.message)?;
             let t = Instant::now();
+            let c = common::thread_cpu_ms();
             matcher
                 .peer_scores(state.conn(), q.as_bytes(), &addrs)
                 .map_err(|f| f.message)?;
@@ -136,6 +139,7 @@ fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), St
                 .related(state.conn(), q.as_bytes(), 5)
                 .map_err(|f| f.message)?;
             lib.push(t.elapsed().as_secs_f64() * 1e3);
+            lib_cpu.push(common::thread_cpu_ms() - c);
         }
         let lib_mean = lib.iter().sum::<f64>() / lib.len().max(1) as f64;
 
@@ -159,10 +163,11 @@ fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), St
             }
         }
         println!(
-            "peers {peers:>4}  cached {size:>8}  library {:.3} ms/msg (mean {lib_mean:.3})  \
+            "peers {peers:>4}  cached {size:>8}  library {:.3} ms/msg (mean {lib_mean:.3}; CPU {:.3})  \
              cmr-route {:.3} ms/msg (median wall; CPU {:.2} ms)  peak RSS {:.1} MiB  \
              state file {:.1} MiB  (built in {:.1} s, {:.3} ms/message cached)",
             common::median(&mut lib),
+            common::median(&mut lib_cpu),
             common::median(&mut wall),
             common::median(&mut cpu),
             rss / 1024.0,
