@@ -94,6 +94,8 @@ struct Figures {
     recall: f64,
     /// ms per routing decision (peer scores), per metric
     decide_ms: Vec<f64>,
+    /// the same in CPU time (this thread): robust against a loaded machine
+    decide_cpu_ms: Vec<f64>,
     related_ms: f64,
     /// CPU time (this thread) per message for peer scores plus related messages
     cpu_ms: f64,
@@ -205,7 +207,7 @@ fn run_e2e(
         if let Some(best) = d["best_peer"].as_str() {
             hit += (label_of_addr.get(best) == Some(&l)) as usize;
         }
-        if !d["forwards"].as_array().map_or(true, |a| a.is_empty()) {
+        if d["forwards"].as_array().is_some_and(|a| !a.is_empty()) {
             routed += 1;
         }
         fwd += d["forwards"].as_array().map_or(0, |a| a.len());
@@ -289,6 +291,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     let (mut rel_good, mut rel_n, mut fwd, mut rec_hit, mut rec_n) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut decide = vec![0.0; args.metric.len()];
+    let mut decide_cpu = vec![0.0; args.metric.len()];
     let mut relt = 0.0;
     let mut cpu = 0.0;
     for &(l, i) in &sp.queries {
@@ -315,18 +318,25 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
                 // timed in two parts: C(X), C(Y), C(YX) (every metric) and C(XY) (d, d-rel,
                 // ncd), so that each metric is charged what it needs
                 let refs: Vec<&PeerContext> = contexts.iter().collect();
-                let tb = Instant::now();
+                let (tb, cb) = (Instant::now(), common::thread_cpu_ms());
                 let mut sizes = general_sizes(c, false, x, &refs);
                 let base = tb.elapsed().as_secs_f64();
-                let tx = Instant::now();
+                let base_cpu = common::thread_cpu_ms() - cb;
+                let (tx, cx) = (Instant::now(), common::thread_cpu_ms());
                 if needs_xy {
                     for (s, p) in sizes.iter_mut().zip(&refs) {
                         s.cxy = c.size2(x, &p.bytes);
                     }
                 }
                 let xy = tx.elapsed().as_secs_f64();
-                for (d, m) in decide.iter_mut().zip(&args.metric) {
+                let xy_cpu = common::thread_cpu_ms() - cx;
+                for (m, (d, dc)) in args
+                    .metric
+                    .iter()
+                    .zip(decide.iter_mut().zip(&mut decide_cpu))
+                {
                     *d += base + if m.needs_xy() { xy } else { 0.0 };
+                    *dc += base_cpu + if m.needs_xy() { xy_cpu } else { 0.0 };
                 }
                 args.metric
                     .iter()
@@ -336,8 +346,10 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         };
         let t1 = Instant::now();
         if args.compressor.general().is_none() {
-            for d in decide.iter_mut() {
+            let c1 = common::thread_cpu_ms() - c0;
+            for (d, dc) in decide.iter_mut().zip(&mut decide_cpu) {
                 *d += (t1 - t0).as_secs_f64();
+                *dc += c1;
             }
         }
         let view = QueryView::new(&g, &ts, &scored, &peers, &opts);
@@ -372,6 +384,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         rec_hit as f64 / rec_n as f64
     };
     f.decide_ms = decide.iter().map(|d| d * 1e3 / q).collect();
+    f.decide_cpu_ms = decide_cpu.iter().map(|d| d / q).collect();
     f.related_ms = relt * 1e3 / q;
     f.cpu_ms = cpu / q;
     f.learn_ms = learn_ms;
@@ -397,8 +410,10 @@ fn print(name: &str, f: &Figures, args: &Args) {
         .metric
         .iter()
         .zip(&f.top1)
-        .zip(&f.decide_ms)
-        .map(|((m, t), d)| format!("{}:{m} {t:.4} ({d:.3} ms)", args.compressor))
+        .zip(f.decide_ms.iter().zip(&f.decide_cpu_ms))
+        .map(|((m, t), (d, c))| {
+            format!("{}:{m} {t:.4} ({d:.3} ms, CPU {c:.3} ms)", args.compressor)
+        })
         .collect();
     println!(
         "{name:>8}: top-1 (ms per decision) {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
@@ -483,6 +498,9 @@ fn main() {
         recall: all.iter().map(|f| f.recall).sum::<f64>() / n,
         decide_ms: (0..args.metric.len())
             .map(|m| all.iter().map(|f| f.decide_ms[m]).sum::<f64>() / n)
+            .collect(),
+        decide_cpu_ms: (0..args.metric.len())
+            .map(|m| all.iter().map(|f| f.decide_cpu_ms[m]).sum::<f64>() / n)
             .collect(),
         related_ms: all.iter().map(|f| f.related_ms).sum::<f64>() / n,
         cpu_ms: all.iter().map(|f| f.cpu_ms).sum::<f64>() / n,

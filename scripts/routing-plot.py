@@ -22,7 +22,8 @@ def points(path):
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        for m, acc, ms in zip(r["metric"], r["top1"], r["decide_ms"]):
+        times = r.get("decide_cpu_ms") or r["decide_ms"]
+        for m, acc, ms in zip(r["metric"], r["top1"], times):
             pts.append((r["compressor"], m, acc, ms))
     return pts
 
@@ -80,7 +81,7 @@ def main():
     out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     out.append(
         f'<text x="{L+pw/2}" y="{H-18}" text-anchor="middle">ms per routing decision '
-        f"(peer scores, in the library; log scale)</text>"
+        f"(CPU, peer scores in the library; log scale)</text>"
     )
     out.append(
         f'<text x="18" y="{T+ph/2}" text-anchor="middle" '
