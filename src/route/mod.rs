@@ -758,7 +758,7 @@ pub(crate) fn accept(
 
     // 3.2 / 3.3: route X to the best peer, and to peers within the margin of it.
     let selected = selected_peers(settings, &plan.scores);
-    if plan.scores.first().is_some() && selected.is_empty() {
+    if !plan.scores.is_empty() && selected.is_empty() {
         d.notes.push(format!(
             "3.3: best score {:.4} is above distance_threshold {}: not routed to a peer",
             plan.scores[0].1, settings.distance_threshold
@@ -820,6 +820,15 @@ pub(crate) fn accept(
             continue;
         };
         let y = row.message()?;
+        if row.client && !client {
+            // A1: our client's post Y is answered by X, "posted later by other clients".
+            let (now, _) = state::now();
+            tx.execute(
+                "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![yid, id, score, now],
+            )
+            .map_err(state::db_failure)?;
+        }
         d.matched.push(Matched {
             cache_id: yid,
             score,
