@@ -8,33 +8,40 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
-Routing (the default action): read one message, or several concatenated, from FILE or
-standard input, and run the A3 steps: strict parse, duplicate check, signature, policy,
-key-exchange hand-off, cache, match, and queue every forward in the outbox, all in one
-transaction. A message rejected per A3 is logged with its reason and the exit status is 0
-(\"ignore and discard\"); with --strict it is 65 (malformed) or 77 (signature or policy).
+const LONG_ABOUT: &str = "\
+The CMR router (Appendix A3). Routing is the default action: read one message, or several \
+concatenated, from FILE or standard input, and run the A3 steps: strict parse, duplicate \
+check, signature, policy, key-exchange hand-off, cache, match, and queue every forward in the \
+outbox, all in one transaction. A message rejected per A3 is logged with its reason and the \
+exit status is 0 (\"ignore and discard\"); with --strict it is 65 (malformed) or 77 \
+(signature or policy). A duplicate (an ID already in the cache) changes nothing and exits 0. \
 A busy or full state file gives 75: retry later, nothing was stored.
 
-State file: --state, else $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite.
+The subcommands administer the state file: init, policy, peer, cache, outbox, stats, log.
+
+State file: --state, else $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite. \
 $CMR_BUSY_TIMEOUT_MS overrides how long to wait for another writer (default 10000).
 
+Exit status: 0 ok (also: a network message rejected per A3), 64 usage, 65 malformed \
+(--strict), 66 no input, 75 temporary failure (retry), 77 signature or policy refusal \
+(--strict), 78 configuration error (for example a state file never initialised).";
+
+const AFTER_HELP: &str = "\
 Examples:
   cmr-route init --address mailto:cmr@example.org --address https://example.org/cmr
   cmr-route peer add https://peer.example.net/cmr --scheme hmac-sha256 --key-hex 666f6f
-  cmr-route --via mail < message.txt
-  cmr-route --explain message.txt          # why: scores, best peer, matches, forwards
-  cmr-route --json --strict - < stream.bin  # one JSON object per message
-  cmr-route policy                          # list the policy settings
+  cmr-route --via mail < message.txt        route one message that came by mail
+  cmr-route --explain message.txt           why: scores, best peer, matches, forwards
+  cmr-route --json --strict - < stream.bin  one JSON object per message
+  cmr-route --dry-run --explain message.txt decide, store nothing
+  cmr-route policy                          list the policy settings
   cmr-route policy unsigned reject
   cmr-route policy rate_peer 60/60
+  cmr-route peer list --json
   cmr-route outbox --json
   cmr-route cache show 12
   cmr-route stats
-
-Exit status: 0 ok (also: a network message rejected per A3), 64 usage, 65 malformed
-(--strict), 66 no input, 75 temporary failure (retry), 77 signature or policy refusal
-(--strict), 78 configuration error.";
+  cmr-route log --limit 5";
 
 /// The routing options (shared by the default action and `cmr-route route`).
 #[derive(clap::Args, Debug, Clone)]
@@ -72,6 +79,8 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     name = "cmr-route",
     version,
     about = "Route CMR messages (A3): accept or reject, cache, match, queue forwards",
+    long_about = LONG_ABOUT,
+    override_usage = "cmr-route [OPTIONS] [FILE]\n       cmr-route [--state PATH] [--json] <COMMAND> ...",
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true
 )]
