@@ -568,6 +568,31 @@ fn administration() {
     );
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["stats", "--json"])).unwrap();
     assert_eq!(v["cache"], 1);
+    // Prune: the row goes, its IDs stay, so the message is still a duplicate.
+    let m2 = msg(CAROL, "another cached body");
+    e.route_json(&m2.encode(), &[]);
+    assert_eq!(
+        e.ok(&["cache", "prune", "--keep", "1"]).trim(),
+        "removed 1 cached message(s)"
+    );
+    assert_eq!(e.count("cache"), 1);
+    let (_, d) = e.route_json(&m.encode(), &[]);
+    assert_eq!(d["outcome"], "duplicate");
+    let o = e.post(&["--search", "--json"], b"cached body text");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rel = v["related"].as_array().unwrap();
+    assert!(rel.iter().all(|r| r["body"] != "cached body text"), "{v}");
+    e.ok(&["cache", "prune", "--keep", "0"]);
+    assert_eq!(e.count("cache"), 0);
+    let indexed: i64 = e
+        .db()
+        .query_row(
+            "SELECT count(*) FROM cache_fts WHERE cache_fts MATCH 'cached'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 0, "pruned bodies leave the full-text index");
     // Explicit `route` subcommand and FILE argument.
     let f = e.dir.path().join("m.txt");
     std::fs::write(&f, msg(CAROL, "from a file").encode()).unwrap();

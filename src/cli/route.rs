@@ -40,6 +40,7 @@ Examples:
   cmr-route peer list --json
   cmr-route outbox --json
   cmr-route cache show 12
+  cmr-route cache prune --keep 100000       (cron) bound the cache
   cmr-route stats
   cmr-route log --limit 5";
 
@@ -162,6 +163,12 @@ pub enum CacheCmd {
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Remove all but the KEEP most recent cached messages (their IDs stay in the index,
+    /// so they remain duplicates if they come back).
+    Prune {
+        #[arg(long, value_name = "KEEP")]
+        keep: usize,
     },
     /// Show one cached message: by row number, or by any message ID of its header
     /// ("YYYY/MM/DD HH:MM:SS ADDRESS").
@@ -620,6 +627,29 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                     ));
                 }
                 emit(&s)?;
+            }
+        }
+        CacheCmd::Prune { keep } => {
+            let settings = settings::Settings::load(st.conn())?;
+            let matcher = route::matching::from_settings(&settings)?;
+            let ids = cache::prune_candidates(st.conn(), keep)?;
+            let n = st.write(|tx| {
+                let mut n = 0;
+                for &id in &ids {
+                    if cache::remove(tx, id)? {
+                        matcher.forget(tx, id)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+            if json {
+                emit(&format!(
+                    "{}\n",
+                    to_json(&serde_json::json!({ "removed": n }))?
+                ))?;
+            } else {
+                emit(&format!("removed {n} cached message(s)\n"))?;
             }
         }
         CacheCmd::Show { id, raw } => {
