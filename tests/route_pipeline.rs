@@ -491,6 +491,22 @@ fn policy_rate_window_and_key_exchange_hand_off() {
     let (_, d) = e.route_json(&msg(CAROL, "someone else").encode(), &[]);
     assert_eq!(d["outcome"], "accepted");
 
+    // A body far over the size cap is refused at its length line, before it is read.
+    e.ok(&["policy", "max_body_bytes", "10"]);
+    let huge = format!(
+        "0\r\n{} {CAROL}\r\n\r\n5000000\r\nonly a few bytes",
+        past(3)
+    );
+    let (c, d) = e.route_json(huge.as_bytes(), &["--strict"]);
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (65, Some("malformed:length-too-large")),
+        "{d}"
+    );
+    let (c, d) = e.route_json(&msg(CAROL, "eleven byte").encode(), &["--strict"]);
+    assert_eq!((c, d["reason_code"].as_str()), (77, Some("size")), "{d}");
+    e.ok(&["policy", "--unset", "max_body_bytes"]);
+
     // A5: key-exchange bodies are never cached or routed.
     let cache = e.count("cache");
     let (c, d) = e.route_json(
