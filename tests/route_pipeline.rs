@@ -562,6 +562,17 @@ fn administration() {
         !e.ok(&["peer", "list", "--json"]).contains("666f6f"),
         "keys are never printed"
     );
+    // The key can come on standard input (kept out of the process list).
+    let o = e.route(&["peer", "add", CAROL, "--key-hex", "-"], b"666f6f\n");
+    assert!(o.status.success());
+    let key: Vec<u8> = e
+        .db()
+        .query_row("SELECT key FROM peers WHERE address = ?1", [CAROL], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(key, b"foo");
+    e.ok(&["peer", "remove", CAROL]);
     e.ok(&["peer", "remove", ALICE]);
     assert_eq!(
         e.route(&["peer", "remove", ALICE], b"").status.code(),
@@ -609,6 +620,21 @@ fn administration() {
         )
         .unwrap();
     assert_eq!(indexed, 0, "pruned bodies leave the full-text index");
+    // --dry-run decides and reports but stores nothing; --explain speaks to people.
+    let before = (e.count("cache"), e.count("log"), e.count("outbox"));
+    let o = e.route(
+        &["--dry-run", "--explain"],
+        &msg(CAROL, "a dry run").encode(),
+    );
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("decision:   accepted") && t.contains("sender:     mailto:carol"),
+        "{t}"
+    );
+    assert_eq!(
+        (e.count("cache"), e.count("log"), e.count("outbox")),
+        before
+    );
     // Explicit `route` subcommand and FILE argument.
     let f = e.dir.path().join("m.txt");
     std::fs::write(&f, msg(CAROL, "from a file").encode()).unwrap();
