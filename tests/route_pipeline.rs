@@ -660,3 +660,45 @@ fn administration() {
     let mode = std::fs::metadata(&e.state).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn no_good_match_is_not_forwarded() {
+    // 3.3: "establish a distance threshold ... such that if there is no good match then the
+    // message is discarded" (kept in the cache, sent nowhere).
+    let e = Env::new();
+    for (from, b) in [
+        (ALICE, "Jupiter is the largest planet in the solar system."),
+        (CAROL, "Knead the dough, let it rise, then bake the bread."),
+        (DAVE, "The referee blew the whistle and the match ended."),
+    ] {
+        e.route_json(&msg(from, b).encode(), &[]);
+    }
+    // Incompressible bytes: no peer's context helps.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let noise: String = (0..300)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(x % 64) as usize],
+            )
+        })
+        .collect();
+    let (_, d) = e.route_json(&msg("http://stranger.test/", &noise).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted");
+    assert!(d["scores"][0]["score"].as_f64().unwrap() > 0.95, "{d}");
+    assert_eq!(d["forwards"].as_array().unwrap().len(), 0, "{d}");
+    assert!(
+        d["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("distance_threshold"),
+        "{d}"
+    );
+    // The same with the threshold raised: now it goes to the best peer.
+    e.ok(&["policy", "distance_threshold", "2"]);
+    let (_, d) = e.route_json(&msg("http://stranger2.test/", &noise[..200]).encode(), &[]);
+    assert!(!d["forwards"].as_array().unwrap().is_empty(), "{d}");
+}

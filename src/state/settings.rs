@@ -123,7 +123,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "distance_threshold",
-        default: "1.0",
+        default: "0.95",
         kind: Kind::Number,
         help: "3.3: no peer is sent a message unless its score is at most this",
     },
