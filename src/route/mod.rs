@@ -890,3 +890,45 @@ pub(crate) fn accept(
     }
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(t.as_str().parse::<Transport>().unwrap(), t);
+        }
+        assert_eq!("SMTP".parse::<Transport>().unwrap(), Transport::Mail);
+        assert!("carrier-pigeon".parse::<Transport>().is_err());
+        assert!(Transport::Https.is_secure() && Transport::Ssh.is_secure());
+        assert!(!Transport::Http.is_secure() && !Transport::Mail.is_secure());
+    }
+
+    #[test]
+    fn peers_within_the_margin_of_a_good_enough_best() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let mut s = Settings::load(st.conn()).unwrap();
+        s.distance_threshold = 0.9;
+        s.margin = 0.05;
+        let sc = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(p, x)| (p.to_string(), *x)).collect()
+        };
+        let pick = |v: Vec<(String, f64)>| -> Vec<String> {
+            selected_peers(&s, &v).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            pick(sc(&[("a", 0.5), ("b", 0.54), ("c", 0.56)])),
+            ["a", "b"]
+        );
+        assert_eq!(
+            pick(sc(&[("a", 0.88), ("b", 0.92)])),
+            ["a"],
+            "never above the threshold"
+        );
+        assert!(pick(sc(&[("a", 0.91)])).is_empty());
+        assert!(pick(Vec::new()).is_empty());
+    }
+}
