@@ -642,6 +642,27 @@ fn administration() {
         .ok(&["route", f.to_str().unwrap()])
         .starts_with("accepted"));
     assert_eq!(e.route(&["/no/such/file"], b"").status.code(), Some(66));
+    // A stream: a message refused for its content (our own address in its header) does
+    // not stop the ones after it.
+    let mut s = msg(CAROL, "first of three").encode();
+    s.extend(format!("0\r\n{} {ME}\r\n\r\n4\r\nmine", past(4)).into_bytes());
+    s.extend(msg(DAVE, "third of three").encode());
+    let o = e.route(&["--json", "--strict"], &s);
+    assert_eq!(o.status.code(), Some(65));
+    let ds: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<_> = ds.iter().map(|d| d["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["accepted", "rejected", "accepted"]);
+    assert!(
+        ds[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("message at byte"),
+        "{}",
+        ds[1]
+    );
     // A stream of two messages.
     let mut s = msg(CAROL, "one").encode();
     s.extend(msg(DAVE, "two").encode());

@@ -243,12 +243,14 @@ pub fn receive(
     let settings = load_settings(state)?;
     match wire::parse(raw, &settings.rules()) {
         Ok(msg) => receive_message(state, &settings, msg, via, opts),
-        Err(e) => reject_malformed(state, &e, via, opts),
+        Err(e) => reject_malformed(state, &e, 0, via, opts),
     }
 }
 
-/// Several concatenated messages (a stream on a pipe). A malformed message ends the stream
-/// (its end cannot be known): its decision is the last one returned.
+/// Several concatenated messages (a stream on a pipe). The stream is split with the
+/// structural rules; each message is then checked against every rule (own addresses, the
+/// future), so a message refused for its content does not stop the ones after it. A message
+/// whose end cannot be known (broken structure) ends the stream: its decision is the last.
 pub fn receive_stream(
     state: &mut State,
     input: impl std::io::BufRead,
@@ -256,14 +258,24 @@ pub fn receive_stream(
     opts: &RouteOptions,
 ) -> Result<Vec<Decision>, Failure> {
     let settings = load_settings(state)?;
-    let mut reader = wire::Reader::new(input, settings.rules());
+    let strict = settings.rules();
+    let structural = wire::Rules {
+        now: wire::Now::Unchecked,
+        own_addresses: Vec::new(),
+        ..strict.clone()
+    };
+    let mut reader = wire::Reader::new(input, structural);
     let mut out = Vec::new();
     loop {
+        let at = reader.offset();
         match reader.next_message() {
             Ok(None) => break,
-            Ok(Some(msg)) => out.push(receive_message(state, &settings, msg, via, opts)?),
+            Ok(Some(m)) => match wire::parse(&m.encode(), &strict) {
+                Ok(msg) => out.push(receive_message(state, &settings, msg, via, opts)?),
+                Err(e) => out.push(reject_malformed(state, &e, at, via, opts)?),
+            },
             Err(ReadError::Parse(e)) => {
-                out.push(reject_malformed(state, &e, via, opts)?);
+                out.push(reject_malformed(state, &e, 0, via, opts)?);
                 break;
             }
             Err(ReadError::Io(e)) => {
@@ -279,6 +291,7 @@ pub fn receive_stream(
                 line: 1,
                 offset: 0,
             },
+            0,
             via,
             opts,
         )?);
@@ -286,9 +299,12 @@ pub fn receive_stream(
     Ok(out)
 }
 
+/// Log a malformed message. `at`: where the message starts in a stream, when the error's
+/// line and offset count from the message rather than from the stream.
 fn reject_malformed(
     state: &State,
     e: &wire::ParseError,
+    at: usize,
     via: Transport,
     opts: &RouteOptions,
 ) -> Result<Decision, Failure> {
@@ -296,9 +312,14 @@ fn reject_malformed(
         via: Some(via),
         ..Decision::default()
     };
+    let place = if at > 0 {
+        format!("message at byte {at} of the stream: ")
+    } else {
+        String::new()
+    };
     d.reject(
         &format!("malformed:{}", e.defect.code()),
-        format!("malformed message: {e}"),
+        format!("malformed message: {place}{e}"),
         exit::DATAERR,
     );
     commit(state, opts, |tx| {
