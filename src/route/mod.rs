@@ -639,9 +639,11 @@ pub fn receive_message(
             d = Decision {
                 outcome: Outcome::Duplicate,
                 reason_code: Some("duplicate".into()),
-                reason: Some(format!(
-                    "message ID {id} is already in the cache (row {row})"
-                )),
+                reason: Some(if row == 0 {
+                    format!("message ID {id} was seen before (a key-exchange message, not kept)")
+                } else {
+                    format!("message ID {id} is already in the cache (row {row})")
+                }),
                 duplicate_of: Some(row),
                 verified: false,
                 ..d.clone()
@@ -674,6 +676,9 @@ pub fn receive_message(
                 Ok(outcome) => {
                     tx.execute_batch("RELEASE keyx")
                         .map_err(state::db_failure)?;
+                    // The body is not kept, but its IDs are (cache row 0: none), so a replay
+                    // of the same control message is a duplicate and does nothing.
+                    cache::remember_ids(tx, &msg)?;
                     d.outcome = Outcome::KeyExchange;
                     d.accepted = true;
                     d.notes.push(format!("key exchange: {outcome:?}"));

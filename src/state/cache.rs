@@ -133,6 +133,18 @@ pub fn insert(
     Ok(id)
 }
 
+/// Record the IDs of a message that is not kept in the cache (a key-exchange message), so
+/// that a replay of it is a duplicate. They point at cache row 0, which never exists.
+pub fn remember_ids(tx: &Transaction, msg: &Message) -> Result<(), Failure> {
+    let mut st = tx
+        .prepare_cached("INSERT OR IGNORE INTO ids(key, cache_id) VALUES (?1, 0)")
+        .map_err(db_failure)?;
+    for mid in msg.ids() {
+        st.execute([mid.key()]).map_err(db_failure)?;
+    }
+    Ok(())
+}
+
 /// One cached message by row id.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Cached>, Failure> {
     conn.prepare_cached(&format!("SELECT {COLS} FROM cache WHERE id = ?1"))
