@@ -337,8 +337,9 @@ pub fn explain(d: &Decision) -> String {
     if let Some(c) = d.cache_id {
         let _ = writeln!(s, "cached:     row {c}");
     }
+    let routed = matches!(d.outcome, Outcome::Accepted | Outcome::Posted);
     if let Some(m) = &d.matcher {
-        if d.accepted {
+        if routed {
             let _ = writeln!(s, "matcher:    {m}");
         }
     }
@@ -352,7 +353,7 @@ pub fn explain(d: &Decision) -> String {
             };
             let _ = writeln!(s, "  {:>8.4}  {}{best}", p.score, p.peer);
         }
-    } else if d.accepted {
+    } else if routed {
         let _ = writeln!(s, "peer scores: none (no peer has cached messages)");
     }
     if !d.matched.is_empty() {
@@ -385,7 +386,7 @@ pub fn explain(d: &Decision) -> String {
                 f.why
             );
         }
-    } else if d.accepted {
+    } else if routed {
         let _ = writeln!(s, "forwards queued: none");
     }
     for n in &d.notes {
