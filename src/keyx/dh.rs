@@ -13,9 +13,16 @@
 //!
 //! A peer's group is checked as follows (refused with a reason, no key change):
 //! - a known group (14, 15, 16, compared exactly) is accepted without further work;
-//! - otherwise p must have 2048 to 8192 bits, have no prime factor below 1000, nor may
-//!   q = (p-1)/2; then p and q must each pass Miller-Rabin with base 2 and 24 random bases
-//!   (so p is a safe prime with error below 2^-48 per number even for chosen composites);
+//! - otherwise p must have at least 2048 bits and at most `max_bits` (setting
+//!   `keyx.dh_custom_max_bits`, default 4096, at most 8192); neither p nor q = (p-1)/2 may
+//!   have a prime factor below 1000; q must pass Miller-Rabin with base 2 and 12 random bases
+//!   (error below 2^-24 even for a composite chosen to fool it; a peer gains nothing from
+//!   fooling it, since a peer can always leak its own key); then p is proven prime given q by
+//!   Pocklington's criterion (q > sqrt(p), 2^(p-1) = 1 mod p and 2^2 != 1 mod p), one
+//!   exponentiation instead of a second Miller-Rabin series. The cost of a custom group
+//!   grows with the cube of its size: `cargo bench --bench keyx` prints it. The default
+//!   limit keeps it near a second while the router holds its write transaction; the result
+//!   for each group is remembered in the state file so a group is checked once;
 //! - g must lie in [2, p-2]. For a safe prime p = 2q+1 every such g has order q or 2q (the
 //!   only elements of order 1 and 2 are 1 and p-1), so the range check is exactly "g
 //!   generates the prime-order subgroup or is a primitive root"; both are accepted.
@@ -34,8 +41,10 @@ use rand::rngs::OsRng;
 pub const MIN_BITS: u64 = 2048;
 /// Largest accepted prime, bits.
 pub const MAX_BITS: u64 = 8192;
-/// Miller-Rabin rounds with random bases for a peer's custom prime (after base 2).
-pub const MR_ROUNDS: usize = 24;
+/// Default largest custom (not embedded) prime accepted, bits.
+pub const DEFAULT_CUSTOM_MAX_BITS: u64 = 4096;
+/// Miller-Rabin rounds with random bases for q = (p-1)/2 of a custom group (after base 2).
+pub const MR_ROUNDS: usize = 12;
 
 /// Odd primes below 1000, for trial division.
 pub const SMALL_PRIMES: &[u32] = &[
@@ -151,23 +160,40 @@ impl Group {
         peer.modpow(x, &self.p).to_bytes_be()
     }
 
-    /// Check a peer's group (see the module notes for exactly what is checked).
+    /// Check a peer's group (see the module notes for exactly what is checked), with the
+    /// default size limit for custom groups.
     pub fn validate(&self) -> Result<(), Refusal> {
+        self.validate_up_to(DEFAULT_CUSTOM_MAX_BITS)
+    }
+
+    /// A digest naming the group, for remembering checks.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!("{:x},{:x}", self.g, self.p));
+        h.finalize().into()
+    }
+
+    /// Check the cheap part (sizes, g's range, small factors): everything but primality.
+    pub fn precheck(&self, max_bits: u64) -> Result<(), Refusal> {
         if self.known_id().is_some() {
             return Ok(());
         }
         let p = &self.p;
         let bits = p.bits();
+        let max = max_bits.min(MAX_BITS);
         if bits < MIN_BITS {
             return Err(Refusal::new(format!(
                 "DH prime p has {bits} bits, fewer than the {MIN_BITS} required"
             )));
         }
-        if bits > MAX_BITS {
+        if bits > max {
             return Err(Refusal::new(format!(
-                "DH prime p has {bits} bits, more than the {MAX_BITS} allowed"
+                "DH prime p has {bits} bits, more than the {max} allowed for a custom group \
+                 (setting keyx.dh_custom_max_bits, at most {MAX_BITS})"
             )));
         }
+        self.check_element(&self.g, "generator g")?;
         let q: BigUint = p >> 1u32;
         if !p.bit(0)
             || !q.bit(0)
@@ -179,12 +205,34 @@ impl Group {
                 "DH modulus p is not a safe prime (small factor in p or (p-1)/2)",
             ));
         }
-        if !is_probable_prime(&q, MR_ROUNDS) || !is_probable_prime(p, MR_ROUNDS) {
+        Ok(())
+    }
+
+    /// The costly part: q = (p-1)/2 probably prime, then p prime by Pocklington.
+    pub fn check_safe_prime(&self) -> Result<(), Refusal> {
+        if self.known_id().is_some() {
+            return Ok(());
+        }
+        let p = &self.p;
+        let q: BigUint = p >> 1u32;
+        let two = BigUint::from(2u32);
+        let ok = is_probable_prime(&q, MR_ROUNDS) && {
+            // Pocklington with the prime factor q > sqrt(p) of p-1: p is prime if
+            // a^(p-1) = 1 (mod p) and gcd(a^((p-1)/q) - 1, p) = gcd(a^2 - 1, p) = gcd(3, p) = 1.
+            two.modpow(&(p - 1u32), p).is_one() && !(p % 3u32).is_zero()
+        };
+        if !ok {
             return Err(Refusal::new(
                 "DH modulus p is not a safe prime (Miller-Rabin)",
             ));
         }
-        self.check_element(&self.g, "generator g")
+        Ok(())
+    }
+
+    /// Check a peer's group, custom groups up to `max_bits`.
+    pub fn validate_up_to(&self, max_bits: u64) -> Result<(), Refusal> {
+        self.precheck(max_bits)?;
+        self.check_safe_prime()
     }
 
     /// A public value (or g) must lie in [2, p-2].

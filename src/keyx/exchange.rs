@@ -122,6 +122,18 @@ pub trait Store {
     fn hold(&mut self, peer: &str, payload: &[u8], msg_key: &[u8]) -> Result<(), Failure>;
     /// Take every held message for `peer` (payload, msg_key), oldest first.
     fn take_held(&mut self, peer: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Failure>;
+    /// Largest custom DH prime accepted, bits (embedded groups are always accepted).
+    fn dh_custom_max_bits(&self) -> Result<u64, Failure> {
+        Ok(super::dh::DEFAULT_CUSTOM_MAX_BITS)
+    }
+    /// Whether the custom group with this digest passed the safe-prime test before.
+    fn group_checked(&self, _digest: &[u8; 32]) -> Result<Option<bool>, Failure> {
+        Ok(None)
+    }
+    /// Remember the safe-prime test's result for a custom group.
+    fn remember_group(&mut self, _digest: &[u8; 32], _ok: bool) -> Result<(), Failure> {
+        Ok(())
+    }
     /// A one-time RSA key pair generated ahead of time, if one is kept.
     fn take_spare_rsa(&mut self) -> Result<Option<KeyPair>, Failure> {
         Ok(None)
@@ -379,10 +391,7 @@ pub fn receive(
         }
         Control::DhRequest { g, p, a } => {
             let group = Group { g, p };
-            if let Err(r) = group
-                .check_element(&a, "public value A")
-                .and_then(|_| group.validate())
-            {
+            if let Err(r) = check_group(store, &group, &a)? {
                 return Ok(KeyxOutcome::refused(kind, r));
             }
             if let Some(o) = tie_break(store, peer, kind)? {
@@ -481,6 +490,37 @@ pub fn receive(
             })
         }
     }
+}
+
+/// A peer's group and public value: cheap checks first, then the safe-prime test, whose
+/// result is remembered per group.
+fn check_group(
+    store: &mut dyn Store,
+    group: &Group,
+    a: &BigUint,
+) -> Result<Result<(), Refusal>, Failure> {
+    let max = store.dh_custom_max_bits()?;
+    if let Err(r) = group
+        .precheck(max)
+        .and_then(|_| group.check_element(a, "public value A"))
+    {
+        return Ok(Err(r));
+    }
+    if group.known_id().is_some() {
+        return Ok(Ok(()));
+    }
+    let d = group.digest();
+    Ok(match store.group_checked(&d)? {
+        Some(true) => Ok(()),
+        Some(false) => Err(Refusal::new(
+            "DH modulus p is not a safe prime (this group failed before)",
+        )),
+        None => {
+            let r = group.check_safe_prime();
+            store.remember_group(&d, r.is_ok())?;
+            r
+        }
+    })
 }
 
 /// A request arrived while ours is pending: the bytewise-smaller address gives way.

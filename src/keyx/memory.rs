@@ -23,6 +23,7 @@ pub struct MemoryStore {
     pub clock: i64,
     pub ttl: i64,
     pub clear_min: usize,
+    pub groups: BTreeMap<[u8; 32], bool>,
 }
 
 impl MemoryStore {
@@ -95,6 +96,13 @@ impl Store for MemoryStore {
             .partition(|h| h.0 == peer);
         self.held = rest;
         Ok(mine.into_iter().map(|h| (h.1, h.2)).collect())
+    }
+    fn group_checked(&self, digest: &[u8; 32]) -> Result<Option<bool>, Failure> {
+        Ok(self.groups.get(digest).copied())
+    }
+    fn remember_group(&mut self, digest: &[u8; 32], ok: bool) -> Result<(), Failure> {
+        self.groups.insert(*digest, ok);
+        Ok(())
     }
     fn take_spare_rsa(&mut self) -> Result<Option<KeyPair>, Failure> {
         Ok(self.spare.pop())

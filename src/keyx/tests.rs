@@ -570,3 +570,55 @@ fn first_contact_policies() {
     assert!(a.spare.is_empty());
     assert!(a.outbox[0].1.windows(4).any(|w| w == b"RSA "));
 }
+
+#[test]
+fn custom_groups_are_checked_once() {
+    let p14 = dh::Group::modp(14).unwrap().p;
+    let custom = dh::Group {
+        g: BigUint::from(5u32),
+        p: p14.clone(),
+    };
+    assert!(custom.known_id().is_none());
+    let (mut a, mut b) = run_exchange(|| Start::Dh(custom.clone()), Derive::Hardened);
+    assert_eq!(b.groups.get(&custom.digest()), Some(&true));
+    let _ = &mut a;
+
+    // An odd p with no small factor in p or (p-1)/2 that is not a safe prime.
+    let mut x = (BigUint::one() << 2047u32) + 1u32;
+    let fake = loop {
+        let q: BigUint = &x >> 1u32;
+        if q.bit(0)
+            && dh::SMALL_PRIMES
+                .iter()
+                .all(|&s| &x % s != BigUint::from(0u32) && &q % s != BigUint::from(0u32))
+            && !dh::is_probable_prime(&q, 2)
+        {
+            break x;
+        }
+        x += 2u32;
+    };
+    let body = format!("DH key exchange request=2,{fake:x},5.");
+    let mut b = MemoryStore::new(B);
+    for _ in 0..2 {
+        let Got::Control(o) = route(&mut b, A, &from_a(body.as_bytes()), false) else {
+            panic!()
+        };
+        assert_eq!(o.action, Action::Refused);
+        assert!(o.reason.contains("not a safe prime"), "{}", o.reason);
+    }
+    assert_eq!(b.groups.len(), 1);
+    assert!(b.keys.is_empty());
+    // Larger custom groups than the limit are refused by size alone.
+    let big = format!(
+        "DH key exchange request=2,{:x},5.",
+        (BigUint::one() << 5000u32) + 1u32
+    );
+    let Got::Control(o) = route(&mut b, A, &from_a(big.as_bytes()), false) else {
+        panic!()
+    };
+    assert!(
+        o.reason.contains("more than the 4096 allowed"),
+        "{}",
+        o.reason
+    );
+}
