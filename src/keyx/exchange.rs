@@ -362,6 +362,14 @@ pub fn receive(
         ));
     }
     let keyed = store.key(peer)?.is_some();
+    if !keyed && msg.signature().is_signed() {
+        // A5.1: "If no key has been established, then both messages are unsigned."
+        return Ok(KeyxOutcome::refused(
+            kind,
+            "signed key exchange from a peer we hold no key for: its signature cannot be \
+             checked (if a key was lost, forget it on both sides and start over)",
+        ));
+    }
     if keyed && !msg.signature().is_signed() {
         // A5.1: "Otherwise, both messages are signed with the old keys"
         return Ok(KeyxOutcome::refused(

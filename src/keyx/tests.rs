@@ -621,3 +621,23 @@ fn custom_groups_are_checked_once() {
         o.reason
     );
 }
+
+#[test]
+fn signed_control_message_without_a_key_is_refused() {
+    let (mut a, _) = run_exchange(|| Start::Dh(dh::Group::modp(14).unwrap()), Derive::Hardened);
+    let req = initiate(
+        &mut a,
+        B,
+        Start::Dh(dh::Group::modp(14).unwrap()),
+        Derive::Hardened,
+        false,
+    )
+    .unwrap();
+    assert!(req.signature().is_signed());
+    // B lost its key: it cannot check the signature, so it does not answer.
+    let mut b = MemoryStore::new(B);
+    let o = receive(&mut b, A, &req, false).unwrap();
+    assert_eq!(o.action, Action::Refused);
+    assert!(o.reason.contains("cannot be checked"), "{}", o.reason);
+    assert!(b.keys.is_empty() && b.outbox.is_empty());
+}
