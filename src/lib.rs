@@ -9,5 +9,7 @@ pub mod cli;
 pub mod exit;
 pub mod keyx;
 pub mod log;
+pub mod route;
 pub mod sign;
+pub mod state;
 pub mod wire;
