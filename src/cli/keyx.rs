@@ -16,7 +16,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const ABOUT: &str = "Key exchange with a CMR peer (RSA, Diffie-Hellman, clear keys) and key management";
+const ABOUT: &str =
+    "Key exchange with a CMR peer (RSA, Diffie-Hellman, clear keys) and key management";
 
 const LONG_ABOUT: &str = "\
 Establish the key shared with one peer (Appendix A5) and manage keys. `init` writes a key \
@@ -240,7 +241,9 @@ pub fn run(args: Args) -> Result<u8, Failure> {
             if json {
                 print_json(&json!({"peer": peer, "forgotten": any}))?;
             } else if any {
-                out(&format!("forgot the key and key exchange state for {peer}\n"))?;
+                out(&format!(
+                    "forgot the key and key exchange state for {peer}\n"
+                ))?;
             } else {
                 out(&format!("nothing known about {peer}\n"))?;
             }
@@ -308,7 +311,9 @@ fn channel_secure(st: &State, peer: &str, via: Option<&str>) -> Result<(bool, St
 
 fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
     if a.peer.is_empty() || a.peer.contains(['\r', '\n']) {
-        return Err(Failure::usage("bad peer address: empty, or it holds CR or LF"));
+        return Err(Failure::usage(
+            "bad peer address: empty, or it holds CR or LF",
+        ));
     }
     let derive: Option<Derive> = a
         .derive

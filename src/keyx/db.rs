@@ -8,7 +8,9 @@
 //! Keys themselves live in `peers` (via `state::peers::set_key`).
 
 use super::derive::{Derive, Method};
-use super::exchange::{self, Action, FirstContact, FirstContactPolicy, KeyxOutcome, Pending, Store};
+use super::exchange::{
+    self, Action, FirstContact, FirstContactPolicy, KeyxOutcome, Pending, Store,
+};
 use super::rsa::KeyPair;
 use crate::exit::Failure;
 use crate::route::Transport;
@@ -104,7 +106,11 @@ pub fn validate_setting(key: &str, value: &str) -> Result<String, Failure> {
     let s = setting(key).ok_or_else(|| {
         Failure::usage(format!(
             "unknown key exchange setting '{key}' (known: {})",
-            SETTINGS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+            SETTINGS
+                .iter()
+                .map(|s| s.key)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let v = value.trim();
@@ -171,7 +177,9 @@ fn unix_now() -> i64 {
 impl Store for DbStore<'_, '_> {
     fn local_address(&self, peer: &str) -> Result<String, Failure> {
         our_address_for(&self.own, peer).ok_or_else(|| {
-            Failure::config("the state file has no address of ours: run cmr-route init --address ADDR")
+            Failure::config(
+                "the state file has no address of ours: run cmr-route init --address ADDR",
+            )
         })
     }
     fn key(&self, peer: &str) -> Result<Option<(Scheme, Key)>, Failure> {
@@ -451,8 +459,7 @@ pub fn status(tx: &Transaction, peer: &str) -> Result<Option<PeerStatus>, Failur
     }
     let store = DbStore::new(tx)?;
     let ttl = store.pending_ttl()?;
-    let (derive_own, last_method, last_exchange, exchanges) =
-        row.unwrap_or((None, None, None, 0));
+    let (derive_own, last_method, last_exchange, exchanges) = row.unwrap_or((None, None, None, 0));
     Ok(Some(PeerStatus {
         peer: peer.to_string(),
         has_key: p.as_ref().is_some_and(|p| p.key.is_some()),
@@ -545,11 +552,7 @@ pub fn add_spare(tx: &Transaction, kp: &KeyPair) -> Result<(), Failure> {
         serde_json::to_string(kp).map_err(|e| Failure::software(format!("spare key: {e}")))?;
     tx.execute(
         "INSERT INTO keyx_spare(bits, data, created) VALUES (?1, ?2, ?3)",
-        rusqlite::params![
-            kp.n().bits() as i64,
-            data,
-            crate::state::now().0
-        ],
+        rusqlite::params![kp.n().bits() as i64, data, crate::state::now().0],
     )
     .map_err(db_failure)?;
     Ok(())

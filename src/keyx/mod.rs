@@ -15,6 +15,7 @@
 //! nor routes them (A5.1 "Alice and Bob remove the two messages from their caches").
 
 pub mod body;
+pub mod db;
 pub mod derive;
 pub mod dh;
 pub mod exchange;
@@ -25,6 +26,7 @@ pub mod rsa;
 mod tests;
 
 pub use body::{is_control, BodyDefect, BodyError, Control};
+pub use db::{before_forward, handle};
 pub use derive::{Derive, Method};
 pub use exchange::{Action, FirstContact, FirstContactPolicy, KeyxOutcome, Store};
 

@@ -125,4 +125,7 @@ CREATE TABLE counters(
     r#"
 CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);
 "#,
+    // 3: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
+    // messages, checked DH groups, spare RSA key pairs.
+    crate::keyx::db::MIGRATION,
 ];
