@@ -257,7 +257,7 @@ pub fn run(args: Args) -> Result<u8, Failure> {
                 st.write(|tx| db::add_spare(tx, &kp))?;
                 made += 1;
             }
-            let total = db::spare_count(st.conn())?;
+            let total = db::spare_count(st.conn(), None)?;
             if json {
                 print_json(&json!({"added": made, "spare": total}))?;
             } else {
@@ -326,11 +326,12 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
         .map(|s| s.parse().map_err(Failure::usage))
         .transpose()?;
     // Slow work before the write transaction: RSA key generation.
-    let generated = if a.method == Method::Rsa && db::spare_count(st.conn())? == 0 {
-        Some(KeyPair::generate(a.bits as usize)?)
-    } else {
-        None
-    };
+    let generated =
+        if a.method == Method::Rsa && db::spare_count(st.conn(), Some(a.bits as u64))? == 0 {
+            Some(KeyPair::generate(a.bits as usize)?)
+        } else {
+            None
+        };
     let clear = if a.method == Method::Clear {
         let (secure, chan) = channel_secure(st, &a.peer, a.via.as_deref())?;
         if !secure {
@@ -366,12 +367,11 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
         let mode = store.derive_mode(&a.peer)?;
         let start = match a.method {
             Method::Rsa => {
-                let kp = match db::take_spare(tx)? {
-                    Some(kp) if kp.n().bits() as u32 == a.bits => kp,
-                    Some(_) | None => match &generated {
-                        Some(kp) => kp.clone(),
-                        None => KeyPair::generate(a.bits as usize)?,
-                    },
+                let kp = match (db::take_spare(tx, a.bits as u64)?, &generated) {
+                    (Some(kp), _) => kp,
+                    (None, Some(kp)) => kp.clone(),
+                    // Another process took the spare we counted on: rare, generate here.
+                    (None, None) => KeyPair::generate(a.bits as usize)?,
                 };
                 Start::Rsa(kp)
             }
@@ -455,7 +455,13 @@ fn describe(s: &db::PeerStatus) -> String {
 }
 
 fn list(st: &State, json: bool) -> Result<u8, Failure> {
-    let all = st.write(|tx| db::list(tx))?;
+    // A deferred (read) transaction: takes no write lock.
+    let tx = st
+        .conn()
+        .unchecked_transaction()
+        .map_err(crate::state::db_failure)?;
+    let all = db::list(&tx)?;
+    drop(tx);
     if json {
         print_json(&serde_json::to_value(&all).unwrap_or_default())?;
     } else if all.is_empty() {
@@ -471,9 +477,13 @@ fn list(st: &State, json: bool) -> Result<u8, Failure> {
 }
 
 fn show(st: &State, peer: &str, json: bool) -> Result<u8, Failure> {
-    let s = st
-        .write(|tx| db::status(tx, peer))?
-        .ok_or_else(|| Failure::no_input(format!("nothing known about peer {peer}")))?;
+    let tx = st
+        .conn()
+        .unchecked_transaction()
+        .map_err(crate::state::db_failure)?;
+    let s = db::status(&tx, peer)?;
+    drop(tx);
+    let s = s.ok_or_else(|| Failure::no_input(format!("nothing known about peer {peer}")))?;
     if json {
         print_json(&serde_json::to_value(&s).unwrap_or_default())?;
     } else {

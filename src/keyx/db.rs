@@ -558,15 +558,32 @@ pub fn add_spare(tx: &Transaction, kp: &KeyPair) -> Result<(), Failure> {
     Ok(())
 }
 
-/// How many spare key pairs are kept.
-pub fn spare_count(conn: &rusqlite::Connection) -> Result<i64, Failure> {
-    conn.query_row("SELECT count(*) FROM keyx_spare", [], |r| r.get(0))
-        .map_err(db_failure)
+/// How many spare key pairs are kept (of `bits` bits, or of any size).
+pub fn spare_count(conn: &rusqlite::Connection, bits: Option<u64>) -> Result<i64, Failure> {
+    conn.query_row(
+        "SELECT count(*) FROM keyx_spare WHERE ?1 IS NULL OR bits = ?1",
+        [bits.map(|b| b as i64)],
+        |r| r.get(0),
+    )
+    .map_err(db_failure)
 }
 
-/// Take a spare key pair (for `cmr-keyx init --rsa`), if one is kept.
-pub fn take_spare(tx: &Transaction) -> Result<Option<KeyPair>, Failure> {
-    DbStore::new(tx)?.take_spare_rsa()
+/// Take a spare key pair of `bits` bits (for `cmr-keyx init --rsa`), if one is kept.
+pub fn take_spare(tx: &Transaction, bits: u64) -> Result<Option<KeyPair>, Failure> {
+    let row: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, data FROM keyx_spare WHERE bits = ?1 ORDER BY id LIMIT 1",
+            [bits as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_failure)?;
+    let Some((id, data)) = row else {
+        return Ok(None);
+    };
+    tx.execute("DELETE FROM keyx_spare WHERE id = ?1", [id])
+        .map_err(db_failure)?;
+    Ok(serde_json::from_str(&data).ok())
 }
 
 /// The migration that creates keyx's tables (appended to `state::schema::MIGRATIONS`).
