@@ -295,7 +295,7 @@ impl Store for DbStore<'_, '_> {
             .map_err(db_failure)?;
         Ok(())
     }
-    fn take_held(&mut self, peer: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Failure> {
+    fn take_held(&mut self, peer: &str) -> Result<Vec<exchange::Held>, Failure> {
         let rows = {
             let mut st = self
                 .tx
@@ -431,7 +431,8 @@ pub struct PeerStatus {
 /// Status of `peer` (None when nothing at all is known about it).
 pub fn status(tx: &Transaction, peer: &str) -> Result<Option<PeerStatus>, Failure> {
     let p = peers::get(tx, peer)?;
-    let row: Option<(Option<String>, Option<String>, Option<String>, i64)> = tx
+    type Row = (Option<String>, Option<String>, Option<String>, i64);
+    let row: Option<Row> = tx
         .query_row(
             "SELECT derive, last_method, last_exchange, exchanges FROM keyx_peers WHERE peer = ?1",
             [peer],

@@ -88,6 +88,9 @@ impl Pending {
     }
 }
 
+/// A held message: (payload, outbox key).
+pub type Held = (Vec<u8>, Vec<u8>);
+
 /// Where the exchange keeps its state and sends its messages. The state-file implementation
 /// works inside the router's write transaction; tests use memory.
 pub trait Store {
@@ -121,7 +124,7 @@ pub trait Store {
     /// `peer` until a key is set.
     fn hold(&mut self, peer: &str, payload: &[u8], msg_key: &[u8]) -> Result<(), Failure>;
     /// Take every held message for `peer` (payload, msg_key), oldest first.
-    fn take_held(&mut self, peer: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Failure>;
+    fn take_held(&mut self, peer: &str) -> Result<Vec<Held>, Failure>;
     /// Largest custom DH prime accepted, bits (embedded groups are always accepted).
     fn dh_custom_max_bits(&self) -> Result<u64, Failure> {
         Ok(super::dh::DEFAULT_CUSTOM_MAX_BITS)

@@ -90,7 +90,7 @@ impl Store for MemoryStore {
             .push((peer.into(), payload.to_vec(), msg_key.to_vec()));
         Ok(())
     }
-    fn take_held(&mut self, peer: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Failure> {
+    fn take_held(&mut self, peer: &str) -> Result<Vec<super::exchange::Held>, Failure> {
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
             .into_iter()
             .partition(|h| h.0 == peer);
