@@ -66,10 +66,10 @@ fn main() {
         "reject DH request, 32768-bit p",
         time(200, || refuse(&big_dh)),
     );
-    // An 8192-bit odd p with no small factors in p or q that is not prime: as costly as a
-    // fake group gets (trial division, then Miller-Rabin base 2 on q).
-    let fake = {
-        let mut x = (num_bigint::BigUint::from(1u32) << 8191u32) + 1u32;
+    // Odd p with no small factors in p or q that is not a safe prime: as costly as a fake
+    // group gets (trial division, then Miller-Rabin base 2 on q).
+    let fake_of = |bits: u32| {
+        let mut x = (num_bigint::BigUint::from(1u32) << (bits - 1)) + 1u32;
         loop {
             let q: num_bigint::BigUint = &x >> 1u32;
             let ok = x.bit(0)
@@ -83,11 +83,26 @@ fn main() {
             x += 2u32;
         }
     };
-    let fake_body = format!("DH key exchange request=2,{fake:x},5.");
-    println!("fake 8192-bit group: {}", refuse(&fake_body));
+    let fake4096 = fake_of(4096);
+    let fake_body = format!("DH key exchange request=2,{fake4096:x},5.");
+    println!("fake 4096-bit group: {}", refuse(&fake_body));
     stats(
-        "reject DH request, 8192-bit p, not a safe prime",
+        "reject DH request, 4096-bit p, not a safe prime",
         time(10, || refuse(&fake_body)),
+    );
+    let fake8192 = dh::Group {
+        g: 2u32.into(),
+        p: fake_of(8192),
+    };
+    let big_body = format!("DH key exchange request=2,{:x},5.", fake8192.p);
+    println!("fake 8192-bit group, default limit: {}", refuse(&big_body));
+    stats(
+        "reject DH request, 8192-bit p (over the default limit)",
+        time(10, || refuse(&big_body)),
+    );
+    stats(
+        "check an 8192-bit fake p with the limit raised to 8192",
+        time(3, || fake8192.validate_up_to(8192).unwrap_err()),
     );
     let custom16 = dh::Group {
         g: 5u32.into(),

@@ -14,7 +14,7 @@
 //! A peer's group is checked as follows (refused with a reason, no key change):
 //! - a known group (14, 15, 16, compared exactly) is accepted without further work;
 //! - otherwise p must have at least 2048 bits and at most `max_bits` (setting
-//!   `keyx.dh_custom_max_bits`, default 4096, at most 8192); neither p nor q = (p-1)/2 may
+//!   `keyx_dh_custom_max_bits`, default 4096, at most 8192); neither p nor q = (p-1)/2 may
 //!   have a prime factor below 1000; q must pass Miller-Rabin with base 2 and 12 random bases
 //!   (error below 2^-24 even for a composite chosen to fool it; a peer gains nothing from
 //!   fooling it, since a peer can always leak its own key); then p is proven prime given q by
@@ -190,7 +190,7 @@ impl Group {
         if bits > max {
             return Err(Refusal::new(format!(
                 "DH prime p has {bits} bits, more than the {max} allowed for a custom group \
-                 (setting keyx.dh_custom_max_bits, at most {MAX_BITS})"
+                 (setting keyx_dh_custom_max_bits, at most {MAX_BITS})"
             )));
         }
         self.check_element(&self.g, "generator g")?;

@@ -20,7 +20,7 @@
 //!
 //! A reply only completes the request that is pending; a second `init` while a request is
 //! pending is refused unless replaced explicitly, because replies carry nothing that ties them
-//! to one request. Pending requests expire (setting `keyx.pending_ttl`, default one day).
+//! to one request. Pending requests expire (setting `keyx_pending_ttl`, default one day).
 //!
 //! Control messages travel one hop: one with more than one line in its routing header was
 //! forwarded by someone else and is refused.
@@ -264,7 +264,7 @@ fn check_clear_len(store: &dyn Store, key: &[u8]) -> Result<(), Refusal> {
     let min = store.clear_min_bytes().unwrap_or(DEFAULT_CLEAR_MIN_BYTES);
     if key.len() < min {
         return Err(Refusal::new(format!(
-            "clear key has {} bytes, fewer than the {min} required (setting keyx.clear_min_bytes)",
+            "clear key has {} bytes, fewer than the {min} required (setting keyx_clear_min_bytes)",
             key.len()
         )));
     }
@@ -327,6 +327,18 @@ pub struct KeyxOutcome {
     pub action: Action,
     /// Why it was ignored or refused; what was done otherwise.
     pub reason: String,
+}
+
+impl fmt::Display for KeyxOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = match self.action {
+            Action::Replied => "replied",
+            Action::KeySet => "key set",
+            Action::Ignored => "ignored",
+            Action::Refused => "refused",
+        };
+        write!(f, "{} {a}: {}", self.kind, self.reason)
+    }
 }
 
 impl KeyxOutcome {
@@ -559,7 +571,7 @@ fn tie_break(
     }
 }
 
-/// First-contact policy (setting `keyx.first_contact`): what to do when a message must go to
+/// First-contact policy (setting `keyx_first_contact`): what to do when a message must go to
 /// a peer we share no key with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FirstContactPolicy {
