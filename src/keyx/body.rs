@@ -383,4 +383,39 @@ mod tests {
         b.push(b'.');
         assert!(Control::parse(&b).is_ok());
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn num() -> impl Strategy<Value = BigUint> {
+            proptest::collection::vec(any::<u8>(), 1..64).prop_map(|b| BigUint::from_bytes_be(&b))
+        }
+
+        proptest! {
+            #[test]
+            fn format_then_parse_is_identity(n in num(), e in num(), g in num(), k in proptest::collection::vec(any::<u8>(), 1..64)) {
+                for c in [
+                    Control::RsaRequest { n: n.clone(), e: e.clone() },
+                    Control::RsaReply { c: n.clone() },
+                    Control::DhRequest { g: g.clone(), p: n.clone(), a: e.clone() },
+                    Control::DhReply { b: g.clone() },
+                    Control::Clear { key: k.clone() },
+                ] {
+                    let s = c.format();
+                    prop_assert!(is_control(s.as_bytes()));
+                    prop_assert_eq!(Control::parse(s.as_bytes()).unwrap(), c);
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_after_a_prefix_never_panic(i in 0usize..5, tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let mut b = PREFIXES[i].as_bytes().to_vec();
+                b.extend_from_slice(&tail);
+                if let Err(e) = Control::parse(&b) {
+                    prop_assert!(e.offset <= b.len());
+                }
+            }
+        }
+    }
 }

@@ -149,25 +149,14 @@ fn num_setting(conn: &rusqlite::Connection, key: &str) -> Result<i64, Failure> {
 /// The state-file [`Store`], working inside one write transaction.
 pub struct DbStore<'a, 'c> {
     tx: &'a Transaction<'c>,
-    own: Vec<String>,
+    settings: settings::Settings,
 }
 
 impl<'a, 'c> DbStore<'a, 'c> {
     pub fn new(tx: &'a Transaction<'c>) -> Result<Self, Failure> {
-        let own = settings::own_addresses(tx)?;
-        Ok(DbStore { tx, own })
+        let settings = settings::Settings::load(tx)?;
+        Ok(DbStore { tx, settings })
     }
-}
-
-/// Which of our addresses `peer` knows us by: the same rule as the router's forwards (the
-/// first of ours with the peer's scheme, else the primary one).
-pub fn our_address_for(own: &[String], peer: &str) -> Option<String> {
-    let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    let want = scheme(peer);
-    own.iter()
-        .find(|a| want.is_some() && scheme(a) == want)
-        .or(own.first())
-        .cloned()
 }
 
 fn unix_now() -> i64 {
@@ -176,11 +165,15 @@ fn unix_now() -> i64 {
 
 impl Store for DbStore<'_, '_> {
     fn local_address(&self, peer: &str) -> Result<String, Failure> {
-        our_address_for(&self.own, peer).ok_or_else(|| {
-            Failure::config(
-                "the state file has no address of ours: run cmr-route init --address ADDR",
-            )
-        })
+        // The router's rule for forwards (the first of ours with the peer's scheme, else the
+        // primary one), so key exchange and forwards name us alike.
+        crate::route::forward::our_address_for(&self.settings, peer)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Failure::config(
+                    "the state file has no address of ours: run cmr-route init --address ADDR",
+                )
+            })
     }
     fn key(&self, peer: &str) -> Result<Option<(Scheme, Key)>, Failure> {
         Ok(peers::get(self.tx, peer)?.and_then(|p| p.key.map(|k| (p.scheme, k))))
