@@ -374,6 +374,15 @@ fn rotation_old_key_signs_the_exchange_new_key_the_next_message() {
         (77, Some("signature")),
         "{d}"
     );
+    // The replaced key is kept for a grace period, for messages already in flight.
+    let st = State::open(Some(&b.state)).unwrap();
+    let (scheme, old) = cmr::keyx::retired_key(st.conn(), ALICE).unwrap().unwrap();
+    assert_eq!(old.bytes(), &k1[..]);
+    let m = wire::parse(&old_signed, &wire::Rules::default()).unwrap();
+    sign::verify(&m, scheme, &old).unwrap();
+    a.keyx_ok(&["forget", BOB]);
+    let sa = State::open(Some(&a.state)).unwrap();
+    assert!(cmr::keyx::retired_key(sa.conn(), BOB).unwrap().is_none());
     // An unsigned request from someone claiming to be Alice changes nothing.
     let forged = Peer::new(ALICE).keyx_ok(&["init", BOB, "--dh", "--print"]);
     let (c, d) = b.receive(&forged, "pipe");

@@ -4,7 +4,8 @@
 //! Tables (migration appended to `state::schema`): `keyx_pending` (our requests waiting for
 //! a reply, with their one-time secrets), `keyx_peers` (per-peer derivation and the last
 //! exchange), `keyx_held` (first-contact messages waiting for a key), `keyx_groups` (custom
-//! DH groups already checked), `keyx_spare` (one-time RSA key pairs generated ahead).
+//! DH groups already checked), `keyx_retired` (replaced keys during their grace period),
+//! `keyx_spare` (one-time RSA key pairs generated ahead).
 //! Keys themselves live in `peers` (via `state::peers::set_key`).
 
 use super::derive::{Derive, Method};
@@ -76,6 +77,15 @@ pub const SETTINGS: &[Setting] = &[
         min: 60,
         max: 365 * 86400,
         help: "seconds a request of ours waits for its reply before it is forgotten",
+    },
+    Setting {
+        key: "keyx_retired_grace",
+        default: "3600",
+        choices: &[],
+        min: 0,
+        max: 7 * 86400,
+        help: "seconds a replaced key still verifies messages signed before the peer switched \
+               (never key-exchange messages); 0 keeps none",
     },
     Setting {
         key: "keyx_clear_min_bytes",
@@ -179,9 +189,11 @@ impl Store for DbStore<'_, '_> {
         Ok(peers::get(self.tx, peer)?.and_then(|p| p.key.map(|k| (p.scheme, k))))
     }
     fn set_key(&mut self, peer: &str, key: &Key) -> Result<(), Failure> {
-        let scheme = peers::get(self.tx, peer)?
-            .map(|p| p.scheme)
-            .unwrap_or_default();
+        let current = peers::get(self.tx, peer)?;
+        let scheme = current.as_ref().map(|p| p.scheme).unwrap_or_default();
+        if let Some(old) = current.and_then(|p| p.key) {
+            retire(self.tx, peer, scheme, &old)?;
+        }
         peers::set_key(self.tx, peer, scheme, key)
     }
     fn derive_mode(&self, peer: &str) -> Result<Derive, Failure> {
@@ -322,6 +334,46 @@ impl Store for DbStore<'_, '_> {
             .map_err(db_failure)?;
         Ok(serde_json::from_str(&data).ok())
     }
+}
+
+/// Keep the key being replaced for `keyx_retired_grace` seconds: messages the peer signed
+/// with it before it learnt the new key are still in flight.
+fn retire(tx: &Transaction, peer: &str, scheme: Scheme, old: &Key) -> Result<(), Failure> {
+    let grace = num_setting(tx, "keyx_retired_grace")?;
+    if grace <= 0 {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO keyx_retired(peer, scheme, key, until) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![peer, scheme.as_str(), old.bytes(), unix_now() + grace],
+    )
+    .map_err(db_failure)?;
+    Ok(())
+}
+
+/// The key `peer` used before the last exchange, while its grace period lasts (setting
+/// `keyx_retired_grace`, default 3600 s; 0 keeps none). For the router: when a message's
+/// signature fails with the current key, a message that verifies with this one was signed
+/// before the peer switched and may be accepted. Never for key-exchange messages: those
+/// must verify with the current key (the simultaneous-exchange rule depends on it).
+pub fn retired_key(
+    conn: &rusqlite::Connection,
+    peer: &str,
+) -> Result<Option<(Scheme, Key)>, Failure> {
+    let row: Option<(String, Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT scheme, key, until FROM keyx_retired WHERE peer = ?1",
+            [peer],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_failure)?;
+    Ok(match row {
+        Some((s, k, until)) if until >= unix_now() => {
+            s.parse().ok().map(|s: Scheme| (s, Key::new(k)))
+        }
+        _ => None,
+    })
 }
 
 /// Record a completed exchange for `list`/`show`.
@@ -534,6 +586,7 @@ pub fn forget(tx: &Transaction, peer: &str) -> Result<bool, Failure> {
     for sql in [
         "DELETE FROM keyx_pending WHERE peer = ?1",
         "DELETE FROM keyx_held WHERE dest = ?1",
+        "DELETE FROM keyx_retired WHERE peer = ?1",
     ] {
         n += tx.execute(sql, [peer]).map_err(db_failure)?;
     }
@@ -613,6 +666,13 @@ CREATE TABLE keyx_groups(
     ok      INTEGER NOT NULL,
     checked TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Keys replaced by an exchange, kept for a grace period (messages still in flight).
+CREATE TABLE keyx_retired(
+    peer   TEXT PRIMARY KEY,
+    scheme TEXT NOT NULL,
+    key    BLOB NOT NULL,
+    until  INTEGER NOT NULL
+);
 -- One-time RSA key pairs generated ahead of time (cmr-keyx spare).
 CREATE TABLE keyx_spare(
     id      INTEGER PRIMARY KEY,

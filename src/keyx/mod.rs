@@ -49,7 +49,7 @@ pub mod rsa;
 mod tests;
 
 pub use body::{is_control, BodyDefect, BodyError, Control};
-pub use db::{before_forward, handle};
+pub use db::{before_forward, handle, retired_key};
 pub use derive::{Derive, Method};
 pub use exchange::{Action, FirstContact, FirstContactPolicy, KeyxOutcome, Store};
 
