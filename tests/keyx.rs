@@ -525,3 +525,63 @@ fn set_forget_spare_and_policy() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// First contact through the router: a forward to a peer we share no key with is held, a
+/// DH request goes out instead, and the forward follows, signed, once the reply is in.
+#[test]
+fn first_contact_through_the_router() {
+    const CAROL: &str = "http://carol.org/";
+    let (a, b) = (Peer::new(ALICE), Peer::new(BOB));
+    a.keyx_ok(&["policy", "keyx_first_contact", "exchange"]);
+    let unsigned = |from: &str, body: &str| {
+        Message::compose(
+            &[(past(30), from.as_bytes())],
+            body.as_bytes(),
+            &wire::Rules::default(),
+        )
+        .unwrap()
+        .encode()
+    };
+    let (c, d) = a.receive(&unsigned(BOB, "Jupiter is the largest planet."), "http");
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+    let (c, d) = a.receive(&unsigned(CAROL, "Which planet is the largest one?"), "http");
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+    let to_bob: Vec<_> = d["forwards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["dest"] == BOB)
+        .collect();
+    assert!(!to_bob.is_empty(), "{d}");
+    assert!(to_bob.iter().all(|f| f["held"] == true), "{d}");
+    // One held row per (destination, message), however many reasons the router had.
+    let held_for_bob: i64 = a
+        .db()
+        .query_row(
+            "SELECT count(*) FROM keyx_held WHERE dest = ?1",
+            [BOB],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(held_for_bob, 1);
+    // Only the key exchange request is in the outbox for Bob.
+    let q = a.take_outbox(BOB);
+    assert_eq!(q.len(), 1);
+    assert!(body_of(&q[0]).starts_with("DH key exchange request="));
+    let (c, d) = b.receive(&q[0], "http");
+    assert_eq!(c, 0, "{d}");
+    let (c, d) = a.receive(&b.take_outbox(ALICE)[0], "http");
+    assert_eq!(c, 0, "{d}");
+    // The held forward is now queued, signed with the new key, and Bob's router takes it.
+    let q = a.take_outbox(BOB);
+    assert_eq!(q.len(), 1);
+    assert_eq!(body_of(&q[0]), "Which planet is the largest one?");
+    let (c, d) = b.receive(&q[0], "http");
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+    assert_eq!(d["verified"], true, "{d}");
+    assert_eq!(
+        a.count("keyx_held"),
+        1,
+        "the forward to Carol still waits for her"
+    );
+}
