@@ -585,3 +585,29 @@ fn first_contact_through_the_router() {
         "the forward to Carol still waits for her"
     );
 }
+
+/// The request travels through a real shell pipeline: `cmr-keyx init --print | cmr-route`.
+#[test]
+fn shell_pipeline_init_print_into_route() {
+    let (a, b) = (Peer::new(ALICE), Peer::new(BOB));
+    let script = format!(
+        "set -e -o pipefail; '{}' --state '{}' init '{}' --dh --print | '{}' --state '{}' --strict --json -",
+        env!("CARGO_BIN_EXE_cmr-keyx"),
+        a.state.display(),
+        BOB,
+        env!("CARGO_BIN_EXE_cmr-route"),
+        b.state.display()
+    );
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["outcome"], "key-exchange", "{d}");
+    let (c, d) = a.receive(&b.take_outbox(ALICE)[0], "pipe");
+    assert_eq!(c, 0, "{d}");
+    assert_eq!(a.key_for(BOB), b.key_for(ALICE));
+    signed_messages_verify(&a, &b);
+}
