@@ -564,6 +564,17 @@ fn first_contact_through_the_router() {
         )
         .unwrap();
     assert_eq!(held_for_bob, 1);
+    let key: Vec<u8> = a
+        .db()
+        .query_row(
+            "SELECT msg_key FROM keyx_held WHERE dest = ?1",
+            [BOB],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let st = State::open(Some(&a.state)).unwrap();
+    assert!(cmr::keyx::db::is_held(st.conn(), BOB, &key).unwrap());
+    assert!(!cmr::keyx::db::is_held(st.conn(), CAROL, b"nothing").unwrap());
     // Only the key exchange request is in the outbox for Bob.
     let q = a.take_outbox(BOB);
     assert_eq!(q.len(), 1);

@@ -459,6 +459,19 @@ pub fn before_forward(
     exchange::first_contact(&mut store, dest, bytes, msg_key, policy, method, group)
 }
 
+/// Is (dest, message) held for first contact? The router may treat it like a queued forward
+/// (`outbox::seen`), so a message it has several reasons to forward is held once.
+pub fn is_held(conn: &rusqlite::Connection, dest: &str, msg_key: &[u8]) -> Result<bool, Failure> {
+    conn.query_row(
+        "SELECT 1 FROM keyx_held WHERE dest = ?1 AND msg_key = ?2",
+        rusqlite::params![dest, msg_key],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(db_failure)
+}
+
 /// What `cmr-keyx list`/`show` print about one peer. Keys are never printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerStatus {
