@@ -239,6 +239,11 @@ fn clear_keys_only_over_secure_channels() {
     let o = a.keyx(&["init", BOB, "--clear", "--via", "udp", "--print"]);
     assert_eq!(o.status.code(), Some(64));
     assert!(a.key_for(BOB).is_none());
+    // An https:// or ssh: address is secure without --via.
+    let other = Peer::new(ALICE);
+    let m = other.keyx_ok(&["init", "https://bob.com/", "--clear", "--print"]);
+    assert!(body_of(&m).starts_with("Clear key exchange="));
+    assert_eq!(other.key_for("https://bob.com/").unwrap().len(), 32);
     let msg = a.keyx_ok(&["init", BOB, "--clear", "--via", "https", "--print"]);
     assert!(body_of(&msg).starts_with("Clear key exchange="));
     let ka = a.key_for(BOB).unwrap();
