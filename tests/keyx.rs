@@ -600,6 +600,19 @@ fn first_contact_through_the_router() {
         1,
         "the forward to Carol still waits for her"
     );
+    // Carol never answers; once her request has expired, `retry` asks again.
+    let retry = |p: &Peer| -> serde_json::Value {
+        serde_json::from_slice(&p.keyx_ok(&["retry", "--json"])).unwrap()
+    };
+    assert_eq!(retry(&a)["started"], serde_json::json!([]));
+    a.db()
+        .execute("UPDATE keyx_pending SET created = created - 100000", [])
+        .unwrap();
+    assert_eq!(retry(&a)["started"], serde_json::json!([CAROL]));
+    let q = a.take_outbox(CAROL);
+    assert_eq!(q.len(), 2, "the first request and the new one");
+    assert!(body_of(&q[1]).starts_with("DH key exchange request="));
+    assert_eq!(a.count("keyx_held"), 1);
 }
 
 /// The request travels through a real shell pipeline: `cmr-keyx init --print | cmr-route`.

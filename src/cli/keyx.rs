@@ -48,6 +48,7 @@ Examples:
   cmr-keyx set http://bob.example/cmr --derive spec    # before exchanging with an A5-only peer
   cmr-keyx forget http://bob.example/cmr
   cmr-keyx spare --count 2                             # RSA key pairs for first contact
+  cmr-keyx retry                                       # cron: re-ask peers with held messages
   cmr-keyx policy keyx_first_contact exchange
 
 Exit status: 0 done, 64 usage error (e.g. a clear key over an insecure channel, or an
@@ -139,6 +140,9 @@ pub enum Cmd {
     },
     /// Forget the key, pending request and held messages for PEER
     Forget { peer: String },
+    /// Start a new exchange with each peer whose held first-contact messages wait on an
+    /// expired or lost request (for cron)
+    Retry,
     /// Generate one-time RSA key pairs ahead of time (used by init --rsa and first contact)
     Spare {
         /// How many to add
@@ -246,6 +250,19 @@ pub fn run(args: Args) -> Result<u8, Failure> {
                 ))?;
             } else {
                 out(&format!("nothing known about {peer}\n"))?;
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Retry => {
+            let started = st.write(db::retry_held)?;
+            if json {
+                print_json(&json!({ "started": started }))?;
+            } else if started.is_empty() {
+                out("no held messages wait on an expired request\n")?;
+            } else {
+                for p in &started {
+                    out(&format!("queued a new key exchange request for {p}\n"))?;
+                }
             }
             Ok(exit::OK)
         }

@@ -214,23 +214,29 @@ impl Store for DbStore<'_, '_> {
         Ok(v.parse().unwrap_or_default())
     }
     fn pending(&self, peer: &str) -> Result<Option<Pending>, Failure> {
-        let data: Option<String> = self
+        let row: Option<(i64, String)> = self
             .tx
             .query_row(
-                "SELECT data FROM keyx_pending WHERE peer = ?1",
+                "SELECT created, data FROM keyx_pending WHERE peer = ?1",
                 [peer],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(db_failure)?;
-        match data {
+        match row {
             None => Ok(None),
-            Some(d) => serde_json::from_str(&d).map(Some).map_err(|e| {
-                Failure::config(format!(
-                    "state file: pending key exchange with {peer} is damaged ({e}); \
-                     run cmr-keyx forget {peer}"
-                ))
-            }),
+            Some((created, d)) => serde_json::from_str::<Pending>(&d)
+                .map(|mut p| {
+                    // The column is what `list` shows and what an operator may edit.
+                    p.created = created;
+                    Some(p)
+                })
+                .map_err(|e| {
+                    Failure::config(format!(
+                        "state file: pending key exchange with {peer} is damaged ({e}); \
+                         run cmr-keyx forget {peer}"
+                    ))
+                }),
         }
     }
     fn put_pending(&mut self, peer: &str, p: &Pending) -> Result<(), Failure> {
@@ -470,6 +476,53 @@ pub fn is_held(conn: &rusqlite::Connection, dest: &str, msg_key: &[u8]) -> Resul
     .optional()
     .map(|r| r.is_some())
     .map_err(db_failure)
+}
+
+/// Start a new exchange with every peer that has held messages and no live request (its
+/// request expired or was forgotten). Returns those peers. `cmr-keyx retry`, e.g. from cron.
+pub fn retry_held(tx: &Transaction) -> Result<Vec<String>, Failure> {
+    let dests: Vec<String> = {
+        let mut st = tx
+            .prepare("SELECT DISTINCT dest FROM keyx_held ORDER BY dest")
+            .map_err(db_failure)?;
+        let it = st.query_map([], |r| r.get(0)).map_err(db_failure)?;
+        it.collect::<Result<Vec<_>, _>>().map_err(db_failure)?
+    };
+    let method: Method = get_setting(tx, "keyx_first_contact_method")?
+        .parse()
+        .unwrap_or(Method::Dh);
+    let group: u32 = get_setting(tx, "keyx_dh_group")?.parse().unwrap_or(14);
+    let mut store = DbStore::new(tx)?;
+    let mut started = Vec::new();
+    for d in dests {
+        if store.key(&d)?.is_some() {
+            // A key arrived by other means (cmr-keyx set): send what waited.
+            exchange::release_held(&mut store, &d)?;
+            continue;
+        }
+        if exchange::live_pending(&mut store, &d)?.is_some() {
+            continue;
+        }
+        let start = match method {
+            Method::Rsa => match store.take_spare_rsa()? {
+                Some(kp) => exchange::Start::Rsa(kp),
+                None => exchange::Start::Dh(default_group(group)),
+            },
+            _ => exchange::Start::Dh(default_group(group)),
+        };
+        let mode = store.derive_mode(&d)?;
+        let req = exchange::initiate(&mut store, &d, start, mode, false)?;
+        let key = req.sender().key();
+        store.enqueue(&d, &req.encode(), &key)?;
+        started.push(d);
+    }
+    Ok(started)
+}
+
+fn default_group(id: u32) -> super::dh::Group {
+    super::dh::Group::modp(id)
+        .or_else(|| super::dh::Group::modp(14))
+        .expect("group 14 is embedded")
 }
 
 /// What `cmr-keyx list`/`show` print about one peer. Keys are never printed.
