@@ -139,4 +139,7 @@ CREATE TABLE client_inbox(
 );
 CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
 "#,
+    // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
+    // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
+    crate::keyx::db::MIGRATION,
 ];
