@@ -723,3 +723,31 @@ fn no_good_match_is_not_forwarded() {
     let (_, d) = e.route_json(&msg("http://stranger2.test/", &noise[..200]).encode(), &[]);
     assert!(!d["forwards"].as_array().unwrap().is_empty(), "{d}");
 }
+
+#[test]
+fn key_exchange_messages_are_not_cached_and_replays_are_duplicates() {
+    let e = Env::new();
+    let peer = "https://peer.test/cmr";
+    let m = msg(peer, "Clear key exchange=00112233445566778899aabbccddeeff.");
+    let (c, d) = e.route_json(&m.encode(), &["--via", "https", "--strict"]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+    assert_eq!(e.count("cache"), 0, "A5.1: never cached");
+    assert_eq!(e.count("outbox"), 0, "never routed");
+    let key: Vec<u8> = e
+        .db()
+        .query_row("SELECT key FROM peers WHERE address = ?1", [peer], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!key.is_empty());
+    // The same message again (a replay) does nothing.
+    let (c, d) = e.route_json(&m.encode(), &["--via", "https", "--strict"]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("duplicate")), "{d}");
+    let key2: Vec<u8> = e
+        .db()
+        .query_row("SELECT key FROM peers WHERE address = ?1", [peer], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(key, key2);
+}
