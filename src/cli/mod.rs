@@ -19,3 +19,6 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, Failure> {
     }
     Ok(buf)
 }
+
+pub mod recv;
+pub mod send;
