@@ -344,11 +344,13 @@ pub fn drain(
             .query_row(
                 &format!(
                     "SELECT count(*) FROM outbox WHERE ({DUE}) AND state = 'queued' AND dest IN \
-                     (SELECT value FROM json_each(?2))"
+                     (SELECT value FROM json_each(?2)) AND id NOT IN \
+                     (SELECT value FROM json_each(?3))"
                 ),
                 params![
                     policy.claim_timeout.as_secs_f64(),
-                    serde_json::to_string(&down.iter().collect::<Vec<_>>()).unwrap_or_default()
+                    serde_json::to_string(&down).unwrap_or_default(),
+                    serde_json::to_string(&tried).unwrap_or_default()
                 ],
                 |r| r.get(0),
             )
