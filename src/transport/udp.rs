@@ -170,8 +170,8 @@ pub fn receive(
     deliver: &mut dyn FnMut(&[u8], SocketAddr) -> Result<(), Failure>,
 ) -> Result<Stats, Failure> {
     let mut stats = Stats::default();
-    // One byte more than the limit, so an oversized datagram shows as such, not truncated.
-    let mut buf = vec![0u8; opts.max_datagram.saturating_add(1).min(65_536)];
+    // Room for the largest datagram UDP can carry, so an oversized one is measured, not cut.
+    let mut buf = vec![0u8; 65_536];
     let mut wait = opts.first_wait;
     loop {
         if opts.max_count.is_some_and(|m| stats.datagrams >= m) {
