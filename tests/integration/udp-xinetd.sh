@@ -71,7 +71,7 @@ PY
 sleep 3
 check "nothing cached from bad datagrams" "$before" "$(cache_count "$RS")"
 check_contains "wrong tag is logged" 'tag "carol" is not ours ("bob")' "$(cat "$LOG")"
-check_contains "oversized is logged" "oversized datagram: 5050 bytes, limit 4096" "$(cat "$LOG")"
+check_contains "oversized is logged" "oversized datagram: 5057 bytes, limit 4096" "$(cat "$LOG")"
 check_contains "missing tag is logged" "no \`tag LF\` prefix" "$(cat "$LOG")"
 check_contains "malformed is logged" "malformed message" "$(cat "$LOG")"
 
