@@ -130,7 +130,17 @@ pub fn main() -> ExitCode {
         }
         None => {}
     }
-    exit::run("cmr-recv", move || run(&args))
+    exit::run("cmr-recv", move || {
+        let r = run(&args);
+        // For --ssh and --mail, stderr is the sender's channel (the ssh client, the MTA's
+        // bounce): tell them too when the log goes elsewhere.
+        if let (Err(f), Some(_)) = (&r, &args.log) {
+            if args.ssh || args.mail {
+                let _ = writeln!(std::io::stderr(), "cmr-recv: {}", f.message);
+            }
+        }
+        r
+    })
 }
 
 /// Where extracted messages go: the router, or stdout.
@@ -213,8 +223,12 @@ fn recv_mail(args: &Args) -> Result<u8, Failure> {
         .read_to_end(&mut buf)
         .map_err(|e| Failure::from(e).context("reading the mail"))?;
     if buf.len() as u64 > MAX_MAIL {
-        crate::log::error(&format!("cmr-recv: mail larger than {MAX_MAIL} bytes"));
-        return Ok(args.no_message_exit);
+        let m = format!("mail larger than {MAX_MAIL} bytes: no CMR message fits");
+        if args.no_message_exit == exit::OK {
+            crate::log::info(&format!("cmr-recv: dropped: {m}"));
+            return Ok(exit::OK);
+        }
+        return Err(Failure::new(args.no_message_exit, m));
     }
     if buf.is_empty() {
         return Err(Failure::no_input("standard input: empty (no mail)"));
@@ -223,8 +237,11 @@ fn recv_mail(args: &Args) -> Result<u8, Failure> {
     let msg = match mail::extract(&buf, &wire::Rules::unchecked_time()) {
         Ok(m) => m,
         Err(e) => {
-            crate::log::error(&format!("cmr-recv: {e}"));
-            return Ok(args.no_message_exit);
+            if args.no_message_exit == exit::OK {
+                crate::log::info(&format!("cmr-recv: dropped: {e}"));
+                return Ok(exit::OK);
+            }
+            return Err(Failure::new(args.no_message_exit, e.to_string()));
         }
     };
     Deliver::new(args, Transport::Mail)?.one(&msg, "mail")?;

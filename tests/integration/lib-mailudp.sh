@@ -53,6 +53,8 @@ build() {
 ensure_user() {
     local u=$1
     id "$u" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/sh "$u"
+    # No password, but not locked: sshd refuses locked accounts even for keys.
+    usermod -p '*' "$u"
 }
 
 free_port() {
