@@ -72,6 +72,9 @@ pub struct Args {
     /// Requeue dead-lettered rows: all, or the one with this id
     #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "all")]
     pub retry_dead: Option<String>,
+    /// Log every delivery and the run's counts (failures are always logged)
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Print JSON (--outbox: the run's counts; --list: the rows)
     #[arg(long)]
     pub json: bool,
@@ -238,14 +241,16 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     }
     // --outbox
     let (o, policy) = options(args, Some(&state))?;
-    let report = outbox::drain(&mut state, &policy, &mut |a, b| transport::send(a, b, &o))?;
+    let report = outbox::drain(&mut state, &policy, args.verbose, &mut |a, b| {
+        transport::send(a, b, &o)
+    })?;
     if args.json {
         writeln!(
             out,
             "{}",
             serde_json::to_string(&report).map_err(std::io::Error::from)?
         )?;
-    } else if report.sent + report.deferred + report.dead + report.skipped > 0 {
+    } else if args.verbose {
         crate::log::info(&format!(
             "cmr-send: {} sent, {} deferred, {} dead-lettered, {} left for a later run",
             report.sent, report.deferred, report.dead, report.skipped

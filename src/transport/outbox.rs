@@ -285,6 +285,7 @@ impl Report {
 pub fn drain(
     state: &mut State,
     policy: &Policy,
+    verbose: bool,
     send: &mut dyn FnMut(&Address, &[u8]) -> Result<(), SendError>,
 ) -> Result<Report, Failure> {
     let token = new_token();
@@ -301,7 +302,9 @@ pub fn drain(
             Ok(()) => {
                 if mark_sent(state, &c, &token)? {
                     report.sent += 1;
-                    crate::log::info(&format!("outbox {}: sent to {}", c.id, c.dest));
+                    if verbose {
+                        crate::log::info(&format!("outbox {}: sent to {}", c.id, c.dest));
+                    }
                 } else {
                     crate::log::info(&format!(
                         "outbox {}: sent to {}, but another run had taken the claim over",
@@ -473,7 +476,7 @@ mod tests {
         ]);
         let p = Policy::default();
         let mut seen = Vec::new();
-        let r = drain(&mut s, &p, &mut |a, b| {
+        let r = drain(&mut s, &p, false, &mut |a, b| {
             seen.push((a.to_string(), b.to_vec()));
             if a.to_string().ends_with("/down") {
                 Err(SendError::Transient("down".into()))
@@ -497,7 +500,7 @@ mod tests {
         // Nothing is due right now: row 2 backs off, row 3 is due but its dest is down...
         // a new run tries row 3 (a new run has no memory of the failure).
         let mut n = 0;
-        drain(&mut s, &p, &mut |_, _| {
+        drain(&mut s, &p, false, &mut |_, _| {
             n += 1;
             Ok(())
         })
@@ -518,7 +521,7 @@ mod tests {
             ..Default::default()
         };
         for i in 1..=3 {
-            let r = drain(&mut s, &p, &mut |_, _| {
+            let r = drain(&mut s, &p, false, &mut |_, _| {
                 Err(SendError::Transient("no".into()))
             })
             .unwrap();
