@@ -169,7 +169,7 @@ impl Deliver<'_> {
             return Ok(());
         };
         let opts = RouteOptions {
-            peer: self.args.peer.clone(),
+            authenticated_sender: self.args.peer.clone(),
             ..Default::default()
         };
         let d = route::receive(state, raw, self.via, &opts)?;
@@ -182,7 +182,11 @@ impl Deliver<'_> {
             crate::log::info(&format!("{} from {from}: accepted", self.via));
         } else {
             // A3: rejected network messages are ignored and discarded (logged, exit 0).
-            crate::log::info(&format!("{} from {from}: rejected: {}", self.via, d.reason));
+            crate::log::info(&format!(
+                "{} from {from}: not accepted: {}",
+                self.via,
+                d.reason.as_deref().unwrap_or("-")
+            ));
         }
         Ok(())
     }

@@ -214,7 +214,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                 write!(
                     out,
                     "{:>6} {:<7} {:>2} tries {:>7} B  {}  {}",
-                    r.id, r.state, r.attempts, r.size, r.dest, when
+                    r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                    r.state,
+                    r.attempts,
+                    r.size,
+                    r.dest,
+                    when
                 )?;
                 if let Some(e) = &r.last_error {
                     write!(out, "  [{e}]")?;

@@ -60,14 +60,15 @@ impl FromStr for Transport {
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteOptions {
-    /// The peer the message came from when the transport vouches for it (SSH forced command).
-    pub peer: Option<String>,
+    pub dry_run: bool,
+    /// The transport authenticated the sender as this address (SSH forced command).
+    pub authenticated_sender: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Decision {
     pub accepted: bool,
-    pub reason: String,
+    pub reason: Option<String>,
 }
 
 pub fn receive(
@@ -81,7 +82,7 @@ pub fn receive(
         Err(e) => {
             return Ok(Decision {
                 accepted: false,
-                reason: format!("malformed: {e}"),
+                reason: Some(format!("malformed: {e}")),
             })
         }
     };
@@ -95,7 +96,7 @@ pub fn receive(
             if dup.is_some() {
                 return Ok(Decision {
                     accepted: false,
-                    reason: "duplicate".into(),
+                    reason: Some("duplicate".into()),
                 });
             }
         }
@@ -116,7 +117,7 @@ pub fn receive(
         }
         Ok(Decision {
             accepted: true,
-            reason: "cached".into(),
+            reason: None,
         })
     })
 }

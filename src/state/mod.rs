@@ -71,3 +71,10 @@ impl State {
         Ok(v)
     }
 }
+
+/// The current time as text and as Unix seconds.
+pub fn now() -> (String, f64) {
+    let t = crate::wire::Timestamp::now();
+    let unix = t.unix_secs() as f64 + t.subsec_nanos() as f64 / 1e9;
+    (t.to_string(), unix)
+}

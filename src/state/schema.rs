@@ -10,7 +10,9 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE ids(key BLOB PRIMARY KEY, cache_id INTEGER);
      CREATE TABLE outbox(id INTEGER PRIMARY KEY, dest TEXT, bytes BLOB, msg_key BLOB, created TEXT,
         attempts INTEGER NOT NULL DEFAULT 0, next_attempt TEXT, last_error TEXT,
-        state TEXT NOT NULL DEFAULT 'queued', claimed_at TEXT, UNIQUE(dest, msg_key));",
+        state TEXT NOT NULL DEFAULT 'queued', claimed_at TEXT, cache_id INTEGER, UNIQUE(dest, msg_key));
+     CREATE TABLE delivered(dest TEXT NOT NULL, msg_key BLOB NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY(dest, msg_key)) WITHOUT ROWID;",
     crate::transport::outbox::MIGRATION,
 ];
 

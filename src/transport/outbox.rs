@@ -5,14 +5,16 @@
 //!   `claimed_at` and a claim token unique to this run, so concurrent `cmr-send --outbox`
 //!   runs never send the same row. A claim older than `outbox.claim_timeout` (the run that
 //!   made it died) may be taken over.
-//! - Confirm: only after the transport said yes is the row marked `sent` (kept, so the
-//!   `UNIQUE(dest, msg_key)` constraint keeps the same forward from being queued twice),
-//!   and only if our claim token still holds.
+//! - Confirm: only after the transport said yes, and only if our claim token still holds,
+//!   does the row leave the outbox for `delivered` (which keeps the same forward from
+//!   being queued twice).
 //! - Failure: `attempts + 1`, the next attempt after an exponential backoff with jitter;
 //!   dead-lettered (`dead`, still listed, `--retry-dead` requeues) on a permanent error,
 //!   after `outbox.max_attempts` attempts, or when older than `outbox.max_age`.
 //!
-//! Times are UTC `YYYY-MM-DD HH:MM:SS.SSS` (SQLite's own form, so SQL can compare them).
+//! Times are written as A2 timestamps (UTC `YYYY/MM/DD HH:MM:SS.ffffff`, like every other
+//! time in the state file) and compared in SQL through `julianday()` after turning the
+//! slashes into dashes.
 
 use super::{setting_num, Address, SendError};
 use crate::exit::Failure;
@@ -23,11 +25,20 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// Columns the outbox needs beyond the core ones (appended migration).
-pub const MIGRATION: &str = "ALTER TABLE outbox ADD COLUMN claim_token TEXT;
-ALTER TABLE outbox ADD COLUMN sent_at TEXT;
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt);";
+pub const MIGRATION: &str = "ALTER TABLE outbox ADD COLUMN claim_token TEXT;";
 
-const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f','now')";
+/// Now, `secs` seconds from now, as a timestamp string.
+fn time_in(secs: f64) -> String {
+    let now = crate::wire::Timestamp::now();
+    let t = now.unix_secs() as f64 + now.subsec_nanos() as f64 / 1e9 + secs;
+    let whole = t.floor();
+    crate::wire::Timestamp::from_unix(whole as i64, ((t - whole) * 1e9) as u32, 6).to_string()
+}
+
+/// SQL: the Julian day of a timestamp column in either `/` or `-` date form.
+fn jd(col: &str) -> String {
+    format!("julianday(replace({col}, '/', '-'))")
+}
 
 /// Retry policy, from the settings (`outbox.*`) with command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +112,14 @@ pub fn new_token() -> String {
     )
 }
 
-const DUE: &str = "(state = 'queued' AND (next_attempt IS NULL OR julianday(next_attempt) IS NULL
-                      OR julianday(next_attempt) <= julianday('now')))
-                   OR (state = 'sending' AND (claimed_at IS NULL OR
-                      julianday(claimed_at) <= julianday('now') - ?1 / 86400.0))";
+/// SQL: the rows due now (?1 = claim timeout in seconds). An unreadable time counts as due.
+fn due() -> String {
+    let (na, ca) = (jd("next_attempt"), jd("claimed_at"));
+    format!(
+        "((state = 'queued' AND ({na} IS NULL OR {na} <= julianday('now')))
+          OR (state = 'sending' AND ({ca} IS NULL OR {ca} <= julianday('now') - ?1 / 86400.0)))"
+    )
+}
 
 /// Claim the next due row not in `skip_ids` and not for a destination in `skip_dests`.
 pub fn claim_next(
@@ -118,7 +133,9 @@ pub fn claim_next(
         let pick = {
             let mut st = tx
                 .prepare_cached(&format!(
-                    "SELECT id, dest FROM outbox WHERE {DUE} ORDER BY next_attempt, id LIMIT 1000"
+                    "SELECT id, dest FROM outbox WHERE {} ORDER BY {}, id LIMIT 1000",
+                    due(),
+                    jd("next_attempt")
                 ))
                 .map_err(db_failure)?;
             let rows = st
@@ -138,11 +155,8 @@ pub fn claim_next(
         };
         let Some(id) = pick else { return Ok(None) };
         tx.execute(
-            &format!(
-                "UPDATE outbox SET state = 'sending', claimed_at = {NOW}, claim_token = ?2 \
-                 WHERE id = ?1"
-            ),
-            params![id, token],
+            "UPDATE outbox SET state = 'sending', claimed_at = ?3, claim_token = ?2 WHERE id = ?1",
+            params![id, token, time_in(0.0)],
         )
         .map_err(db_failure)?;
         tx.query_row(
@@ -166,17 +180,16 @@ pub fn claim_next(
 /// over meanwhile (a stale-claim timeout shorter than the send).
 pub fn mark_sent(state: &mut State, c: &Claimed, token: &str) -> Result<bool, Failure> {
     state.write(|tx| {
-        let n = tx
-            .execute(
-                &format!(
-                    "UPDATE outbox SET state = 'sent', sent_at = {NOW}, claim_token = NULL, \
-                     last_error = NULL, attempts = COALESCE(attempts, 0) + 1 \
-                     WHERE id = ?1 AND claim_token = ?2 AND state = 'sending'"
-                ),
+        let ours = tx
+            .query_row(
+                "SELECT 1 FROM outbox WHERE id = ?1 AND claim_token = ?2 AND state = 'sending'",
                 params![c.id, token],
+                |_| Ok(()),
             )
-            .map_err(db_failure)?;
-        Ok(n == 1)
+            .optional()
+            .map_err(db_failure)?
+            .is_some();
+        Ok(ours && crate::state::outbox::mark_sent(tx, c.id)?)
     })
 }
 
@@ -202,8 +215,11 @@ pub fn mark_failed(
     state.write(|tx| {
         let too_old: bool = tx
             .query_row(
-                "SELECT COALESCE(julianday('now') - julianday(created) > ?2 / 86400.0, 0) \
-                 FROM outbox WHERE id = ?1",
+                &format!(
+                    "SELECT COALESCE(julianday('now') - {} > ?2 / 86400.0, 0) \
+                     FROM outbox WHERE id = ?1",
+                    jd("created")
+                ),
                 params![c.id, policy.max_age.as_secs_f64()],
                 |r| r.get(0),
             )
@@ -235,19 +251,10 @@ pub fn mark_failed(
             let delay = policy.backoff(attempts, &mut rand::thread_rng());
             let n = tx
                 .execute(
-                    &format!(
-                        "UPDATE outbox SET state = 'queued', attempts = ?3, last_error = ?4, \
-                         claim_token = NULL, claimed_at = NULL, \
-                         next_attempt = strftime('%Y-%m-%d %H:%M:%f', 'now', ?5) \
-                         WHERE id = ?1 AND claim_token = ?2"
-                    ),
-                    params![
-                        c.id,
-                        token,
-                        attempts,
-                        why,
-                        format!("+{:.3} seconds", delay.as_secs_f64())
-                    ],
+                    "UPDATE outbox SET state = 'queued', attempts = ?3, last_error = ?4, \
+                     claim_token = NULL, claimed_at = NULL, next_attempt = ?5 \
+                     WHERE id = ?1 AND claim_token = ?2",
+                    params![c.id, token, attempts, why, time_in(delay.as_secs_f64())],
                 )
                 .map_err(db_failure)?;
             (Outcome::Deferred(delay), n)
@@ -346,9 +353,10 @@ pub fn drain(
             .conn()
             .query_row(
                 &format!(
-                    "SELECT count(*) FROM outbox WHERE ({DUE}) AND state = 'queued' AND dest IN \
+                    "SELECT count(*) FROM outbox WHERE {} AND state = 'queued' AND dest IN \
                      (SELECT value FROM json_each(?2)) AND id NOT IN \
-                     (SELECT value FROM json_each(?3))"
+                     (SELECT value FROM json_each(?3))",
+                    due()
                 ),
                 params![
                     policy.claim_timeout.as_secs_f64(),
@@ -363,10 +371,10 @@ pub fn drain(
     Ok(report)
 }
 
-/// One outbox row as `cmr-send --list` shows it.
+/// One outbox row as `cmr-send --list` shows it (a delivered pair has no id).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
-    pub id: i64,
+    pub id: Option<i64>,
     pub dest: String,
     pub state: String,
     pub attempts: i64,
@@ -378,14 +386,13 @@ pub struct Entry {
     pub last_error: Option<String>,
 }
 
-/// The outbox rows, oldest first; sent ones only when `all`.
+/// The outbox rows, oldest first; with `all`, the delivered pairs after them.
 pub fn list(conn: &rusqlite::Connection, all: bool) -> Result<Vec<Entry>, Failure> {
     let mut st = conn
-        .prepare(&format!(
-            "SELECT id, dest, COALESCE(state, 'queued'), COALESCE(attempts, 0), length(bytes), \
-             created, next_attempt, claimed_at, sent_at, last_error FROM outbox {} ORDER BY id",
-            if all { "" } else { "WHERE state IS NOT 'sent'" }
-        ))
+        .prepare(
+            "SELECT id, dest, state, attempts, length(bytes), created, next_attempt, \
+             claimed_at, last_error FROM outbox ORDER BY id",
+        )
         .map_err(db_failure)?;
     let rows = st
         .query_map([], |r| {
@@ -398,12 +405,41 @@ pub fn list(conn: &rusqlite::Connection, all: bool) -> Result<Vec<Entry>, Failur
                 created: r.get(5)?,
                 next_attempt: r.get(6)?,
                 claimed_at: r.get(7)?,
-                sent_at: r.get(8)?,
-                last_error: r.get(9)?,
+                sent_at: None,
+                last_error: r.get(8)?,
             })
         })
         .map_err(db_failure)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+    let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)?;
+    if all {
+        let mut st = conn
+            .prepare("SELECT dest, at FROM delivered ORDER BY at")
+            .map_err(db_failure)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Entry {
+                    id: None,
+                    dest: r.get(0)?,
+                    state: "sent".into(),
+                    attempts: 0,
+                    size: 0,
+                    created: None,
+                    next_attempt: None,
+                    claimed_at: None,
+                    sent_at: r.get(1)?,
+                    last_error: None,
+                })
+            })
+            .map_err(db_failure)?;
+        v.extend(rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)?);
+    }
+    Ok(v)
+}
+
+/// Delivered (destination, message) pairs.
+pub fn delivered_count(conn: &rusqlite::Connection) -> Result<i64, Failure> {
+    conn.query_row("SELECT count(*) FROM delivered", [], |r| r.get(0))
+        .map_err(db_failure)
 }
 
 /// Requeue dead-lettered rows (one, or all when `id` is None) for an attempt now, with a
@@ -411,12 +447,10 @@ pub fn list(conn: &rusqlite::Connection, all: bool) -> Result<Vec<Entry>, Failur
 pub fn retry_dead(state: &mut State, id: Option<i64>) -> Result<usize, Failure> {
     state.write(|tx| {
         tx.execute(
-            &format!(
-                "UPDATE outbox SET state = 'queued', attempts = 0, next_attempt = {NOW}, \
-                 claim_token = NULL, claimed_at = NULL \
-                 WHERE state = 'dead' AND (?1 IS NULL OR id = ?1)"
-            ),
-            [id],
+            "UPDATE outbox SET state = 'queued', attempts = 0, next_attempt = ?2, \
+             claim_token = NULL, claimed_at = NULL \
+             WHERE state = 'dead' AND (?1 IS NULL OR id = ?1)",
+            params![id, time_in(0.0)],
         )
         .map_err(db_failure)
     })
@@ -490,8 +524,12 @@ mod tests {
         assert_eq!((r.sent, r.deferred, r.dead, r.skipped), (1, 1, 1, 1));
         assert_eq!(r.exit_code(), 75);
         let l = list(s.conn(), false).unwrap();
-        let states: Vec<_> = l.iter().map(|e| (e.id, e.state.as_str())).collect();
+        let states: Vec<_> = l
+            .iter()
+            .map(|e| (e.id.unwrap(), e.state.as_str()))
+            .collect();
         assert_eq!(states, vec![(2, "queued"), (3, "queued"), (4, "dead")]);
+        assert_eq!(delivered_count(s.conn()).unwrap(), 1);
         assert!(l[2]
             .last_error
             .as_deref()

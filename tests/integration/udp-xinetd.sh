@@ -108,7 +108,7 @@ set +e
 set -e
 check "outbox run while bob is down exits 75" 75 "$rc"
 check_contains "  and says the port is unreachable" "port unreachable" "$(cat "$WORK/send.err")"
-check "  nothing marked sent" 0 "$(sql "$SS" "select count(*) from outbox where state='sent'")"
+check "  nothing marked sent" 0 "$(sql "$SS" "select count(*) from delivered")"
 sleep 1
 set +e; "$BIN/cmr-send" --state "$SS" --outbox --backoff-base 0.5 2>/dev/null; rc=$?; set -e
 check "a second run while down: 75 again" 75 "$rc"
@@ -121,7 +121,7 @@ for i in $(seq 10); do
     sleep 1
 done
 check "outbox drained once bob is back" 0 "$rc"
-check "all 20 rows sent" 20 "$(sql "$SS" "select count(*) from outbox where state='sent'")"
+check "all 20 rows sent" 20 "$(sql "$SS" "select count(*) from delivered")"
 WAIT_TRIES=100 wait_for 21 cache_count "$RS" || true
 check "bob's cache holds each queued message" 20 "$(cache_has "$RS" "queued message")"
 dups=$(sql "$RS" "select count(*) from (select bytes from cache group by bytes having count(*) > 1)")
