@@ -19,19 +19,20 @@ With --to, send the one message in FILE (or standard input) to ADDRESS. With --o
 send every due row of the state file's outbox (the forwards cmr-route queued): a row is \
 claimed so that concurrent runs never send it twice, marked sent only after the transport \
 confirmed delivery, retried with exponential backoff and jitter on failure, and \
-dead-lettered after outbox.max_attempts attempts or outbox.max_age seconds (or at once on \
+dead-lettered after outbox_max_attempts attempts or outbox_max_age seconds (or at once on \
 a permanent error). Dead rows stay listed (--list) until --retry-dead requeues them.
 
 Addresses:
-  mailto:bob@example.org           local sendmail (default) or the smtp.relay setting
+  mailto:bob@example.org           local sendmail (default) or the smtp_relay setting
   http://host/path, https://...    RFC 1867 upload (A4.2, A4.3)
   udp://host:port/tag              one datagram, `tag LF message` (A4.4), max 65507 bytes
   ssh://[user@]host[:port]/tag     ssh -o BatchMode=yes -T to the remote's forced command
 
-Settings (state file, `settings` table): send.timeout, outbox.max_attempts, \
-outbox.max_age, outbox.backoff_base, outbox.backoff_max, outbox.claim_timeout, smtp.from, \
-smtp.sendmail, smtp.relay, ssh.command, ssh.identity, ssh.known_hosts, ssh.options. \
-Command-line options override them.";
+Settings live in the state file (cmr-send --settings lists them, --set KEY=VALUE sets \
+them): send_timeout, outbox_max_attempts, outbox_max_age, outbox_backoff_base, \
+outbox_backoff_max, outbox_claim_timeout, smtp_from, smtp_sendmail, smtp_relay, \
+ssh_command, ssh_identity, ssh_known_hosts, ssh_options. Command-line options override \
+them for one run.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -42,6 +43,8 @@ Examples:
   cmr-send --outbox --json               ... and print {sent, deferred, dead, skipped}
   cmr-send --list                        queued, in-flight and dead rows
   cmr-send --retry-dead                  requeue every dead row (or --retry-dead ID)
+  cmr-send --set smtp_relay='smtp://relay.example:587?tls=required' --set send_timeout=30
+  cmr-send --settings
 
 Crontab:
   */5 * * * * cmr-send --outbox --log syslog
@@ -52,7 +55,7 @@ malformed message, 64 usage, 78 bad setting.";
 
 #[derive(Parser, Debug)]
 #[command(name = "cmr-send", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
-#[command(group(ArgGroup::new("mode").required(true).args(["to", "outbox", "list", "retry_dead"])))]
+#[command(group(ArgGroup::new("mode").args(["to", "outbox", "list", "retry_dead", "settings", "set"])))]
 pub struct Args {
     /// Send the message in FILE to this address
     #[arg(long, value_name = "ADDRESS")]
@@ -75,6 +78,15 @@ pub struct Args {
     /// Log every delivery and the run's counts (failures are always logged)
     #[arg(short, long)]
     pub verbose: bool,
+    /// List the transport settings with their values and defaults
+    #[arg(long)]
+    pub settings: bool,
+    /// Set a transport setting in the state file (repeatable), e.g. --set send_timeout=30
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Remove a transport setting (back to its default; repeatable)
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["to", "outbox", "list", "retry_dead", "settings"])]
+    pub unset: Vec<String>,
     /// Print JSON (--outbox: the run's counts; --list: the rows)
     #[arg(long)]
     pub json: bool,
@@ -84,38 +96,38 @@ pub struct Args {
     /// Diagnostics: stderr (default), syslog, none, or a file
     #[arg(long, value_name = "FILE|syslog")]
     pub log: Option<String>,
-    /// Give up on one destination after SECS seconds (send.timeout, default 60)
+    /// Give up on one destination after SECS seconds (send_timeout, default 60)
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
-    /// Dead-letter after N attempts (outbox.max_attempts, default 12)
+    /// Dead-letter after N attempts (outbox_max_attempts, default 12)
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
-    /// Dead-letter rows older than SECS (outbox.max_age, default 604800)
+    /// Dead-letter rows older than SECS (outbox_max_age, default 604800)
     #[arg(long, value_name = "SECS")]
     pub max_age: Option<f64>,
-    /// First retry delay; doubles per attempt (outbox.backoff_base, default 60)
+    /// First retry delay; doubles per attempt (outbox_backoff_base, default 60)
     #[arg(long, value_name = "SECS")]
     pub backoff_base: Option<f64>,
-    /// Longest retry delay (outbox.backoff_max, default 21600)
+    /// Longest retry delay (outbox_backoff_max, default 21600)
     #[arg(long, value_name = "SECS")]
     pub backoff_max: Option<f64>,
-    /// Take over claims older than SECS from runs that died (outbox.claim_timeout, default 900)
+    /// Take over claims older than SECS from runs that died (outbox_claim_timeout, default 900)
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<f64>,
-    /// From: address for mailto: (smtp.from)
+    /// From: address for mailto: (smtp_from)
     #[arg(long, value_name = "ADDR")]
     pub from: Option<String>,
-    /// sendmail binary (smtp.sendmail, default /usr/sbin/sendmail)
+    /// sendmail binary (smtp_sendmail, default /usr/sbin/sendmail)
     #[arg(long, value_name = "PATH")]
     pub sendmail: Option<PathBuf>,
     /// Send mail through this SMTP relay instead of sendmail, e.g.
-    /// smtp://user:pass@relay:587?tls=required (smtp.relay)
+    /// smtp://user:pass@relay:587?tls=required (smtp_relay)
     #[arg(long, value_name = "URL")]
     pub relay: Option<String>,
-    /// ssh identity file (ssh.identity)
+    /// ssh identity file (ssh_identity)
     #[arg(long, value_name = "FILE")]
     pub ssh_identity: Option<PathBuf>,
-    /// Extra ssh -o option, e.g. UserKnownHostsFile=/path (repeatable; ssh.options)
+    /// Extra ssh -o option, e.g. UserKnownHostsFile=/path (repeatable; ssh_options)
     #[arg(long, value_name = "OPT")]
     pub ssh_option: Vec<String>,
 }
@@ -191,6 +203,18 @@ fn options(args: &Args, state: Option<&State>) -> Result<(SendOptions, outbox::P
 }
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
+    if !(args.to.is_some()
+        || args.outbox
+        || args.list
+        || args.retry_dead.is_some()
+        || args.settings
+        || !args.set.is_empty()
+        || !args.unset.is_empty())
+    {
+        return Err(Failure::usage(
+            "say what to do: --to ADDRESS, --outbox, --list, --retry-dead, --settings, --set or --unset (see --help)",
+        ));
+    }
     if let Some(to) = &args.to {
         return send_one(args, to);
     }
@@ -226,6 +250,42 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                 }
                 writeln!(out)?;
             }
+        }
+        return Ok(exit::OK);
+    }
+    if !args.set.is_empty() || !args.unset.is_empty() {
+        let mut pairs = Vec::new();
+        for kv in &args.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Failure::usage(format!("--set takes KEY=VALUE, not {kv:?}")))?;
+            pairs.push((k.trim().to_string(), Some(v.trim().to_string())));
+        }
+        pairs.extend(args.unset.iter().map(|k| (k.clone(), None)));
+        state.write(|tx| {
+            for (k, v) in &pairs {
+                transport::set_setting(tx, k, v.as_deref())?;
+            }
+            Ok(())
+        })?;
+        return Ok(exit::OK);
+    }
+    if args.settings {
+        let mut rows = Vec::new();
+        for &(k, d, _, help) in transport::SETTINGS {
+            let v = transport::setting(state.conn(), k)?;
+            rows.push(serde_json::json!({"key": k, "value": v, "default": d, "help": help}));
+            if !args.json {
+                let shown = match v {
+                    Some(v) => v,
+                    None if d.is_empty() => "(not set)".into(),
+                    None => format!("{d} (default)"),
+                };
+                writeln!(out, "{k:<22} {shown:<24} {help}")?;
+            }
+        }
+        if args.json {
+            writeln!(out, "{}", serde_json::Value::Array(rows))?;
         }
         return Ok(exit::OK);
     }

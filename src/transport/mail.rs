@@ -5,7 +5,7 @@
 //! line ended by CR LF, lines of at most 998 bytes) goes as the plain body; anything else
 //! goes as an `application/octet-stream` attachment in base64. The mail is handed to the
 //! local `sendmail` (the MTA's queue owns retries from there), or to an SMTP relay when the
-//! `smtp.relay` setting names one.
+//! `smtp_relay` setting names one.
 //!
 //! Receiving: an RFC 5322 message on stdin (Postfix `pipe`, `.forward`, procmail). Local
 //! delivery turns CR LF into LF, so a plain body is read back with its line ends restored;
@@ -43,11 +43,11 @@ impl Default for MailOptions {
 }
 
 impl MailOptions {
-    /// `smtp.from`, `smtp.sendmail`, `smtp.relay` from the settings; the From address
+    /// `smtp_from`, `smtp_sendmail`, `smtp_relay` from the settings; the From address
     /// falls back to the first `mailto:` own address.
     pub fn from_settings(conn: &rusqlite::Connection) -> Result<MailOptions, Failure> {
         let mut o = MailOptions::default();
-        o.from = setting(conn, "smtp.from")?;
+        o.from = setting(conn, "smtp_from")?;
         if o.from.is_none() {
             use rusqlite::OptionalExtension;
             let own: Option<String> = conn
@@ -61,10 +61,10 @@ impl MailOptions {
                 .map_err(crate::state::db_failure)?;
             o.from = own.map(|a| a["mailto:".len()..].to_string());
         }
-        if let Some(s) = setting(conn, "smtp.sendmail")? {
+        if let Some(s) = setting(conn, "smtp_sendmail")? {
             o.sendmail = s.into();
         }
-        o.relay = setting(conn, "smtp.relay")?;
+        o.relay = setting(conn, "smtp_relay")?;
         Ok(o)
     }
 
@@ -160,7 +160,7 @@ pub fn send(to: &str, cmr: &[u8], o: &MailOptions) -> Result<(), SendError> {
 fn send_relay(url: &str, mail: &lettre::Message) -> Result<(), SendError> {
     use lettre::Transport;
     let t = lettre::SmtpTransport::from_url(url)
-        .map_err(|e| SendError::Permanent(format!("smtp.relay {url:?}: {e}")))?
+        .map_err(|e| SendError::Permanent(format!("smtp_relay {url:?}: {e}")))?
         .build();
     t.send(mail).map(|_| ()).map_err(|e| {
         if e.is_permanent() {

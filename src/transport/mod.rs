@@ -340,6 +340,135 @@ impl Default for SendOptions {
     }
 }
 
+/// What a transport setting's value must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    /// Seconds, a non-negative number.
+    Seconds,
+    /// A positive integer.
+    Count,
+    /// Free text (an address, a path, options).
+    Text,
+}
+
+/// The settings the transports read (`cmr-send --settings` lists them, `--set` sets them).
+pub const SETTINGS: &[(&str, &str, SettingKind, &str)] = &[
+    (
+        "send_timeout",
+        "60",
+        SettingKind::Seconds,
+        "per-destination limit for one delivery attempt",
+    ),
+    (
+        "outbox_max_attempts",
+        "12",
+        SettingKind::Count,
+        "dead-letter a row after this many failed attempts",
+    ),
+    (
+        "outbox_max_age",
+        "604800",
+        SettingKind::Seconds,
+        "dead-letter a row still undelivered after this long",
+    ),
+    (
+        "outbox_backoff_base",
+        "60",
+        SettingKind::Seconds,
+        "first retry delay; doubles per attempt (with jitter)",
+    ),
+    (
+        "outbox_backoff_max",
+        "21600",
+        SettingKind::Seconds,
+        "longest retry delay",
+    ),
+    (
+        "outbox_claim_timeout",
+        "900",
+        SettingKind::Seconds,
+        "take over claims older than this (a run that died)",
+    ),
+    (
+        "smtp_from",
+        "",
+        SettingKind::Text,
+        "From: for mailto: (default: our mailto: address, else $USER@hostname)",
+    ),
+    (
+        "smtp_sendmail",
+        "/usr/sbin/sendmail",
+        SettingKind::Text,
+        "the sendmail binary",
+    ),
+    (
+        "smtp_relay",
+        "",
+        SettingKind::Text,
+        "SMTP relay URL instead of sendmail, e.g. smtp://user:pass@relay:587?tls=required",
+    ),
+    ("ssh_command", "ssh", SettingKind::Text, "the ssh client"),
+    (
+        "ssh_identity",
+        "",
+        SettingKind::Text,
+        "ssh -i identity file",
+    ),
+    (
+        "ssh_known_hosts",
+        "",
+        SettingKind::Text,
+        "ssh UserKnownHostsFile",
+    ),
+    (
+        "ssh_options",
+        "",
+        SettingKind::Text,
+        "extra ssh -o options, space-separated",
+    ),
+];
+
+/// Check and store `key = value` (None removes it, back to the default).
+pub fn set_setting(
+    tx: &rusqlite::Transaction,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), Failure> {
+    let Some(&(_, _, kind, _)) = SETTINGS.iter().find(|s| s.0 == key) else {
+        let known: Vec<_> = SETTINGS.iter().map(|s| s.0).collect();
+        return Err(Failure::usage(format!(
+            "unknown transport setting {key:?}; known: {}",
+            known.join(", ")
+        )));
+    };
+    if let Some(v) = value {
+        let ok = match kind {
+            SettingKind::Seconds => v.parse::<f64>().is_ok_and(|x| x.is_finite() && x >= 0.0),
+            SettingKind::Count => v.parse::<u32>().is_ok_and(|x| x > 0),
+            SettingKind::Text => !v.contains(['\r', '\n']),
+        };
+        if !ok {
+            return Err(Failure::usage(format!(
+                "setting {key}: {v:?} is not {}",
+                match kind {
+                    SettingKind::Seconds => "a number of seconds >= 0",
+                    SettingKind::Count => "a positive integer",
+                    SettingKind::Text => "one line of text",
+                }
+            )));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO settings(key, value) VALUES (?1, ?2)",
+            [key, v],
+        )
+        .map_err(crate::state::db_failure)?;
+    } else {
+        tx.execute("DELETE FROM settings WHERE key = ?1", [key])
+            .map_err(crate::state::db_failure)?;
+    }
+    Ok(())
+}
+
 /// A setting from the state file's `settings` table.
 pub fn setting(conn: &rusqlite::Connection, key: &str) -> Result<Option<String>, Failure> {
     use rusqlite::OptionalExtension;
@@ -367,10 +496,11 @@ pub fn setting_num<T: FromStr>(
 }
 
 impl SendOptions {
-    /// Read the transport settings from the state file (`send.timeout`, `smtp.*`, `ssh.*`).
+    /// Read the transport settings from the state file (`send_timeout`, `smtp_*`, `ssh_*`).
     pub fn from_settings(conn: &rusqlite::Connection) -> Result<SendOptions, Failure> {
         Ok(SendOptions {
-            timeout: Duration::from_secs_f64(setting_num(conn, "send.timeout", 60.0)?),
+            timeout: Duration::try_from_secs_f64(setting_num(conn, "send_timeout", 60.0)?)
+                .map_err(|_| Failure::config("setting send_timeout must be >= 0 seconds"))?,
             mail: mail::MailOptions::from_settings(conn)?,
             ssh: ssh::SshOptions::from_settings(conn)?,
         })

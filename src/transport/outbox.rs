@@ -3,14 +3,14 @@
 //!
 //! - Claim: in one `BEGIN IMMEDIATE` transaction a due row becomes `sending` with
 //!   `claimed_at` and a claim token unique to this run, so concurrent `cmr-send --outbox`
-//!   runs never send the same row. A claim older than `outbox.claim_timeout` (the run that
+//!   runs never send the same row. A claim older than `outbox_claim_timeout` (the run that
 //!   made it died) may be taken over.
 //! - Confirm: only after the transport said yes, and only if our claim token still holds,
 //!   does the row leave the outbox for `delivered` (which keeps the same forward from
 //!   being queued twice).
 //! - Failure: `attempts + 1`, the next attempt after an exponential backoff with jitter;
 //!   dead-lettered (`dead`, still listed, `--retry-dead` requeues) on a permanent error,
-//!   after `outbox.max_attempts` attempts, or when older than `outbox.max_age`.
+//!   after `outbox_max_attempts` attempts, or when older than `outbox_max_age`.
 //!
 //! Times are written as A2 timestamps (UTC `YYYY/MM/DD HH:MM:SS.ffffff`, like every other
 //! time in the state file) and compared in SQL through `julianday()` after turning the
@@ -40,7 +40,7 @@ fn jd(col: &str) -> String {
     format!("julianday(replace({col}, '/', '-'))")
 }
 
-/// Retry policy, from the settings (`outbox.*`) with command-line overrides.
+/// Retry policy, from the settings (`outbox_*`) with command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub max_attempts: u32,
@@ -73,11 +73,11 @@ impl Policy {
             Ok(Duration::from_secs_f64(s))
         };
         Ok(Policy {
-            max_attempts: setting_num(conn, "outbox.max_attempts", d.max_attempts)?,
-            max_age: secs("outbox.max_age", d.max_age)?,
-            backoff_base: secs("outbox.backoff_base", d.backoff_base)?,
-            backoff_max: secs("outbox.backoff_max", d.backoff_max)?,
-            claim_timeout: secs("outbox.claim_timeout", d.claim_timeout)?,
+            max_attempts: setting_num(conn, "outbox_max_attempts", d.max_attempts)?,
+            max_age: secs("outbox_max_age", d.max_age)?,
+            backoff_base: secs("outbox_backoff_base", d.backoff_base)?,
+            backoff_max: secs("outbox_backoff_max", d.backoff_max)?,
+            claim_timeout: secs("outbox_claim_timeout", d.claim_timeout)?,
         })
     }
 

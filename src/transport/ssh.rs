@@ -41,16 +41,16 @@ impl Default for SshOptions {
 }
 
 impl SshOptions {
-    /// `ssh.command`, `ssh.identity`, `ssh.known_hosts`, `ssh.options` (space-separated
+    /// `ssh_command`, `ssh_identity`, `ssh_known_hosts`, `ssh_options` (space-separated
     /// `-o` values).
     pub fn from_settings(conn: &rusqlite::Connection) -> Result<SshOptions, Failure> {
         let mut o = SshOptions::default();
-        if let Some(p) = setting(conn, "ssh.command")? {
+        if let Some(p) = setting(conn, "ssh_command")? {
             o.program = p.into();
         }
-        o.identity = setting(conn, "ssh.identity")?.map(PathBuf::from);
-        o.known_hosts = setting(conn, "ssh.known_hosts")?.map(PathBuf::from);
-        if let Some(v) = setting(conn, "ssh.options")? {
+        o.identity = setting(conn, "ssh_identity")?.map(PathBuf::from);
+        o.known_hosts = setting(conn, "ssh_known_hosts")?.map(PathBuf::from);
+        if let Some(v) = setting(conn, "ssh_options")? {
             o.options = v.split_whitespace().map(str::to_string).collect();
         }
         Ok(o)

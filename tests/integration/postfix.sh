@@ -101,8 +101,8 @@ check "the .forward state holds it" 1 "$(cache_has "$FS" "Hello via forward")"
 echo "# outbox rows for mailto: go through sendmail too"
 "$BIN/cmr-send" --state "$SS" --list >/dev/null
 make_msg "$WORK/m4" mailto:alice@cmr.test "Queued for mail"
-sqlite3 "$SS" "INSERT INTO settings(key, value) VALUES ('smtp.from', 'alice@cmr.test');
-    INSERT INTO outbox(dest, bytes, msg_key, created, attempts, next_attempt, state)
+"$BIN/cmr-send" --state "$SS" --set smtp_from=alice@cmr.test
+sqlite3 "$SS" "INSERT INTO outbox(dest, bytes, msg_key, created, attempts, next_attempt, state)
     VALUES ('mailto:bob@cmr.test', readfile('$WORK/m4'), cast('k4' as blob), strftime('%Y-%m-%d %H:%M:%f','now'),
             0, strftime('%Y-%m-%d %H:%M:%f','now'), 'queued')"
 clear_log
