@@ -26,6 +26,18 @@ fn recv(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     ch.wait_with_output().unwrap()
 }
 
+/// A receiver's state file, initialised with its own address (the router needs one).
+fn init(state: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_cmr-route"))
+        .arg("init")
+        .arg("--state")
+        .arg(state)
+        .args(["--address", "udp://127.0.0.1:7777/bob"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn cached(state: &Path) -> i64 {
     if !state.exists() {
         return 0;
@@ -53,6 +65,7 @@ fn mail_print_extracts_the_body_with_crlf_restored() {
 fn mail_without_cmr_part_is_65_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.sqlite");
+    init(&s);
     let st = s.to_str().unwrap();
     let mail = b"From: a@example.org\nSubject: hi\n\nno message here\n";
     let o = recv(&["--mail", "--state", st], mail, &[]);
@@ -79,6 +92,7 @@ fn mail_without_cmr_part_is_65_and_changes_nothing() {
 fn ssh_reads_a_stream_and_refuses_foreign_commands() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.sqlite");
+    init(&s);
     let st = s.to_str().unwrap();
     let two: Vec<u8> = [
         MSG,
@@ -109,6 +123,7 @@ fn ssh_reads_a_stream_and_refuses_foreign_commands() {
 fn udp_listen_drops_bad_datagrams() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s.sqlite");
+    init(&s);
     let log = d.path().join("recv.log");
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()

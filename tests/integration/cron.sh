@@ -11,6 +11,7 @@ RS="$WORK/bob.sqlite"
 SS="$WORK/alice.sqlite"
 SENDLOG="$WORK/send.log"
 DEST="udp://127.0.0.1:$PORT/bob"
+init_state "$RS" "$DEST"
 
 "$BIN/cmr-recv" --udp --listen "127.0.0.1:$PORT" --tag bob --idle 120 --state "$RS" --log "$WORK/recv.log" &
 RPID=$!

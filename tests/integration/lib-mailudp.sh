@@ -57,6 +57,13 @@ ensure_user() {
     usermod -p '*' "$u"
 }
 
+# init_state PATH ADDRESS [OWNER]: a receiver's state file with its own address, created
+# by OWNER (the user the daemon runs the receiver as).
+init_state() {
+    local owner=${3:-root}
+    runuser -u "$owner" -- "$BIN/cmr-route" init --state "$1" --address "$2" >/dev/null
+}
+
 free_port() {
     python3 - "$@" <<'PY'
 import socket, sys

@@ -21,6 +21,8 @@ SS="$WORK/alice.sqlite"         # sender's outbox
 LOG="$WORK/bob/recv.log"
 MAILLOG=/var/log/cmr-test-postfix.log
 mkdir -p "$WORK/bob" "$WORK/fwd" && chown cmrtest "$WORK/bob" "$WORK/fwd"
+init_state "$RS" mailto:bob@cmr.test cmrtest
+init_state "$FS" mailto:cmrtest@cmr.test cmrtest
 
 # Keep the host's Postfix configuration and put it back afterwards.
 cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"

@@ -16,6 +16,7 @@ SS="$WORK/alice.sqlite"
 LOG="$WORK/bob/recv.log"
 mkdir -p "$WORK/bob" && chown cmrtest "$WORK/bob"
 mkdir -p /run/sshd
+init_state "$RS" "ssh://cmrtest@127.0.0.1:$PORT/bob" cmrtest
 
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey"
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/alice_key" -C alice

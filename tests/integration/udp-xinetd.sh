@@ -14,6 +14,7 @@ SS="$WORK/alice.sqlite"          # sender's state (outbox)
 LOG="$WORK/bob/recv.log"
 mkdir -p "$WORK/bob" && chown cmrtest "$WORK/bob"
 DEST="udp://127.0.0.1:$PORT/bob"
+init_state "$RS" "$DEST" cmrtest
 
 cat >"$WORK/xinetd.conf" <<CONF
 defaults
