@@ -21,7 +21,7 @@ fn message(i: usize) -> Vec<u8> {
 }
 
 fn enqueue(state: &Path, dest: &str, range: std::ops::Range<usize>) {
-    let mut s = State::open(Some(state)).unwrap();
+    let s = State::open(Some(state)).unwrap();
     s.write(|tx| {
         for i in range {
             let m = message(i);
@@ -237,7 +237,7 @@ fn dead_letters_are_listed_and_can_be_retried() {
     enqueue(&state, &dest, 0..3);
     // A permanent failure (oversized for UDP) is dead at once.
     {
-        let mut s = State::open(Some(&state)).unwrap();
+        let s = State::open(Some(&state)).unwrap();
         s.write(|tx| cmr::state::outbox::enqueue(tx, &dest, &vec![b'x'; 70_000], b"big"))
             .unwrap();
     }

@@ -194,17 +194,16 @@ impl Deliver<'_> {
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
     if args.http || args.https {
-        let opts = http::HttpOptions {
-            https: args.https,
-            cert: args.cert.clone(),
-            key: args.key.clone(),
+        let tls = match (args.https, &args.cert, &args.key) {
+            (false, _, _) => None,
+            (true, Some(c), Some(k)) => Some(http::TlsFiles {
+                cert: c.clone(),
+                key: k.clone(),
+            }),
+            (true, _, _) => return Err(Failure::usage("--https needs --cert FILE and --key FILE")),
         };
-        http::serve(
-            std::io::stdin().lock(),
-            std::io::stdout().lock(),
-            args.state.as_deref(),
-            &opts,
-        )?;
+        let opts = http::HttpOptions::default();
+        http::serve_stdio(args.state.as_deref(), &opts, tls.as_ref())?;
         return Ok(exit::OK);
     }
     if args.mail {

@@ -124,6 +124,9 @@ pub struct Args {
     /// smtp://user:pass@relay:587?tls=required (smtp_relay)
     #[arg(long, value_name = "URL")]
     pub relay: Option<String>,
+    /// PEM certificates to trust for https:// peers (http_trust_file)
+    #[arg(long, value_name = "PEM")]
+    pub http_trust: Option<PathBuf>,
     /// ssh identity file (ssh_identity)
     #[arg(long, value_name = "FILE")]
     pub ssh_identity: Option<PathBuf>,
@@ -195,6 +198,9 @@ fn options(args: &Args, state: Option<&State>) -> Result<(SendOptions, outbox::P
     if args.relay.is_some() {
         o.mail.relay = args.relay.clone();
     }
+    if args.http_trust.is_some() {
+        o.http.trust_file = args.http_trust.clone();
+    }
     if args.ssh_identity.is_some() {
         o.ssh.identity = args.ssh_identity.clone();
     }
@@ -218,7 +224,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     if let Some(to) = &args.to {
         return send_one(args, to);
     }
-    let mut state = State::open(args.state.as_deref())?;
+    let state = State::open(args.state.as_deref())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.list {
@@ -296,7 +302,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                 Failure::usage(format!("--retry-dead takes an outbox id, not {n:?}"))
             })?),
         };
-        let n = outbox::retry_dead(&mut state, id)?;
+        let n = outbox::retry_dead(&state, id)?;
         if args.json {
             writeln!(out, "{}", serde_json::json!({ "requeued": n }))?;
         } else {
@@ -306,7 +312,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     }
     // --outbox
     let (o, policy) = options(args, Some(&state))?;
-    let report = outbox::drain(&mut state, &policy, args.verbose, &mut |a, b| {
+    let report = outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
         transport::send(a, b, &o)
     })?;
     if args.json {

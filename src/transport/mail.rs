@@ -46,8 +46,10 @@ impl MailOptions {
     /// `smtp_from`, `smtp_sendmail`, `smtp_relay` from the settings; the From address
     /// falls back to the first `mailto:` own address.
     pub fn from_settings(conn: &rusqlite::Connection) -> Result<MailOptions, Failure> {
-        let mut o = MailOptions::default();
-        o.from = setting(conn, "smtp_from")?;
+        let mut o = MailOptions {
+            from: setting(conn, "smtp_from")?,
+            ..MailOptions::default()
+        };
         if o.from.is_none() {
             use rusqlite::OptionalExtension;
             let own: Option<String> = conn
@@ -68,7 +70,7 @@ impl MailOptions {
         Ok(o)
     }
 
-    fn from_address(&self) -> String {
+    fn sender_address(&self) -> String {
         if let Some(f) = &self.from {
             return f.clone();
         }
@@ -149,7 +151,7 @@ pub fn compose(to: &str, from: &str, cmr: &[u8]) -> Result<lettre::Message, Send
 
 /// Send one CMR message to `mailto:to`.
 pub fn send(to: &str, cmr: &[u8], o: &MailOptions) -> Result<(), SendError> {
-    let from = o.from_address();
+    let from = o.sender_address();
     let mail = compose(to, &from, cmr)?;
     match &o.relay {
         Some(url) => send_relay(url, &mail),

@@ -328,6 +328,8 @@ pub struct SendOptions {
     pub timeout: Duration,
     pub mail: mail::MailOptions,
     pub ssh: ssh::SshOptions,
+    /// HTTP(S) peers: trust file, A4.5 handshake (`http_trust_file`, `http_handshake`).
+    pub http: http::PeerHttpOptions,
 }
 
 impl Default for SendOptions {
@@ -336,6 +338,7 @@ impl Default for SendOptions {
             timeout: Duration::from_secs(60),
             mail: mail::MailOptions::default(),
             ssh: ssh::SshOptions::default(),
+            http: http::PeerHttpOptions::default(),
         }
     }
 }
@@ -503,6 +506,11 @@ impl SendOptions {
                 .map_err(|_| Failure::config("setting send_timeout must be >= 0 seconds"))?,
             mail: mail::MailOptions::from_settings(conn)?,
             ssh: ssh::SshOptions::from_settings(conn)?,
+            http: http::PeerHttpOptions {
+                trust_file: setting(conn, "http_trust_file")?.map(Into::into),
+                handshake: setting(conn, "http_handshake")?.map(http::HandshakeOptions::new),
+                ..http::PeerHttpOptions::default()
+            },
         })
     }
 }
@@ -522,11 +530,15 @@ pub fn send(addr: &Address, bytes: &[u8], opts: &SendOptions) -> Result<(), Send
                 let r = match &a {
                     Address::Mail { mailbox } => mail::send(mailbox, &b, &o.mail),
                     Address::Http(u) | Address::Https(u) => {
-                        let po = http::PeerOptions {
-                            timeout: o.timeout,
-                            ..Default::default()
-                        };
-                        http::send(u, &b, &po)
+                        let mut po = o.http.clone();
+                        po.timeout = o.timeout;
+                        http::send(u, &b, &po).map_err(|e| {
+                            if e.transient {
+                                SendError::Transient(e.message)
+                            } else {
+                                SendError::Permanent(e.message)
+                            }
+                        })
                     }
                     _ => unreachable!("handled above"),
                 };

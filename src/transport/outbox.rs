@@ -123,7 +123,7 @@ fn due() -> String {
 
 /// Claim the next due row not in `skip_ids` and not for a destination in `skip_dests`.
 pub fn claim_next(
-    state: &mut State,
+    state: &State,
     token: &str,
     policy: &Policy,
     skip_ids: &HashSet<i64>,
@@ -178,7 +178,7 @@ pub fn claim_next(
 
 /// The transport confirmed delivery: mark the row sent. False when our claim was taken
 /// over meanwhile (a stale-claim timeout shorter than the send).
-pub fn mark_sent(state: &mut State, c: &Claimed, token: &str) -> Result<bool, Failure> {
+pub fn mark_sent(state: &State, c: &Claimed, token: &str) -> Result<bool, Failure> {
     state.write(|tx| {
         let ours = tx
             .query_row(
@@ -205,7 +205,7 @@ pub enum Outcome {
 }
 
 pub fn mark_failed(
-    state: &mut State,
+    state: &State,
     c: &Claimed,
     token: &str,
     err: &SendError,
@@ -287,13 +287,16 @@ impl Report {
     }
 }
 
+/// The transport call `drain` makes for each row.
+pub type SendFn<'a> = dyn FnMut(&Address, &[u8]) -> Result<(), SendError> + 'a;
+
 /// Send every due row once, through `send`. A destination that fails transiently is not
 /// tried again in the same run (its other rows wait for the next run, no timeout wasted).
 pub fn drain(
-    state: &mut State,
+    state: &State,
     policy: &Policy,
     verbose: bool,
-    send: &mut dyn FnMut(&Address, &[u8]) -> Result<(), SendError>,
+    send: &mut SendFn<'_>,
 ) -> Result<Report, Failure> {
     let token = new_token();
     let mut report = Report::default();
@@ -444,7 +447,7 @@ pub fn delivered_count(conn: &rusqlite::Connection) -> Result<i64, Failure> {
 
 /// Requeue dead-lettered rows (one, or all when `id` is None) for an attempt now, with a
 /// fresh attempt count. Returns how many.
-pub fn retry_dead(state: &mut State, id: Option<i64>) -> Result<usize, Failure> {
+pub fn retry_dead(state: &State, id: Option<i64>) -> Result<usize, Failure> {
     state.write(|tx| {
         tx.execute(
             "UPDATE outbox SET state = 'queued', attempts = 0, next_attempt = ?2, \
@@ -489,7 +492,7 @@ mod tests {
 
     fn state_with(rows: &[&str]) -> (tempfile::TempDir, State) {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
+        let s = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
         s.write(|tx| {
             for (i, d) in rows.iter().enumerate() {
                 crate::state::outbox::enqueue(tx, d, format!("m{i}").as_bytes(), &[i as u8])?;
@@ -502,7 +505,7 @@ mod tests {
 
     #[test]
     fn sent_failed_and_dead_rows() {
-        let (_d, mut s) = state_with(&[
+        let (_d, s) = state_with(&[
             "udp://127.0.0.1:9/ok",
             "udp://127.0.0.1:9/down",
             "udp://127.0.0.1:9/down",
@@ -510,7 +513,7 @@ mod tests {
         ]);
         let p = Policy::default();
         let mut seen = Vec::new();
-        let r = drain(&mut s, &p, false, &mut |a, b| {
+        let r = drain(&s, &p, false, &mut |a, b| {
             seen.push((a.to_string(), b.to_vec()));
             if a.to_string().ends_with("/down") {
                 Err(SendError::Transient("down".into()))
@@ -538,13 +541,13 @@ mod tests {
         // Nothing is due right now: row 2 backs off, row 3 is due but its dest is down...
         // a new run tries row 3 (a new run has no memory of the failure).
         let mut n = 0;
-        drain(&mut s, &p, false, &mut |_, _| {
+        drain(&s, &p, false, &mut |_, _| {
             n += 1;
             Ok(())
         })
         .unwrap();
         assert_eq!(n, 1);
-        assert_eq!(retry_dead(&mut s, None).unwrap(), 1);
+        assert_eq!(retry_dead(&s, None).unwrap(), 1);
         let l = list(s.conn(), true).unwrap();
         assert_eq!(l.iter().filter(|e| e.state == "sent").count(), 2);
         assert_eq!(l.iter().filter(|e| e.state == "queued").count(), 2);
@@ -552,14 +555,14 @@ mod tests {
 
     #[test]
     fn dead_after_max_attempts() {
-        let (_d, mut s) = state_with(&["udp://127.0.0.1:9/x"]);
+        let (_d, s) = state_with(&["udp://127.0.0.1:9/x"]);
         let p = Policy {
             max_attempts: 3,
             backoff_base: Duration::ZERO,
             ..Default::default()
         };
         for i in 1..=3 {
-            let r = drain(&mut s, &p, false, &mut |_, _| {
+            let r = drain(&s, &p, false, &mut |_, _| {
                 Err(SendError::Transient("no".into()))
             })
             .unwrap();
@@ -576,25 +579,25 @@ mod tests {
 
     #[test]
     fn stale_claims_are_taken_over_fresh_ones_are_not() {
-        let (_d, mut s) = state_with(&["udp://127.0.0.1:9/x"]);
+        let (_d, s) = state_with(&["udp://127.0.0.1:9/x"]);
         let p = Policy::default();
         let none = HashSet::new();
-        let c = claim_next(&mut s, "A", &p, &none, &HashSet::new())
+        let c = claim_next(&s, "A", &p, &none, &HashSet::new())
             .unwrap()
             .unwrap();
-        assert!(claim_next(&mut s, "B", &p, &none, &HashSet::new())
+        assert!(claim_next(&s, "B", &p, &none, &HashSet::new())
             .unwrap()
             .is_none());
         let stale = Policy {
             claim_timeout: Duration::ZERO,
             ..Default::default()
         };
-        let c2 = claim_next(&mut s, "B", &stale, &none, &HashSet::new())
+        let c2 = claim_next(&s, "B", &stale, &none, &HashSet::new())
             .unwrap()
             .unwrap();
         assert_eq!(c.id, c2.id);
         // A's confirmation no longer counts; B's does.
-        assert!(!mark_sent(&mut s, &c, "A").unwrap());
-        assert!(mark_sent(&mut s, &c2, "B").unwrap());
+        assert!(!mark_sent(&s, &c, "A").unwrap());
+        assert!(mark_sent(&s, &c2, "B").unwrap());
     }
 }

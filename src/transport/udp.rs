@@ -161,13 +161,16 @@ pub struct Stats {
     pub dropped: usize,
 }
 
+/// Where `receive` hands each message (with the datagram's source address).
+pub type DeliverFn<'a> = dyn FnMut(&[u8], SocketAddr) -> Result<(), Failure> + 'a;
+
 /// Read datagrams from `sock` until idle, handing each message to `deliver`. Dropped
 /// datagrams are logged and change nothing. A `deliver` error is logged too (a datagram
 /// cannot be asked to come again); the run goes on with the next one.
 pub fn receive(
     sock: &UdpSocket,
     opts: &ReceiveOptions,
-    deliver: &mut dyn FnMut(&[u8], SocketAddr) -> Result<(), Failure>,
+    deliver: &mut DeliverFn<'_>,
 ) -> Result<Stats, Failure> {
     let mut stats = Stats::default();
     // Room for the largest datagram UDP can carry, so an oversized one is measured, not cut.
