@@ -46,6 +46,8 @@ postconf -e "mydestination = cmr.test, localhost" \
     "transport_maps = texthash:$WORK/transport" \
     "maillog_file = $MAILLOG" \
     "cmr_destination_recipient_limit = 1" \
+    "local_recipient_maps =" \
+    "smtpd_tls_security_level = none" \
     "cmrquiet_destination_recipient_limit = 1"
 postconf -M "cmr/unix=cmr unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --state $RS --log $LOG"
 postconf -M "cmrquiet/unix=cmrquiet unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --no-message-exit 0 --state $RS --log $LOG"
@@ -113,6 +115,17 @@ check "cmr-send --outbox exits 0" 0 $?
 check "  row left the outbox for delivered" "0 1" "$(sql "$SS" "select (select count(*) from outbox), (select count(*) from delivered)" | tr '|' ' ')"
 check "delivered" sent "$(delivery_status bob@cmr.test)"
 check "bob's cache holds it" 1 "$(cache_has "$RS" "Queued for mail")"
+
+echo "# through an SMTP relay instead of sendmail (Postfix's smtpd on 127.0.0.1:25)"
+make_msg "$WORK/m6" mailto:alice@cmr.test "Hello through the relay"
+clear_log
+set +e; "${SEND[@]}" --relay smtp://127.0.0.1:25 --to mailto:bob@cmr.test "$WORK/m6"; rc=$?; set -e
+check "cmr-send --relay exits 0 (the relay accepted the DATA)" 0 "$rc"
+check "delivered" sent "$(delivery_status bob@cmr.test)"
+check "bob's cache holds it" 1 "$(cache_has "$RS" "Hello through the relay")"
+set +e; err=$("${SEND[@]}" --relay smtp://127.0.0.1:25 --to mailto:nobody@elsewhere.invalid "$WORK/m6" 2>&1); rc=$?; set -e
+check "a relay refusing the recipient (5xx) is permanent: 69" 69 "$rc"
+check_contains "  with the relay's answer" "SMTP relay" "$err"
 
 echo "# mail without a CMR part: bounced with a clear reason, no state change"
 before=$(cache_count "$RS")
