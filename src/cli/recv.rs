@@ -194,16 +194,16 @@ impl Deliver<'_> {
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
     if args.http || args.https {
-        let tls = match (args.https, &args.cert, &args.key) {
-            (false, _, _) => None,
-            (true, Some(c), Some(k)) => Some(http::TlsFiles {
-                cert: c.clone(),
-                key: k.clone(),
-            }),
-            (true, _, _) => return Err(Failure::usage("--https needs --cert FILE and --key FILE")),
+        if args.https && (args.cert.is_none() || args.key.is_none()) {
+            return Err(Failure::usage("--https needs --cert FILE and --key FILE"));
+        }
+        let opts = http::HttpOptions {
+            https: args.https,
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+            ..Default::default()
         };
-        let opts = http::HttpOptions::default();
-        http::serve_stdio(args.state.as_deref(), &opts, tls.as_ref())?;
+        http::serve_stdio(args.state.as_deref(), &opts)?;
         return Ok(exit::OK);
     }
     if args.mail {

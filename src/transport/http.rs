@@ -1,30 +1,24 @@
 //! Interim stand-in for the HTTP/HTTPS transport (owned by the http branch, which replaces
 //! this file; the shapes here are that branch's).
 
+use super::SendError;
 use crate::exit::Failure;
 use crate::route::RouteOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A failed delivery: `transient` means "keep the message and retry later".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError {
-    pub transient: bool,
-    pub message: String,
-}
-
 /// How one peer is reached over HTTP(S).
 #[derive(Debug, Clone)]
-pub struct PeerHttpOptions {
+pub struct PeerOptions {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub trust_file: Option<PathBuf>,
     pub handshake: Option<HandshakeOptions>,
 }
 
-impl Default for PeerHttpOptions {
+impl Default for PeerOptions {
     fn default() -> Self {
-        PeerHttpOptions {
+        PeerOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             trust_file: None,
@@ -56,29 +50,20 @@ impl HandshakeOptions {
 pub struct HttpOptions {
     pub deadline: Duration,
     pub read_timeout: Duration,
-    pub fetch: PeerHttpOptions,
+    pub fetch: PeerOptions,
     pub route: RouteOptions,
-}
-
-/// Certificate chain and private key (PEM files) for `--https`.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    pub https: bool,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// inetd/xinetd `nowait`: the connection is fds 0 and 1.
-pub fn serve_stdio(
-    _state_path: Option<&Path>,
-    _opts: &HttpOptions,
-    _tls: Option<&TlsFiles>,
-) -> Result<(), Failure> {
+pub fn serve_stdio(_state_path: Option<&Path>, _opts: &HttpOptions) -> Result<(), Failure> {
     Err(Failure::unavailable("HTTP ingress is not built in yet"))
 }
 
-pub fn send(addr: &str, _bytes: &[u8], _opts: &PeerHttpOptions) -> Result<(), SendError> {
-    Err(SendError {
-        transient: true,
-        message: format!("{addr}: HTTP sending is not built in yet"),
-    })
+pub fn send(addr: &str, _bytes: &[u8], _opts: &PeerOptions) -> Result<(), SendError> {
+    Err(SendError::Transient(format!(
+        "{addr}: HTTP sending is not built in yet"
+    )))
 }

@@ -329,7 +329,7 @@ pub struct SendOptions {
     pub mail: mail::MailOptions,
     pub ssh: ssh::SshOptions,
     /// HTTP(S) peers: trust file, A4.5 handshake (`http_trust_file`, `http_handshake`).
-    pub http: http::PeerHttpOptions,
+    pub http: http::PeerOptions,
 }
 
 impl Default for SendOptions {
@@ -338,7 +338,7 @@ impl Default for SendOptions {
             timeout: Duration::from_secs(60),
             mail: mail::MailOptions::default(),
             ssh: ssh::SshOptions::default(),
-            http: http::PeerHttpOptions::default(),
+            http: http::PeerOptions::default(),
         }
     }
 }
@@ -506,10 +506,10 @@ impl SendOptions {
                 .map_err(|_| Failure::config("setting send_timeout must be >= 0 seconds"))?,
             mail: mail::MailOptions::from_settings(conn)?,
             ssh: ssh::SshOptions::from_settings(conn)?,
-            http: http::PeerHttpOptions {
+            http: http::PeerOptions {
                 trust_file: setting(conn, "http_trust_file")?.map(Into::into),
                 handshake: setting(conn, "http_handshake")?.map(http::HandshakeOptions::new),
-                ..http::PeerHttpOptions::default()
+                ..http::PeerOptions::default()
             },
         })
     }
@@ -532,13 +532,7 @@ pub fn send(addr: &Address, bytes: &[u8], opts: &SendOptions) -> Result<(), Send
                     Address::Http(u) | Address::Https(u) => {
                         let mut po = o.http.clone();
                         po.timeout = o.timeout;
-                        http::send(u, &b, &po).map_err(|e| {
-                            if e.transient {
-                                SendError::Transient(e.message)
-                            } else {
-                                SendError::Permanent(e.message)
-                            }
-                        })
+                        http::send(u, &b, &po)
                     }
                     _ => unreachable!("handled above"),
                 };
