@@ -101,6 +101,10 @@ pub struct Args {
     /// --https: private key (PEM)
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Log every accepted message too (messages the router does not accept are always
+    /// logged)
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Print each routing decision as a JSON line on stdout (--mail, --ssh)
     #[arg(long, conflicts_with = "print")]
     pub json: bool,
@@ -179,7 +183,9 @@ impl Deliver<'_> {
             writeln!(o)?;
         }
         if d.accepted {
-            crate::log::info(&format!("{} from {from}: accepted", self.via));
+            if self.args.verbose {
+                crate::log::info(&format!("{} from {from}: accepted", self.via));
+            }
         } else {
             // A3: rejected network messages are ignored and discarded (logged, exit 0).
             crate::log::info(&format!(
@@ -247,7 +253,12 @@ fn recv_mail(args: &Args) -> Result<u8, Failure> {
             return Err(Failure::new(args.no_message_exit, e.to_string()));
         }
     };
-    Deliver::new(args, Transport::Mail)?.one(&msg, "mail")?;
+    // local(8) and procmail export the envelope sender; Postfix pipe can pass it as ${sender}.
+    let from = std::env::var("SENDER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "the MTA".into());
+    Deliver::new(args, Transport::Mail)?.one(&msg, &from)?;
     Ok(exit::OK)
 }
 
@@ -292,10 +303,12 @@ fn recv_udp(args: &Args) -> Result<u8, Failure> {
             .map_err(|e| Failure::data(format!("malformed message: {e}")))?;
         d.one(m, &from.to_string())
     })?;
-    crate::log::info(&format!(
-        "cmr-recv --udp: {} datagram(s), {} handed on, {} dropped",
-        stats.datagrams, stats.handed_on, stats.dropped
-    ));
+    if args.verbose || stats.dropped > 0 {
+        crate::log::info(&format!(
+            "cmr-recv --udp: {} datagram(s), {} handed on, {} dropped",
+            stats.datagrams, stats.handed_on, stats.dropped
+        ));
+    }
     Ok(exit::OK)
 }
 
