@@ -313,8 +313,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     // --outbox
     let (o, policy) = options(args, Some(&state))?;
     let report = outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
-        transport::send(a, b, &o)
+        let od = o
+            .for_destination(&state, a)
+            .map_err(|f| transport::SendError::Permanent(f.message))?;
+        transport::send(a, b, &od)
     })?;
+
     if args.json {
         writeln!(
             out,
@@ -349,7 +353,10 @@ fn send_one(args: &Args, to: &str) -> Result<u8, Failure> {
         Some(p) => Some(State::open(Some(p))?),
         None => State::open(None).ok(),
     };
-    let (o, _) = options(args, state.as_ref())?;
+    let (mut o, _) = options(args, state.as_ref())?;
+    if let Some(s) = &state {
+        o = o.for_destination(s, &addr)?;
+    }
     drop(state);
     transport::send(&addr, &bytes, &o)?;
     if args.json {

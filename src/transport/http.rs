@@ -27,6 +27,17 @@ impl Default for PeerOptions {
     }
 }
 
+impl PeerOptions {
+    /// The options for one destination: `base` plus the peer's row (stand-in: `base`).
+    pub fn for_peer(
+        _state: &crate::state::State,
+        _addr: &str,
+        base: PeerOptions,
+    ) -> Result<PeerOptions, Failure> {
+        Ok(base)
+    }
+}
+
 /// The sending side of the A4.5 handshake.
 #[derive(Debug, Clone)]
 pub struct HandshakeOptions {

@@ -515,6 +515,22 @@ impl SendOptions {
     }
 }
 
+impl SendOptions {
+    /// The options for one destination: these, plus what the peer's row in the state file
+    /// says for its transport (HTTP: trust file, timeouts, A4.5 handshake).
+    pub fn for_destination(
+        &self,
+        state: &crate::state::State,
+        addr: &Address,
+    ) -> Result<SendOptions, Failure> {
+        let mut o = self.clone();
+        if let Address::Http(u) | Address::Https(u) = addr {
+            o.http = http::PeerOptions::for_peer(state, u, o.http)?;
+        }
+        Ok(o)
+    }
+}
+
 /// Deliver `bytes` (one whole CMR message) to `addr`, giving up after `opts.timeout`.
 /// Ok means the transport took it: the MTA queued it, the HTTP server answered 2xx, the
 /// SSH forced command exited 0, or the UDP datagram left (UDP confirms nothing more).
