@@ -86,7 +86,7 @@ err=$(ssh -p "$PORT" -i "$WORK/alice_key" -o BatchMode=yes -o UserKnownHostsFile
     -T cmrtest@127.0.0.1 bob <"$WORK/bad" 2>&1); rc=$?
 set -e
 check "the receiver answers a malformed message with 65" 65 "$rc"
-check_contains "  naming what is wrong and where" "message 1: malformed message: line" "$err"
+check_contains "  naming what is wrong and where" "message 1: malformed message: line 1, byte 0: signature version" "$err"
 check "  nothing cached" "$before" "$(cache_count "$RS")"
 
 echo "# outbox: sshd down for a while, then back"
