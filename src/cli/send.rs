@@ -351,7 +351,11 @@ fn send_one(args: &Args, to: &str) -> Result<u8, Failure> {
     // Settings are read when a state file is named or already exists; sending needs none.
     let state = match &args.state {
         Some(p) => Some(State::open(Some(p))?),
-        None => State::open(None).ok(),
+        // The default state file is read when it exists; --to never creates one.
+        None => match crate::state::resolve_path(None) {
+            Ok(p) if p.exists() => Some(State::open(Some(&p))?),
+            _ => None,
+        },
     };
     let (mut o, _) = options(args, state.as_ref())?;
     if let Some(s) = &state {
