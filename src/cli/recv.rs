@@ -92,8 +92,9 @@ pub struct Args {
     /// --udp: bind this address instead of using fd 0 (standalone, tests)
     #[arg(long, value_name = "ADDR:PORT", requires = "udp")]
     pub listen: Option<String>,
-    /// --ssh: the peer address this key belongs to (set in the forced command)
-    #[arg(long, value_name = "ADDRESS")]
+    /// --ssh: the peer address this key belongs to (set in the forced command); the
+    /// router counts unsigned messages from it as authenticated
+    #[arg(long, value_name = "ADDRESS", requires = "ssh")]
     pub peer: Option<String>,
     /// --https: certificate chain (PEM)
     #[arg(long, value_name = "FILE")]
@@ -172,8 +173,13 @@ impl Deliver<'_> {
             o.flush()?;
             return Ok(());
         };
+        // Only sshd authenticates the sender (by its key); mail and datagrams do not.
         let opts = RouteOptions {
-            authenticated_sender: self.args.peer.clone(),
+            authenticated_sender: self
+                .args
+                .peer
+                .clone()
+                .filter(|_| self.via == Transport::Ssh),
             ..Default::default()
         };
         let d = route::receive(state, raw, self.via, &opts)?;
