@@ -205,6 +205,14 @@ impl Deliver<'_> {
 }
 
 pub fn run(args: &Args) -> Result<u8, Failure> {
+    if args.peer.is_some() && !args.ssh {
+        return Err(Failure::usage(
+            "--peer is for --ssh only: no other ingress authenticates the sender",
+        ));
+    }
+    if args.listen.is_some() && !args.udp {
+        return Err(Failure::usage("--listen is for --udp only"));
+    }
     if args.http || args.https {
         if args.https && (args.cert.is_none() || args.key.is_none()) {
             return Err(Failure::usage("--https needs --cert FILE and --key FILE"));
