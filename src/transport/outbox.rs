@@ -130,29 +130,28 @@ pub fn claim_next(
     skip_dests: &HashSet<String>,
 ) -> Result<Option<Claimed>, Failure> {
     state.write(|tx| {
-        let pick = {
-            let mut st = tx
-                .prepare_cached(&format!(
-                    "SELECT id, dest FROM outbox WHERE {} ORDER BY {}, id LIMIT 1000",
-                    due(),
-                    jd("next_attempt")
-                ))
-                .map_err(db_failure)?;
-            let rows = st
-                .query_map([policy.claim_timeout.as_secs_f64()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(db_failure)?;
-            let mut pick = None;
-            for row in rows {
-                let (id, dest) = row.map_err(db_failure)?;
-                if !skip_ids.contains(&id) && !skip_dests.contains(&dest) {
-                    pick = Some(id);
-                    break;
-                }
-            }
-            pick
-        };
+        // Rows already tried in this run and destinations that failed in it are left out
+        // in SQL, so a long backlog for one dead destination cannot hide the others.
+        let pick: Option<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT id FROM outbox WHERE {} \
+                 AND id NOT IN (SELECT value FROM json_each(?2)) \
+                 AND dest NOT IN (SELECT value FROM json_each(?3)) \
+                 ORDER BY {}, id LIMIT 1",
+                due(),
+                jd("next_attempt")
+            ))
+            .map_err(db_failure)?
+            .query_row(
+                params![
+                    policy.claim_timeout.as_secs_f64(),
+                    serde_json::to_string(skip_ids).unwrap_or_else(|_| "[]".into()),
+                    serde_json::to_string(skip_dests).unwrap_or_else(|_| "[]".into())
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_failure)?;
         let Some(id) = pick else { return Ok(None) };
         tx.execute(
             "UPDATE outbox SET state = 'sending', claimed_at = ?3, claim_token = ?2 WHERE id = ?1",
@@ -495,7 +494,12 @@ mod tests {
         let s = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
         s.write(|tx| {
             for (i, d) in rows.iter().enumerate() {
-                crate::state::outbox::enqueue(tx, d, format!("m{i}").as_bytes(), &[i as u8])?;
+                crate::state::outbox::enqueue(
+                    tx,
+                    d,
+                    format!("m{i}").as_bytes(),
+                    &(i as u32).to_be_bytes(),
+                )?;
             }
             Ok(())
         })
@@ -551,6 +555,25 @@ mod tests {
         let l = list(s.conn(), true).unwrap();
         assert_eq!(l.iter().filter(|e| e.state == "sent").count(), 2);
         assert_eq!(l.iter().filter(|e| e.state == "queued").count(), 2);
+    }
+
+    #[test]
+    fn a_long_backlog_for_a_dead_destination_does_not_hide_others() {
+        let mut dests = vec!["udp://127.0.0.1:9/down"; 1500];
+        dests.push("udp://127.0.0.1:9/up");
+        let (_d, s) = state_with(&dests);
+        let mut tried = Vec::new();
+        let r = drain(&s, &Policy::default(), false, &mut |a, _| {
+            tried.push(a.to_string());
+            if a.to_string().ends_with("/down") {
+                Err(SendError::Transient("down".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(tried.len(), 2, "one try per destination");
+        assert_eq!((r.sent, r.deferred, r.skipped), (1, 1, 1499));
     }
 
     #[test]
