@@ -166,7 +166,7 @@ esac
 http_hook() {
     [ "$HTTP_READY" = no ] || return 0
     local s id
-    for s in "$AS" "$BS"; do
+    for s in "$BS" "$AS"; do
         for id in $(sql "$s" "select id from outbox where dest = '$CHARLIE' and state != 'dead'"); do
             sql "$s" "select writefile('$WORK/fwd', bytes) from outbox where id=$id" >/dev/null
             "$R" --state "$CS" --via http --quiet "$WORK/fwd"
@@ -177,9 +177,9 @@ http_hook() {
 
 # One cron tick on every host: each drains its outbox as its own user.
 tick() {
-    http_hook
     "$BIN/cmr-send" --state "$AS" --outbox --timeout 20 2>>"$WORK/send.log" || true
     as_bob "$BIN/cmr-send" --state "$BS" --outbox --timeout 20 2>>"$WORK/send.log" || true
+    http_hook   # stands in for the HTTP sends of the two runs above
     "$BIN/cmr-send" --state "$CS" --outbox --timeout 20 2>>"$WORK/send.log" || true
 }
 pending() {

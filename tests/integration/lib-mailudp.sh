@@ -9,6 +9,9 @@ chmod 755 "$WORK"
 FAILS=0
 PASSES=0
 CLEANUP=()
+# Never touch the invoking user's own state file.
+unset CMR_STATE
+export XDG_STATE_HOME="$WORK/xdg-state"
 
 # Run on exit, newest first.
 at_exit() { CLEANUP=("$*" "${CLEANUP[@]}"); }
