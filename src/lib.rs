@@ -12,4 +12,5 @@ pub mod log;
 pub mod route;
 pub mod sign;
 pub mod state;
+pub mod transport;
 pub mod wire;

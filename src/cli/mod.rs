@@ -12,7 +12,9 @@ pub mod keyx;
 pub mod man;
 pub mod parse;
 pub mod post;
+pub mod recv;
 pub mod route;
+pub mod send;
 pub mod sign;
 
 /// Every tool's command line, in the order the manual lists them. `tests/man.rs` renders
@@ -24,6 +26,8 @@ pub fn commands() -> Vec<clap::Command> {
         route::command(),
         post::command(),
         keyx::command(),
+        send::command(),
+        recv::command(),
     ]
 }
 

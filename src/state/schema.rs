@@ -142,4 +142,6 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
     // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
     crate::keyx::db::MIGRATION,
+    // 5 (mailudp): the outbox claim token of the `cmr-send --outbox` run sending a row.
+    crate::transport::outbox::MIGRATION,
 ];
