@@ -8,5 +8,8 @@
 pub mod cli;
 pub mod exit;
 pub mod log;
+pub mod route;
 pub mod sign;
+pub mod state;
+pub mod transport;
 pub mod wire;
