@@ -202,6 +202,17 @@ impl Reply {
         }
     }
 
+    /// No answer at all: the client sent nothing.
+    fn nothing() -> Reply {
+        Reply {
+            status: 0,
+            content_type: "",
+            headers: Vec::new(),
+            body: Vec::new(),
+            failure: None,
+        }
+    }
+
     /// An error answer: the reason goes in `X-CMR-Error` and the body.
     pub fn error(status: u16, reason: impl Into<String>) -> Reply {
         let reason = reason.into();
@@ -518,6 +529,9 @@ fn serve_stream<S: Read + Write>(
     let mut r = BufReader::with_capacity(64 * 1024, s);
     let mut unread: u64 = 0;
     let reply = handle(&mut r, state_path, opts, via, &mut unread);
+    if reply.status == 0 {
+        return Ok(());
+    }
     let written = write_reply(r.get_mut(), &reply);
     // A short body we did not read (an early 405/413...): take it off the socket so
     // closing does not reset the connection before the client has read our answer.
@@ -580,13 +594,13 @@ fn read_head(r: &mut impl BufRead, max: usize) -> Result<Vec<u8>, Reply> {
             .fill_buf()
             .map_err(|e| io_reply(e, "reading the request"))?;
         if buf.is_empty() {
+            if seen == 0 {
+                // Connected and closed without a byte (a port probe): nothing to answer.
+                return Err(Reply::nothing());
+            }
             return Err(Reply::error(
                 400,
-                if head.is_empty() {
-                    "empty request".to_string()
-                } else {
-                    format!("request head truncated after {} bytes", head.len())
-                },
+                format!("request head truncated after {seen} bytes"),
             ));
         }
         let mut used = 0;

@@ -1,0 +1,80 @@
+#!/bin/bash
+# A4.5 HTTP handshake between two peers, each served by xinetd on loopback with its own
+# state file: Alice (sender) and Bob (receiver).
+source "$(dirname "$0")/lib-http.sh"
+need_packages xinetd curl netcat-openbsd python3
+build
+
+PA=$(free_port)
+PB=$(free_port)
+A="$WORK/alice.sqlite"
+B="$WORK/bob.sqlite"
+ALICE="http://127.0.0.1:$PA/"
+BOB="http://127.0.0.1:$PB/"
+read -r -a RA <<<"$(recv_cmd "$A" "$WORK/alice.log")"
+read -r -a RB <<<"$(recv_cmd "$B" "$WORK/bob.log")"
+{
+    service alice "$PA" "${RA[0]}" "${RA[@]:1}"
+    service bob "$PB" "${RB[0]}" "${RB[@]:1}"
+} >"$WORK/x.services"
+start_xinetd x
+
+echo "# a message from Alice to Bob through the handshake"
+make_msg "$WORK/m1" "$ALICE" "handshake hello"
+send_msg "$BOB" "$WORK/m1" --handshake "$ALICE" --state "$A"
+check "Alice's send: exit 0" 0 $?
+check "Bob cached it" 1 "$(cached_with "$B" "handshake hello")"
+check "  as received from Alice" "$ALICE" "$(cached_with "$B" "handshake hello" sender)"
+check "Alice's one-time entry is gone" 0 "$(sql "$A" "select count(*) from handshake_reply")"
+check "Bob's log names no failure" "" "$(grep -i 'HTTP [45]' "$WORK/bob.log" 2>/dev/null || true)"
+
+make_msg "$WORK/m2" "$ALICE" "second, new key"
+send_msg "$BOB" "$WORK/m2" --handshake "$ALICE" --state "$A"
+check "a second message: exit 0" 0 $?
+check "Bob holds both" 2 "$(cache_count "$B")"
+
+echo "# refusals"
+# The requester's host must resolve to the connecting address (we connect from 127.0.0.1).
+out=$(curl -s -o "$WORK/body" -w '%{http_code}' "${BOB}?request=http%3A%2F%2F127.0.0.2%3A$PA%2F&key=abc")
+check "sender host not the connecting address: 403" 403 "$out"
+check "  says so" yes "$(grep -q 'does not resolve to the connecting address' "$WORK/body" && echo yes || echo no)"
+out=$(curl -s -o /dev/null -w '%{http_code}' "${BOB}?request=mailto%3Aa%40b&key=abc")
+check "non-http sender: 400" 400 "$out"
+out=$(curl -s -o /dev/null -w '%{http_code}' "${BOB}?request=http%3A%2F%2F127.0.0.1%3A$PA%2F")
+check "request without key: 400" 400 "$out"
+out=$(curl -s -o /dev/null -w '%{http_code}' "${BOB}?request=http%3A%2F%2F127.0.0.1%3A$PA%2F&key=nosuchkey")
+check "unknown key (Alice answers 404): 400" 400 "$out"
+
+# A message whose first header line is not the requester.
+make_msg "$WORK/m3" "http://mallory.example/" "spoofed sender"
+rc=0; send_msg "$BOB" "$WORK/m3" --handshake "$ALICE" --state "$A" 2>"$WORK/err" || rc=$?
+check "message not from the requester: permanent (69)" 69 "$rc"
+check "  reason given" yes "$(grep -q 'not from the requester' "$WORK/err" && echo yes || echo no)"
+check "  not cached" 0 "$(cached_with "$B" "spoofed sender")"
+check "  entry withdrawn" 0 "$(sql "$A" "select count(*) from handshake_reply")"
+
+# Alice's reply endpoint serves an entry once, and not after it expires.
+python3 - "$A" "$WORK/m1" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+now = int(time.time())
+m = open(sys.argv[2], "rb").read()
+db.execute("insert into handshake_reply values('k1', 'x', ?, ?, ?)", (m, now, now + 60))
+db.execute("insert into handshake_reply values('k2', 'x', ?, ?, ?)", (m, now - 100, now - 1))
+db.commit()
+PY
+out=$(curl -s -o "$WORK/r1" -D "$WORK/h1" -w '%{http_code}' "${ALICE}?reply=k1")
+check "?reply=KEY: 200" 200 "$out"
+check "  text/plain" yes "$(grep -qi '^content-type: text/plain' "$WORK/h1" && echo yes || echo no)"
+check "  the message" "$(od -An -tx1 <"$WORK/m1")" "$(od -An -tx1 <"$WORK/r1")"
+out=$(curl -s -o /dev/null -w '%{http_code}' "${ALICE}?reply=k1")
+check "the same key again: 404" 404 "$out"
+out=$(curl -s -o /dev/null -w '%{http_code}' "${ALICE}?reply=k2")
+check "an expired key: 404" 404 "$out"
+check "expired entries purged" 0 "$(sql "$A" "select count(*) from handshake_reply")"
+
+# Bob unreachable: Alice's send is transient and leaves nothing behind.
+rc=0; send_msg "http://127.0.0.1:$(free_port)/" "$WORK/m2" --handshake "$ALICE" --state "$A" 2>/dev/null || rc=$?
+check "receiver down: transient (75)" 75 "$rc"
+check "  entry withdrawn" 0 "$(sql "$A" "select count(*) from handshake_reply")"
+finish
