@@ -32,14 +32,35 @@ impl State {
         let conn = Connection::open(&p).map_err(db_failure)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_failure)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(db_failure)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db_failure)?;
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_failure)?;
+        // One short-lived process per message: do not checkpoint and delete the WAL at every
+        // close (several fsyncs each); the automatic checkpoint every 1000 pages suffices.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(db_failure)?;
         let mut st = State { conn };
         st.migrate()?;
         Ok(st)
     }
 
     fn migrate(&mut self) -> Result<(), Failure> {
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_failure)?;
+        if v as usize >= schema::MIGRATIONS.len() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
