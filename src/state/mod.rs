@@ -30,8 +30,7 @@ impl State {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(&p).map_err(db_failure)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db_failure)?;
+        conn.busy_handler(Some(busy_wait)).map_err(db_failure)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(db_failure)?;
@@ -92,6 +91,16 @@ impl State {
         tx.commit().map_err(db_failure)?;
         Ok(v)
     }
+}
+
+/// Wait for the write lock in short steps (SQLite's default handler backs off to 100 ms
+/// sleeps, which leaves the lock idle under contention); give up after about 10 s.
+fn busy_wait(n: i32) -> bool {
+    if n >= 5000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(if n < 50 { 1 } else { 2 }));
+    true
 }
 
 pub fn db_failure(e: rusqlite::Error) -> Failure {
