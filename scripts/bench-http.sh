@@ -17,6 +17,7 @@ PORT=$(free_port)
 S="$WORK/state.sqlite"
 read -r -a R <<<"$(recv_cmd "$S" "$WORK/recv.log")"
 service cmr-bench "$PORT" "${R[0]}" "${R[@]:1}" >"$WORK/x.services"
+init_state "$S" "http://127.0.0.1:$PORT/cmr"
 start_xinetd x
 
 cat >"$WORK/post.lua" <<'LUA'

@@ -71,17 +71,54 @@ impl Rules {
         }
     }
 
-    fn horizon(&self) -> Option<Timestamp> {
-        let now = match &self.now {
-            Now::System => Timestamp::now(),
-            Now::Fixed(t) => t.clone(),
-            Now::Unchecked => return None,
-        };
-        Some(if self.skew_secs == 0 {
-            now
-        } else {
-            now.plus_secs(self.skew_secs as i64)
-        })
+    /// The latest instant a timestamp may name: now plus the allowed skew. Built without
+    /// allocating, since it is computed once per parsed message.
+    fn horizon(&self) -> Option<Horizon<'_>> {
+        let skew = self.skew_secs as i64;
+        match &self.now {
+            Now::System => {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mut digits = [b'0'; 9];
+                let mut n = d.subsec_nanos();
+                for c in digits.iter_mut().rev() {
+                    *c = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+                let mut len = 9;
+                while len > 0 && digits[len - 1] == b'0' {
+                    len -= 1;
+                }
+                Some(Horizon {
+                    secs: d.as_secs() as i64 + skew,
+                    own: digits,
+                    own_len: len as u8,
+                    borrowed: None,
+                })
+            }
+            Now::Fixed(t) => Some(Horizon {
+                secs: t.secs + skew,
+                own: [0; 9],
+                own_len: 0,
+                borrowed: Some(t.fraction_digits().as_bytes()),
+            }),
+            Now::Unchecked => None,
+        }
+    }
+}
+
+/// "Now" for the future check: whole seconds and the fraction's digits (no trailing zeros).
+struct Horizon<'a> {
+    secs: i64,
+    own: [u8; 9],
+    own_len: u8,
+    borrowed: Option<&'a [u8]>,
+}
+
+impl Horizon<'_> {
+    fn frac(&self) -> &[u8] {
+        self.borrowed.unwrap_or(&self.own[..self.own_len as usize])
     }
 }
 
@@ -179,12 +216,16 @@ impl fmt::Display for Defect {
             EmptyAddress => write!(f, "empty address after the timestamp"),
             DuplicateAddress(l) => write!(
                 f,
-                "duplicate address: it already appears on line {l} of the header"
+                "duplicate address: it already appears on line {l}"
             ),
             OwnAddress => write!(f, "the recipient's own address appears in the header"),
             LengthSyntax => write!(
                 f,
                 "body length must be a decimal number of digits only (no sign, no spaces)"
+            ),
+            LengthTooLarge(u64::MAX) => write!(
+                f,
+                "body length too large: beyond any size limit"
             ),
             LengthTooLarge(n) => write!(f, "body length {n} exceeds the message size limit"),
             BodyShort { have, need } => write!(
@@ -474,7 +515,9 @@ fn parse_ts(b: &[u8]) -> Result<(i64, usize), (Defect, usize)> {
             c == want
         };
         if !ok {
-            let what = if want == b'd' {
+            let what = if want == b'd' && b"/ :.".contains(&c) {
+                "a field has too few digits"
+            } else if want == b'd' {
                 "expected a digit"
             } else if c.is_ascii_digit() {
                 "a field has the wrong number of digits"
@@ -850,7 +893,28 @@ impl<'a> Parser<'a, '_> {
         let limits = &self.rules.limits;
         // A2: "The first character of the signature is a version number, either 0 or 1,
         // followed by a hash string."
-        let (sig_line, _) = self.line(68)?;
+        let sig_line = match self.line(68) {
+            Ok((l, _)) => l,
+            Err(ParseError {
+                defect: Defect::LineTooLong(_),
+                ..
+            }) => {
+                // An over-long signature line: name the rule it breaks, not the line limit.
+                let n = self
+                    .input
+                    .iter()
+                    .take(limits.max_line_bytes.max(68))
+                    .take_while(|&&c| c != b'\r' && c != b'\n')
+                    .count();
+                return match self.input[0] {
+                    b'0' => self.err(Defect::UnsignedWithHash, 1),
+                    b'1' => self.err(Defect::HashLength(n - 1), 1),
+                    c => self.err(Defect::Version(c), 0),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        self.line = 1; // errors below name the signature line
         let signature = match sig_line.first() {
             None => return self.err(Defect::Version(b'\r'), 0),
             Some(b'0') if sig_line.len() == 1 => Signature::Unsigned,
@@ -877,6 +941,7 @@ impl<'a> Parser<'a, '_> {
             }
             Some(&c) => return self.err(Defect::Version(c), 0),
         };
+        self.line = 2;
         let payload_start = self.pos;
         let horizon = self.rules.horizon();
         let mut ids: Vec<IdSpan> = Vec::with_capacity(4);
@@ -917,7 +982,10 @@ impl<'a> Parser<'a, '_> {
             let ts = &l[..ts_len];
             // A2: "not in the future"
             if let Some(h) = &horizon {
-                if cmp_ts(secs, ts, h.secs, h.text.as_bytes()) == Ordering::Greater {
+                let later = secs
+                    .cmp(&h.secs)
+                    .then_with(|| frac_of(ts).unwrap_or(b"").cmp(h.frac()));
+                if later == Ordering::Greater {
                     return self.err(Defect::Future, at);
                 }
             }
@@ -963,7 +1031,28 @@ impl<'a> Parser<'a, '_> {
         }
         // A2: "The message body consists of a length, n, written as a decimal number
         // followed by CR LF, then n bytes"
-        let (len_line, at) = self.line(24)?;
+        let (len_line, at) = match self.line(24) {
+            Ok(v) => v,
+            Err(ParseError {
+                defect: Defect::LineTooLong(_),
+                offset,
+                line,
+            }) => {
+                // A length line longer than any length we could accept.
+                let at = self.pos;
+                let digits = self.input[at..offset].iter().all(u8::is_ascii_digit);
+                return Err(ParseError {
+                    defect: if digits {
+                        Defect::LengthTooLarge(u64::MAX)
+                    } else {
+                        Defect::LengthSyntax
+                    },
+                    line,
+                    offset: at,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if len_line.is_empty() || !len_line.iter().all(u8::is_ascii_digit) {
             self.line -= 1;
             return self.err(Defect::LengthSyntax, at);
@@ -1268,5 +1357,51 @@ mod tests {
         assert!(m.prepend(&t, b"http://alice.com/cmr").is_err());
         let old = Timestamp::parse(b"2008/09/01 00:00:00").unwrap();
         assert!(m.prepend(&old, b"http://bob.com/").is_err());
+    }
+
+    #[test]
+    fn future_check_uses_the_clock_fraction_and_skew() {
+        let m = b"0\r\n2010/01/01 00:00:00.5 x\r\n\r\n0\r\n";
+        let at = |t: &str, skew| Rules {
+            now: Now::Fixed(Timestamp::parse(t.as_bytes()).unwrap()),
+            skew_secs: skew,
+            ..Rules::default()
+        };
+        assert!(parse(m, &at("2010/01/01 00:00:00.5", 0)).is_ok());
+        assert!(parse(m, &at("2010/01/01 00:00:00.50", 0)).is_ok());
+        let e = parse(m, &at("2010/01/01 00:00:00.49", 0)).unwrap_err();
+        assert_eq!((e.defect, e.line, e.offset), (Defect::Future, 2, 3));
+        assert!(parse(m, &at("2009/12/31 23:59:59.6", 1)).is_ok());
+        assert!(parse(m, &at("2009/12/31 23:59:59.4", 1)).is_err());
+        // The system clock: far future fails, the past passes.
+        assert!(parse(
+            b"0\r\n9999/12/31 23:59:59 x\r\n\r\n0\r\n",
+            &Rules::default()
+        )
+        .is_err());
+        assert!(parse(m, &Rules::default()).is_ok());
+    }
+
+    #[test]
+    fn over_long_signature_and_length_lines_name_their_rule() {
+        let mut m = b"1".to_vec();
+        m.extend_from_slice(&[b'a'; 80]);
+        m.extend_from_slice(b"\r\n2010/01/01 00:00:00 x\r\n\r\n0\r\n");
+        let e = parse(&m, &Rules::default()).unwrap_err();
+        assert_eq!(e.defect, Defect::HashLength(80), "{e}");
+        let mut m = b"0".to_vec();
+        m.extend_from_slice(&[b'0'; 80]);
+        m.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parse(&m, &Rules::default()).unwrap_err().defect,
+            Defect::UnsignedWithHash
+        );
+        let m = b"0\r\n2010/01/01 00:00:00 x\r\n\r\n000000000000000000000000000000001\r\nx";
+        let e = parse(m, &Rules::default()).unwrap_err();
+        assert!(matches!(e.defect, Defect::LengthTooLarge(_)), "{e}");
+        assert_eq!((e.line, e.offset), (4, 28));
+        let m = b"0\r\n2010/01/01 00:00:00 x\r\n\r\n1 2 3 4 5 6 7 8 9 10 11 12 13 14\r\nx";
+        let e = parse(m, &Rules::default()).unwrap_err();
+        assert_eq!(e.defect, Defect::LengthSyntax, "{e}");
     }
 }

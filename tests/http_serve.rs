@@ -11,6 +11,15 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http")
 }
 
+/// A fresh state file for a receiver at http://bob.example/cgi-bin/cmr.
+fn new_state(dir: &tempfile::TempDir) -> PathBuf {
+    let p = dir.path().join("state.sqlite");
+    let st = cmr::state::State::open(Some(&p)).unwrap();
+    st.write(|tx| cmr::state::settings::add_own_address(tx, "http://bob.example/cgi-bin/cmr"))
+        .unwrap();
+    p
+}
+
 fn cache_rows(state: &Path) -> Vec<Vec<u8>> {
     if !state.exists() {
         return Vec::new();
@@ -56,7 +65,7 @@ fn fixtures_answer_their_status_and_only_200_changes_state() {
         let expect: u16 = name[..3].parse().unwrap();
         let req = std::fs::read(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state.sqlite");
+        let state = new_state(&dir);
         let (status, head, body, r) = serve_bytes(&req, &state, &HttpOptions::default());
         assert_eq!(
             status,
@@ -88,7 +97,7 @@ fn fixtures_answer_their_status_and_only_200_changes_state() {
 fn binary_part_is_cached_byte_for_byte() {
     let req = std::fs::read(fixtures().join("200-multipart-binary-quoted-boundary.http")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
     let (status, ..) = serve_bytes(&req, &state, &HttpOptions::default());
     assert_eq!(status, 200);
     let rows = cache_rows(&state);
@@ -100,7 +109,7 @@ fn binary_part_is_cached_byte_for_byte() {
 fn duplicate_is_200_and_idempotent() {
     let req = std::fs::read(fixtures().join("200-raw-body.http")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
     let (s1, _, b1, _) = serve_bytes(&req, &state, &HttpOptions::default());
     let (s2, _, b2, _) = serve_bytes(&req, &state, &HttpOptions::default());
     assert_eq!((s1, s2), (200, 200));
@@ -114,7 +123,7 @@ fn duplicate_is_200_and_idempotent() {
 #[test]
 fn slow_clients_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
 
     // Stalling: per-read timeout (SO_RCVTIMEO) on a real socket pair.
     let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -164,7 +173,7 @@ fn slow_clients_are_cut_off() {
 #[test]
 fn expect_100_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
     let raw = std::fs::read(fixtures().join("200-raw-body.http")).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let mut req = raw[..split + 2].to_vec();
@@ -184,7 +193,7 @@ fn expect_100_continue() {
 fn never_panics_on_mutated_requests() {
     use rand::{Rng, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
     let base = std::fs::read(fixtures().join("200-multipart-preamble-epilogue.http")).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     for _ in 0..300 {
@@ -213,7 +222,7 @@ fn never_panics_on_mutated_requests() {
 #[test]
 fn send_to_serve_over_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("s.sqlite");
+    let state = new_state(&dir);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let st = state.clone();

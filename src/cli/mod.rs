@@ -2,8 +2,28 @@
 //! its `main`; `src/bin/cmr-*.rs` only calls that `main`. Keeping the clap definitions in
 //! the library lets `man/` be generated from them and checked against `--help`.
 
-use crate::exit::Failure;
+use crate::exit::{self, Failure};
+use crate::wire::{Limits, Now, Rules, Timestamp};
 use std::io::Read;
+use std::process::ExitCode;
+
+#[doc(hidden)]
+pub mod man;
+pub mod parse;
+pub mod post;
+pub mod route;
+pub mod sign;
+
+/// Every tool's command line, in the order the manual lists them. `tests/man.rs` renders
+/// one page per entry into `man/<name>.1`; a new tool adds its `command()` here.
+pub fn commands() -> Vec<clap::Command> {
+    vec![
+        parse::command(),
+        sign::command(),
+        route::command(),
+        post::command(),
+    ]
+}
 
 /// Read a whole input named on the command line: a path, or `-` for stdin.
 /// A missing file is EX_NOINPUT (66); the error names the path.
@@ -13,9 +33,125 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, Failure> {
         std::io::stdin()
             .lock()
             .read_to_end(&mut buf)
-            .map_err(|e| Failure::from(e).context("reading standard input"))?;
+            .map_err(|e| Failure::from(e).context("stdin"))?;
     } else {
         buf = std::fs::read(path).map_err(|e| Failure::from(e).context(path))?;
     }
     Ok(buf)
+}
+
+/// Like [`read_input`], but an empty input is EX_NOINPUT too ("no message to read").
+pub fn read_message_input(path: &str) -> Result<Vec<u8>, Failure> {
+    let buf = read_input(path)?;
+    if buf.is_empty() {
+        return Err(Failure::no_input(format!(
+            "{}: empty input: no message",
+            input_name(path)
+        )));
+    }
+    Ok(buf)
+}
+
+/// How errors name an input: the path, or `stdin` for `-`.
+pub fn input_name(path: &str) -> &str {
+    if path == "-" {
+        "stdin"
+    } else {
+        path
+    }
+}
+
+/// Parse the command line of `P`. On `--help`/`--version` print them and return Err(0);
+/// on a usage error print clap's message on stderr and return Err(64).
+pub fn parse_args<P: clap::Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(if e.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        })
+    })
+}
+
+/// The A2 checking rules as command-line options, for every tool that reads messages.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RuleArgs {
+    /// Largest message accepted, in bytes (signature line, header and body)
+    #[arg(long, value_name = "BYTES")]
+    pub max_size: Option<usize>,
+    /// Most message IDs accepted in a routing header
+    #[arg(long, value_name = "N")]
+    pub max_header_lines: Option<usize>,
+    /// Accept timestamps up to SECS seconds ahead of the clock (peers with fast clocks)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub skew: u32,
+    /// Use TIMESTAMP (YYYY/MM/DD HH:MM:SS[.S*], UTC) as the current time for the
+    /// not-in-the-future rule
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_timestamp)]
+    pub now: Option<Timestamp>,
+    /// An address of the recipient: A2 forbids it in the header (repeatable)
+    #[arg(long, value_name = "ADDRESS")]
+    pub own: Vec<String>,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Rules {
+        let d = Limits::default();
+        Rules {
+            limits: Limits {
+                max_message_bytes: self.max_size.unwrap_or(d.max_message_bytes),
+                max_header_lines: self.max_header_lines.unwrap_or(d.max_header_lines),
+                ..d
+            },
+            now: match &self.now {
+                Some(t) => Now::Fixed(t.clone()),
+                None => Now::System,
+            },
+            skew_secs: self.skew,
+            own_addresses: self.own.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
+/// clap value parser for an A2 timestamp.
+pub fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(s.as_bytes()).map_err(|(d, at)| format!("byte {at}: {d}"))
+}
+
+/// Bytes shown as text: printable ASCII as is, everything else escaped (`\r`, `\n`, `\t`,
+/// `\\`, `\xNN`), valid UTF-8 beyond ASCII kept. Quotes are escaped when `quote` is set.
+pub fn escape(b: &[u8], quote: bool) -> String {
+    let mut s = String::with_capacity(b.len());
+    let mut rest = b;
+    while !rest.is_empty() {
+        let (good, bad) = match std::str::from_utf8(rest) {
+            Ok(v) => (v, &[][..]),
+            Err(e) => {
+                let (g, b) = rest.split_at(e.valid_up_to());
+                (std::str::from_utf8(g).unwrap_or_default(), b)
+            }
+        };
+        for c in good.chars() {
+            match c {
+                '\r' => s.push_str("\\r"),
+                '\n' => s.push_str("\\n"),
+                '\t' => s.push_str("\\t"),
+                '\\' => s.push_str("\\\\"),
+                '"' if quote => s.push_str("\\\""),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    s.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => s.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        if let Some((&x, tail)) = bad.split_first() {
+            s.push_str(&format!("\\x{x:02x}"));
+            rest = tail;
+        } else {
+            rest = &[];
+        }
+    }
+    s
 }

@@ -1,114 +1,266 @@
-//! Placeholder for the state module (SQLite state file). The real implementation lives on
-//! the `route` branch and replaces this file at merge; only the agreed interface is here.
+//! The state file: one SQLite database holding every piece of state and every setting.
+//!
+//! - Path: `--state`, else `$CMR_STATE`, else `$XDG_STATE_HOME/cmr/state.sqlite`, else
+//!   `~/.local/state/cmr/state.sqlite`.
+//! - Created with mode 0600 (keys live here). WAL, `synchronous=FULL`, a busy timeout
+//!   (`$CMR_BUSY_TIMEOUT_MS`, else the `busy_timeout_ms` setting, else 10 s).
+//! - Every write goes through [`State::write`]: `BEGIN IMMEDIATE`, the caller's work,
+//!   `COMMIT`. A tool reports success only after that commit (nothing lost).
+//! - Busy, locked, full, I/O and cannot-open errors become EX_TEMPFAIL (75): retry later.
 
+pub mod cache;
+pub mod clock;
+pub mod log;
+pub mod outbox;
+pub mod peers;
 pub mod schema;
+pub mod settings;
 
-use crate::exit::Failure;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use crate::exit::{self, Failure};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+/// Default busy timeout.
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// An open state file.
 pub struct State {
     conn: Connection,
+    path: PathBuf,
 }
 
-fn default_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("CMR_STATE") {
-        return p.into();
+/// Map a SQLite error to a failure: transient trouble (busy, locked, disk full, I/O, cannot
+/// open) is EX_TEMPFAIL (75), so the caller retries; a file that is not a database is a
+/// configuration error (78); anything else is an internal error (70).
+pub fn db_failure(e: rusqlite::Error) -> Failure {
+    let code = match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => exit::TEMPFAIL,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => exit::CONFIG,
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::AuthorizationForStatementDenied,
+        ) => exit::NOPERM,
+        _ => exit::SOFTWARE,
+    };
+    Failure::new(code, format!("state file: {e}"))
+}
+
+/// Where the state file is: `explicit`, else `$CMR_STATE`, else the XDG state directory.
+pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
     }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/state")
-        });
-    base.join("cmr/state.sqlite")
+    if let Some(p) = std::env::var_os("CMR_STATE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".local/state"),
+            None => {
+                return Err(Failure::config(
+                    "no state file: give --state, or set CMR_STATE, XDG_STATE_HOME or HOME",
+                ))
+            }
+        },
+    };
+    Ok(base.join("cmr").join("state.sqlite"))
+}
+
+fn busy_timeout_from_env() -> Result<Option<u64>, Failure> {
+    match std::env::var("CMR_BUSY_TIMEOUT_MS") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            Failure::config(format!(
+                "CMR_BUSY_TIMEOUT_MS must be a number of milliseconds, found '{v}'"
+            ))
+        }),
+        _ => Ok(None),
+    }
 }
 
 impl State {
+    /// Open (creating if needed) the state file and bring its schema up to date.
     pub fn open(path: Option<&Path>) -> Result<State, Failure> {
-        let p = path.map(Path::to_path_buf).unwrap_or_else(default_path);
-        if let Some(dir) = p.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(&p).map_err(db_failure)?;
-        conn.busy_handler(Some(busy_wait)).map_err(db_failure)?;
+        let path = resolve_path(path)?;
+        create_private(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_failure)
+        .map_err(|f| f.context(path.display()))?;
+        let env_timeout = busy_timeout_from_env()?;
+        conn.busy_timeout(Duration::from_millis(
+            env_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT_MS),
+        ))
+        .map_err(db_failure)?;
+        // WAL lets readers go on while one process writes; FULL makes a commit durable
+        // before we report success.
         let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(db_failure)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(db_failure)?;
+            return Err(Failure::temp(format!(
+                "state file {}: cannot switch to WAL (journal mode is {mode})",
+                path.display()
+            )));
         }
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(db_failure)?;
-        // One short-lived process per message: do not checkpoint and delete the WAL at every
-        // close (several fsyncs each); the automatic checkpoint every 1000 pages suffices.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(db_failure)?;
-        let mut st = State { conn };
+        let mut st = State { conn, path };
         st.migrate()?;
+        if env_timeout.is_none() {
+            if let Some(ms) = settings::get(&st.conn, "busy_timeout_ms")? {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    st.conn
+                        .busy_timeout(Duration::from_millis(ms))
+                        .map_err(db_failure)?;
+                }
+            }
+        }
         Ok(st)
     }
 
+    /// Apply the migrations this file has not seen yet.
     fn migrate(&mut self) -> Result<(), Failure> {
-        let v: i64 = self
+        let want = schema::MIGRATIONS.len() as i64;
+        let have: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_failure)?;
-        if v as usize >= schema::MIGRATIONS.len() {
+        if have == want {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_failure)?;
-        let v: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_failure)?;
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(v as usize) {
-            tx.execute_batch(sql).map_err(db_failure)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(db_failure)?;
+        if have > want {
+            return Err(Failure::config(format!(
+                "state file {} has schema version {have}, newer than this program knows ({want})",
+                self.path.display()
+            )));
         }
-        tx.commit().map_err(db_failure)
+        self.write(|tx| {
+            // Read again under the write lock: another process may have migrated meanwhile.
+            let have: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db_failure)?;
+            for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(have as usize) {
+                tx.execute_batch(sql)
+                    .map_err(|e| db_failure(e).context(format!("schema migration {}", i + 1)))?;
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {want}"))
+                .map_err(db_failure)?;
+            Ok(())
+        })
     }
 
+    /// The database, for reads.
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Set the busy timeout of this connection.
+    pub fn set_busy_timeout(&self, ms: u64) -> Result<(), Failure> {
+        self.conn
+            .busy_timeout(Duration::from_millis(ms))
+            .map_err(db_failure)
+    }
+
+    /// Run `f` in one write transaction (`BEGIN IMMEDIATE` ... `COMMIT`). Returns only after
+    /// the commit; on any error the transaction is rolled back and nothing is changed.
     pub fn write<T>(
-        &mut self,
+        &self,
         f: impl FnOnce(&Transaction) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(db_failure)?;
-        let v = f(&tx)?;
+        let v = f(&tx)?; // dropping tx on error rolls back
         tx.commit().map_err(db_failure)?;
         Ok(v)
     }
 }
 
-/// Wait for the write lock in short steps (SQLite's default handler backs off to 100 ms
-/// sleeps, which leaves the lock idle under contention); give up after about 10 s.
-fn busy_wait(n: i32) -> bool {
-    if n >= 5000 {
-        return false;
+/// Create the file (and its directory) readable by its owner only, before SQLite opens it.
+fn create_private(path: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Failure::from(e).context(dir.display()))?;
+        }
     }
-    std::thread::sleep(std::time::Duration::from_millis(if n < 50 { 1 } else { 2 }));
-    true
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::from(e).context(path.display()))?;
+    Ok(())
 }
 
-pub fn db_failure(e: rusqlite::Error) -> Failure {
-    use rusqlite::ErrorCode::*;
-    match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen) => {
-            Failure::temp(format!("state file: {e}"))
-        }
-        _ => Failure::software(format!("state file: {e}")),
+/// The current time as text and as Unix seconds (for `arrived`, `created`, log rows).
+pub fn now() -> (String, f64) {
+    let t = crate::wire::Timestamp::now();
+    let unix = t.unix_secs() as f64 + t.subsec_nanos() as f64 / 1e9;
+    (t.to_string(), unix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_private_file_with_schema() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/state.sqlite");
+        let st = State::open(Some(&p)).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let v: i64 = st
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::MIGRATIONS.len() as i64);
+        drop(st);
+        // Reopening is a no-op.
+        State::open(Some(&p)).unwrap();
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let r: Result<(), Failure> = st.write(|tx| {
+            tx.execute("INSERT INTO settings VALUES ('a','b')", [])
+                .map_err(db_failure)?;
+            Err(Failure::data("no"))
+        });
+        assert!(r.is_err());
+        let n: i64 = st
+            .conn()
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 }

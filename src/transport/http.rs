@@ -30,7 +30,7 @@
 use super::handshake;
 use super::multipart;
 use crate::exit::{self, Failure};
-use crate::route::{self, Decision, RouteOptions, Transport};
+use crate::route::{self, Decision, Outcome, RouteOptions, Transport};
 use crate::state::State;
 use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1098,7 +1098,11 @@ fn handshake_request(
     } else {
         Transport::Http
     };
-    let mut r = route_message(state_path, &bytes, via, opts);
+    // A4.5 authenticates the sender: its host is the connecting address and the message
+    // came from its own server.
+    let mut hs_opts = opts.clone();
+    hs_opts.route.authenticated_sender = Some(sender.to_string());
+    let mut r = route_message(state_path, &bytes, via, &hs_opts);
     if r.status == 200 {
         // "Bob replies with a blank web page".
         r.body.clear();
@@ -1124,22 +1128,25 @@ fn route_message(
     }
 }
 
-fn is_duplicate(d: &Decision) -> bool {
-    d.reason.contains("duplicate")
-}
-
 fn decision_reply(d: &Decision) -> Reply {
-    if d.accepted {
-        let mut r = Reply::ok("accepted\n");
-        r.headers.push(("X-CMR-Result", "accepted".into()));
+    let result = |text: &str| {
+        let mut r = Reply::ok(&format!("{text}\n"));
+        r.headers.push(("X-CMR-Result", text.to_string()));
         r
-    } else if is_duplicate(d) {
+    };
+    match d.outcome {
+        Outcome::Accepted | Outcome::Posted => result("accepted"),
         // A retry of a message we already hold: success, nothing done twice.
-        let mut r = Reply::ok("duplicate\n");
-        r.headers.push(("X-CMR-Result", "duplicate".into()));
-        r
-    } else {
-        Reply::error(400, format!("rejected: {}", d.reason))
+        Outcome::Duplicate => result("duplicate"),
+        Outcome::KeyExchange => result("key-exchange"),
+        Outcome::Rejected => {
+            let reason = d.reason.as_deref().unwrap_or("rejected");
+            let mut r = Reply::error(400, format!("rejected: {reason}"));
+            if let Some(code) = &d.reason_code {
+                r.headers.push(("X-CMR-Reason", header_safe(code)));
+            }
+            r
+        }
     }
 }
 

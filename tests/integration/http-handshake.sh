@@ -17,6 +17,8 @@ read -r -a RB <<<"$(recv_cmd "$B" "$WORK/bob.log")"
     service alice "$PA" "${RA[0]}" "${RA[@]:1}"
     service bob "$PB" "${RB[0]}" "${RB[@]:1}"
 } >"$WORK/x.services"
+init_state "$A" "$ALICE"
+init_state "$B" "$BOB"
 start_xinetd x
 
 echo "# a message from Alice to Bob through the handshake"
@@ -32,6 +34,17 @@ make_msg "$WORK/m2" "$ALICE" "second, new key"
 send_msg "$BOB" "$WORK/m2" --handshake "$ALICE" --state "$A"
 check "a second message: exit 0" 0 $?
 check "Bob holds both" 2 "$(cache_count "$B")"
+
+
+echo "# the handshake authenticates the sender"
+"$BIN/cmr-route" policy unsigned reject --state "$B" >/dev/null
+make_msg "$WORK/m4" "$ALICE" "unsigned but authenticated"
+out=$(curl -s -o /dev/null -w '%{http_code}' --data-binary "@$WORK/m4" "$BOB")
+check "with policy unsigned=reject, a plain unsigned POST: 400" 400 "$out"
+send_msg "$BOB" "$WORK/m4" --handshake "$ALICE" --state "$A"
+check "  the same message through the handshake: exit 0" 0 $?
+check "  cached" 1 "$(cached_with "$B" "unsigned but authenticated")"
+"$BIN/cmr-route" policy unsigned accept --state "$B" >/dev/null
 
 echo "# refusals"
 # The requester's host must resolve to the connecting address (we connect from 127.0.0.1).

@@ -36,8 +36,10 @@ read -r -a RS <<<"$(recv_cmd "$ST" "$LOG" --https "$WORK/self.pem" "$WORK/self.k
     service cmr-https-self "$SELF_PORT" "${RS[0]}" "${RS[@]:1}"
     SERVICE_ENV=CMR_HTTP_DEADLINE=2 service cmr-http-slow "$SLOW_PORT" "${R[0]}" "${R[@]:1}"
 } >"$WORK/x.services"
-start_xinetd x
 URL="http://127.0.0.1:$PORT/cmr"
+init_state "$S" "$URL"
+init_state "$ST" "https://127.0.0.1:$TLS_PORT/"
+start_xinetd x
 
 echo "# HTTP: curl"
 make_msg "$WORK/m1" http://alice.example/ "multipart upload"

@@ -192,3 +192,7 @@ status = data.split(b" ")[1].decode() if data.startswith(b"HTTP/") else "none"
 print(status, int(time.time() - t0 + 0.999))
 PY
 }
+
+init_state() { # init_state STATE OWN_ADDRESS
+    "$BIN/cmr-route" init --state "$1" --address "$2" >/dev/null
+}
