@@ -3,12 +3,13 @@
 //!
 //!   http-peer serve [--https CERT KEY] [--state FILE] [--log FILE] [--trust PEM]
 //!   http-peer send URL FILE [--trust PEM] [--handshake OWN_URL] [--state FILE] [--timeout SECS]
+//!                           [--peer-options 'trust=PEM handshake=OWN_URL ...']
 //!
 //! `serve` answers one request on stdin/stdout (inetd nowait). `send` exits 0, 75
 //! (transient) or 69 (permanent).
 
 use cmr::exit::{self, Failure};
-use cmr::transport::http::{self, HandshakeOptions, HttpOptions, PeerHttpOptions, TlsFiles};
+use cmr::transport::http::{self, HandshakeOptions, HttpOptions, PeerOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +20,8 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<u8, Failure> {
     let mut state: Option<PathBuf> = None;
-    let mut tls: Option<TlsFiles> = None;
+    let mut tls: Option<(PathBuf, PathBuf)> = None;
+    let mut peer_options: Option<String> = None;
     let mut trust: Option<PathBuf> = None;
     let mut own: Option<String> = None;
     let mut timeout: Option<u64> = None;
@@ -33,12 +35,13 @@ fn run(args: Vec<String>) -> Result<u8, Failure> {
             "--state" => state = Some(need(it.next(), "--state")?.into()),
             "--log" => cmr::log::set_sink(cmr::log::Sink::parse(&need(it.next(), "--log")?)),
             "--https" => {
-                tls = Some(TlsFiles {
-                    cert: need(it.next(), "--https")?.into(),
-                    key: need(it.next(), "--https")?.into(),
-                })
+                tls = Some((
+                    need(it.next(), "--https")?.into(),
+                    need(it.next(), "--https")?.into(),
+                ))
             }
             "--trust" => trust = Some(need(it.next(), "--trust")?.into()),
+            "--peer-options" => peer_options = Some(need(it.next(), "--peer-options")?),
             "--handshake" => own = Some(need(it.next(), "--handshake")?),
             "--timeout" => {
                 timeout = Some(
@@ -60,7 +63,12 @@ fn run(args: Vec<String>) -> Result<u8, Failure> {
                     opts.read_timeout = std::time::Duration::from_secs(s);
                 }
             }
-            http::serve_stdio(state.as_deref(), &opts, tls.as_ref())?;
+            if let Some((cert, key)) = tls {
+                opts.https = true;
+                opts.cert = Some(cert);
+                opts.key = Some(key);
+            }
+            http::serve_stdio(state.as_deref(), &opts)?;
             Ok(0)
         }
         Some("send") => {
@@ -69,12 +77,17 @@ fn run(args: Vec<String>) -> Result<u8, Failure> {
                 _ => return Err(Failure::usage("send URL FILE")),
             };
             let bytes = cmr::cli::read_input(file)?;
-            let mut o = PeerHttpOptions {
+            let mut o = PeerOptions {
                 trust_file: trust,
-                ..PeerHttpOptions::default()
+                ..PeerOptions::default()
             };
             if let Some(t) = timeout {
                 o.timeout = std::time::Duration::from_secs(t);
+            }
+            if let Some(text) = peer_options {
+                o = o
+                    .with_options(&text, state.as_deref())
+                    .map_err(Failure::config)?;
             }
             if let Some(own) = own {
                 let mut hs = HandshakeOptions::new(own);

@@ -2,7 +2,7 @@
 //! fixture's expected status is its name's prefix; only 200 may change the state file.
 //! Plus slow clients, 100-continue, and the sender against the receiver on loopback.
 
-use cmr::transport::http::{self, HttpOptions, PeerHttpOptions};
+use cmr::transport::http::{self, HttpOptions, PeerOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -257,10 +257,10 @@ fn send_to_serve_over_loopback() {
         b"0\r\n2008/09/01 00:00:53 http://a.example/\r\n\r\n3\r\n\x00\xff\r".to_vec()
     });
     let url = format!("http://127.0.0.1:{port}/cgi-bin/cmr");
-    http::send(&url, &msg, &PeerHttpOptions::default()).unwrap();
-    let e = http::send(&url, b"not a message", &PeerHttpOptions::default()).unwrap_err();
-    assert!(!e.transient, "{e}");
-    assert!(e.message.contains("HTTP 400"), "{e}");
+    http::send(&url, &msg, &PeerOptions::default()).unwrap();
+    let e = http::send(&url, b"not a message", &PeerOptions::default()).unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.message().contains("HTTP 400"), "{e}");
     let seen = server.join().unwrap();
     let first = String::from_utf8_lossy(&seen[0]);
     assert!(
@@ -281,15 +281,15 @@ fn send_to_serve_over_loopback() {
     let e = http::send(
         "http://127.0.0.1:1/",
         &msg,
-        &PeerHttpOptions {
+        &PeerOptions {
             timeout: Duration::from_secs(3),
             ..Default::default()
         },
     )
     .unwrap_err();
-    assert!(e.transient, "{e}");
-    assert!(http::send("ftp://x/", &msg, &PeerHttpOptions::default())
+    assert!(e.is_transient(), "{e}");
+    assert!(http::send("ftp://x/", &msg, &PeerOptions::default())
         .unwrap_err()
-        .message
+        .message()
         .contains("not an http"));
 }

@@ -20,7 +20,8 @@
 //! also works with receivers that answer first and fetch afterwards: on a 2xx it waits
 //! until the entry has been fetched.
 
-use super::http::{self, HandshakeOptions, PeerHttpOptions, SendError};
+use super::http::{self, HandshakeOptions, PeerOptions};
+use super::SendError;
 use crate::exit::Failure;
 use crate::state::{db_failure, State};
 use rusqlite::OptionalExtension;
@@ -227,7 +228,7 @@ impl PeerUrl {
 }
 
 /// Receiver side: GET `sender?reply=SECRET`, at most one message's worth of bytes.
-pub fn fetch(sender: &str, secret: &str, opts: &PeerHttpOptions) -> Result<Vec<u8>, SendError> {
+pub fn fetch(sender: &str, secret: &str, opts: &PeerOptions) -> Result<Vec<u8>, SendError> {
     let url = reply_url(sender, secret);
     let agent = http::agent(opts)?;
     let resp = agent
@@ -249,11 +250,15 @@ pub fn send(
     addr: &str,
     bytes: &[u8],
     hs: &HandshakeOptions,
-    opts: &PeerHttpOptions,
+    opts: &PeerOptions,
 ) -> Result<(), SendError> {
-    let to_send = |f: Failure| SendError {
-        transient: f.is_transient() || f.code == crate::exit::CONFIG,
-        message: format!("A4.5 handshake with {addr}: {}", f.message),
+    let to_send = |f: Failure| {
+        let m = format!("A4.5 handshake with {addr}: {}", f.message);
+        if f.is_transient() || f.code == crate::exit::CONFIG {
+            SendError::Transient(m)
+        } else {
+            SendError::Permanent(m)
+        }
     };
     let mut state = State::open(hs.state_path.as_deref()).map_err(to_send)?;
     let secret = offer(&mut state, addr, bytes, hs.expiry).map_err(to_send)?;
@@ -271,7 +276,7 @@ pub fn send(
         while pending(&state, &secret).map_err(to_send)? {
             if std::time::Instant::now() >= until {
                 let _ = withdraw(&mut state, &secret);
-                return Err(SendError::transient(format!(
+                return Err(SendError::Transient(format!(
                     "A4.5 handshake with {addr}: the receiver did not fetch the message"
                 )));
             }

@@ -29,9 +29,11 @@
 
 use super::handshake;
 use super::multipart;
+pub use super::SendError;
 use crate::exit::{self, Failure};
 use crate::route::{self, Decision, Outcome, RouteOptions, Transport};
 use crate::state::State;
+use rusqlite::OptionalExtension;
 use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
@@ -39,49 +41,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A failed delivery: `transient` means "keep the message and retry later".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError {
-    pub transient: bool,
-    pub message: String,
-}
-
-impl SendError {
-    pub fn transient(m: impl Into<String>) -> Self {
-        SendError {
-            transient: true,
-            message: m.into(),
-        }
-    }
-    pub fn permanent(m: impl Into<String>) -> Self {
-        SendError {
-            transient: false,
-            message: m.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SendError {}
-
-impl From<SendError> for Failure {
-    fn from(e: SendError) -> Failure {
-        if e.transient {
-            Failure::temp(e.message)
-        } else {
-            Failure::unavailable(e.message)
-        }
-    }
-}
-
 /// How one peer is reached over HTTP(S) (per destination).
 #[derive(Debug, Clone)]
-pub struct PeerHttpOptions {
+pub struct PeerOptions {
     /// The whole exchange, connect to last byte of the answer.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -92,13 +54,83 @@ pub struct PeerHttpOptions {
     pub handshake: Option<HandshakeOptions>,
 }
 
-impl Default for PeerHttpOptions {
+impl Default for PeerOptions {
     fn default() -> Self {
-        PeerHttpOptions {
+        PeerOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             trust_file: None,
             handshake: None,
+        }
+    }
+}
+
+impl PeerOptions {
+    /// Apply a peer's HTTP options, as kept in the `options` text of its row in `peers`
+    /// (whitespace-separated `key=value`):
+    ///
+    /// - `trust=FILE`: PEM file of CA or server certificates to trust for this peer
+    /// - `timeout=SECS`, `connect_timeout=SECS`
+    /// - `handshake=OUR-URL`: deliver with the A4.5 handshake; OUR-URL is the address our
+    ///   own `cmr-recv --http` answers at, reading the state file `state_path`
+    /// - `handshake_expiry=SECS`: how long the message waits to be fetched
+    ///
+    /// Keys of other transports are ignored.
+    pub fn with_options(
+        mut self,
+        text: &str,
+        state_path: Option<&Path>,
+    ) -> Result<PeerOptions, String> {
+        let secs = |k: &str, v: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("peer option {k}={v}: expected a number of seconds"))
+        };
+        let mut expiry = None;
+        for item in text.split_whitespace() {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("peer option {item:?}: expected key=value"))?;
+            match k {
+                "trust" => self.trust_file = Some(PathBuf::from(v)),
+                "timeout" => self.timeout = secs(k, v)?,
+                "connect_timeout" => self.connect_timeout = secs(k, v)?,
+                "handshake" => {
+                    handshake::PeerUrl::parse(v)?;
+                    let mut hs = HandshakeOptions::new(v);
+                    hs.state_path = state_path.map(Path::to_path_buf);
+                    self.handshake = Some(hs);
+                }
+                "handshake_expiry" => expiry = Some(secs(k, v)?),
+                _ => {}
+            }
+        }
+        if let (Some(e), Some(hs)) = (expiry, self.handshake.as_mut()) {
+            hs.expiry = e;
+        }
+        Ok(self)
+    }
+
+    /// The options for one destination: `base` (e.g. the global timeout) plus what the
+    /// peer's row in the state file says.
+    pub fn for_peer(state: &State, addr: &str, base: PeerOptions) -> Result<PeerOptions, Failure> {
+        let text: Option<String> = state
+            .conn()
+            .query_row(
+                "SELECT options FROM peers WHERE address = ?1",
+                [addr],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(crate::state::db_failure)?
+            .flatten();
+        match text {
+            None => Ok(base),
+            Some(t) => base
+                .with_options(&t, Some(state.path()))
+                .map_err(|e| Failure::config(format!("peer {addr}: {e}"))),
         }
     }
 }
@@ -145,8 +177,12 @@ pub struct HttpOptions {
     /// Answer A4.5 `?request=` by fetching the message from the requester.
     pub handshake: bool,
     /// How the A4.5 reply is fetched from the requester.
-    pub fetch: PeerHttpOptions,
+    pub fetch: PeerOptions,
     pub route: RouteOptions,
+    /// Serve HTTPS (A4.3): TLS with the certificate chain and key below (PEM files).
+    pub https: bool,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -160,20 +196,16 @@ impl Default for HttpOptions {
             retry_after_secs: 60,
             peer: None,
             handshake: true,
-            fetch: PeerHttpOptions {
+            fetch: PeerOptions {
                 timeout: Duration::from_secs(20),
-                ..PeerHttpOptions::default()
+                ..PeerOptions::default()
             },
             route: RouteOptions::default(),
+            https: false,
+            cert: None,
+            key: None,
         }
     }
-}
-
-/// Certificate chain and private key (PEM files) for `--https`.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -356,16 +388,25 @@ impl<R, W: Write> Write for Duplex<R, W> {
     }
 }
 
-/// Answer one HTTP request read from `input` on `output`, routing a posted message into
-/// the state file at `state_path` (None: the default one). Ok when the answer was 200;
-/// otherwise the failure that was answered (already written to the client), so the caller
-/// can log it and exit with its code.
+/// Answer one HTTP request read from `input` on `output` (over TLS when `opts.https`),
+/// routing a posted message into the state file at `state_path` (None: the default one).
+///
+/// Under inetd (fd 0 is a socket) it also sets per-read and per-write timeouts on the
+/// socket, takes the connecting address for A4.5 from getpeername, and arms an alarm as a
+/// last resort against anything that hangs.
+///
+/// Ok when the answer was 200; otherwise the failure that was answered (already written to
+/// the client), so the caller can log it and exit with its code.
 pub fn serve(
     input: impl Read,
     output: impl Write,
     state_path: Option<&Path>,
     opts: &HttpOptions,
 ) -> Result<(), Failure> {
+    let opts = inetd_prepare(opts);
+    if opts.https {
+        return tls_stream(input, output, state_path, &opts);
+    }
     let mut s = Duplex {
         r: Deadline {
             inner: input,
@@ -373,20 +414,37 @@ pub fn serve(
         },
         w: output,
     };
-    serve_stream(&mut s, state_path, opts, Transport::Http)
+    serve_stream(&mut s, state_path, &opts, Transport::Http)
 }
 
-/// The same as [`serve`] inside TLS (rustls, the server certificate and key from PEM
-/// files): A4.3. Messages arrive as `Transport::Https`, which permits the A5.3 clear key
-/// exchange.
+/// [`serve`] inside TLS (rustls; the certificate chain and key from the PEM files
+/// `opts.cert` and `opts.key`): A4.3. Messages arrive as `Transport::Https`, which permits
+/// the A5.3 clear key exchange.
 pub fn serve_tls(
     input: impl Read,
     output: impl Write,
     state_path: Option<&Path>,
     opts: &HttpOptions,
-    tls: &TlsFiles,
 ) -> Result<(), Failure> {
-    let config = server_config(tls)?;
+    let opts = inetd_prepare(opts);
+    tls_stream(input, output, state_path, &opts)
+}
+
+fn tls_stream(
+    input: impl Read,
+    output: impl Write,
+    state_path: Option<&Path>,
+    opts: &HttpOptions,
+) -> Result<(), Failure> {
+    let (cert, key) = match (&opts.cert, &opts.key) {
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            return Err(Failure::usage(
+                "HTTPS needs a certificate and a key (--cert, --key)",
+            ))
+        }
+    };
+    let config = server_config(cert, key)?;
     let conn =
         rustls::ServerConnection::new(config).map_err(|e| Failure::config(format!("TLS: {e}")))?;
     let mut s = rustls::StreamOwned::new(
@@ -405,65 +463,70 @@ pub fn serve_tls(
     r
 }
 
-/// Load the server certificate chain and key for HTTPS.
-pub fn server_config(tls: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Failure> {
+/// Load the server certificate chain and key (PEM files) for HTTPS.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let open = |p: &Path| {
         std::fs::File::open(p)
             .map(BufReader::new)
             .map_err(|e| Failure::config(format!("{}: {e}", p.display())))
     };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut open(&tls.cert)?)
+    let certs: Vec<_> = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<_, _>>()
-        .map_err(|e| Failure::config(format!("{}: {e}", tls.cert.display())))?;
+        .map_err(|e| Failure::config(format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
         return Err(Failure::config(format!(
             "{}: no PEM certificate found",
-            tls.cert.display()
+            cert.display()
         )));
     }
-    let key = rustls_pemfile::private_key(&mut open(&tls.key)?)
-        .map_err(|e| Failure::config(format!("{}: {e}", tls.key.display())))?
-        .ok_or_else(|| {
-            Failure::config(format!("{}: no PEM private key found", tls.key.display()))
-        })?;
+    let key_der = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| Failure::config(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| Failure::config(format!("{}: no PEM private key found", key.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| Failure::config(format!("TLS: {e}")))?
     .with_no_client_auth()
-    .with_single_cert(certs, key)
+    .with_single_cert(certs, key_der)
     .map_err(|e| Failure::config(format!("TLS certificate/key: {e}")))?;
     Ok(Arc::new(config))
 }
 
-/// inetd/xinetd `nowait`: the connection is fds 0 and 1. Sets per-read/write timeouts on
-/// the socket, takes the peer address (for A4.5) from getpeername, arms an alarm as a
-/// last resort, serves one request (over TLS when `tls` is given), then shuts the
-/// connection down.
-pub fn serve_stdio(
-    state_path: Option<&Path>,
-    opts: &HttpOptions,
-    tls: Option<&TlsFiles>,
-) -> Result<(), Failure> {
-    use std::os::fd::FromRawFd;
-    let mut opts = opts.clone();
-    set_socket_timeouts(0, opts.read_timeout);
-    set_socket_timeouts(1, opts.read_timeout);
-    if opts.peer.is_none() {
-        opts.peer = peer_address(0);
+/// True when `fd` is a socket.
+pub fn is_socket(fd: i32) -> bool {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK }
+}
+
+/// Under inetd: socket timeouts, the peer's address, the alarm.
+fn inetd_prepare(opts: &HttpOptions) -> Cow<'_, HttpOptions> {
+    if !is_socket(0) {
+        return Cow::Borrowed(opts);
+    }
+    let mut o = opts.clone();
+    set_socket_timeouts(0, o.read_timeout);
+    set_socket_timeouts(1, o.read_timeout);
+    if o.peer.is_none() {
+        o.peer = peer_address(0);
     }
     // Backstop: whatever hangs (name resolution, a stuck fetch), the process ends.
-    let backstop = opts.deadline + opts.fetch.timeout + opts.fetch.connect_timeout * 2;
-    unsafe { libc::alarm(backstop.as_secs().clamp(1, u32::MAX as u64) as u32 + 30) };
+    let backstop = o.deadline + o.fetch.timeout + o.fetch.connect_timeout * 2;
+    unsafe { libc::alarm(backstop.as_secs().clamp(1, u32::MAX as u64 - 30) as u32 + 30) };
+    Cow::Owned(o)
+}
+
+/// inetd/xinetd `nowait`: serve the connection on fds 0 and 1 (unbuffered), then shut it
+/// down.
+pub fn serve_stdio(state_path: Option<&Path>, opts: &HttpOptions) -> Result<(), Failure> {
+    use std::os::fd::FromRawFd;
     // SAFETY: fds 0 and 1 stay open for the whole process; ManuallyDrop never closes them.
     let input = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
     let output = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
-    let r = match tls {
-        Some(t) => serve_tls(&*input, &*output, state_path, &opts, t),
-        None => serve(&*input, &*output, state_path, &opts),
-    };
-    unsafe { libc::shutdown(1, libc::SHUT_WR) };
+    let r = serve(&*input, &*output, state_path, opts);
+    if is_socket(1) {
+        unsafe { libc::shutdown(1, libc::SHUT_WR) };
+    }
     r
 }
 
@@ -1077,8 +1140,8 @@ fn handshake_request(
     }
     let bytes = match handshake::fetch(sender, key, &opts.fetch) {
         Ok(b) => b,
-        Err(e) if e.transient => return Reply::unavailable(e.message, opts.retry_after_secs),
-        Err(e) => return Reply::error(400, e.message),
+        Err(SendError::Transient(m)) => return Reply::unavailable(m, opts.retry_after_secs),
+        Err(SendError::Permanent(m)) => return Reply::error(400, m),
     };
     // "routes the fetched message as received from that sender": its first header line
     // must name the requester.
@@ -1167,7 +1230,7 @@ fn system_roots() -> &'static [Vec<u8>] {
 
 /// An agent for one destination: its timeouts, system roots plus its trusted file, no
 /// redirects, statuses returned rather than turned into errors.
-pub(crate) fn agent(opts: &PeerHttpOptions) -> Result<ureq::Agent, SendError> {
+pub(crate) fn agent(opts: &PeerOptions) -> Result<ureq::Agent, SendError> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut roots: Vec<Certificate<'static>> = system_roots()
         .iter()
@@ -1175,18 +1238,18 @@ pub(crate) fn agent(opts: &PeerHttpOptions) -> Result<ureq::Agent, SendError> {
         .collect();
     if let Some(p) = &opts.trust_file {
         let f = std::fs::File::open(p).map_err(|e| {
-            SendError::transient(format!("trusted certificate file {}: {e}", p.display()))
+            SendError::Transient(format!("trusted certificate file {}: {e}", p.display()))
         })?;
         let mut n = 0;
         for c in rustls_pemfile::certs(&mut BufReader::new(f)) {
             let c = c.map_err(|e| {
-                SendError::transient(format!("trusted certificate file {}: {e}", p.display()))
+                SendError::Transient(format!("trusted certificate file {}: {e}", p.display()))
             })?;
             roots.push(Certificate::from_der(c.as_ref()).to_owned());
             n += 1;
         }
         if n == 0 {
-            return Err(SendError::transient(format!(
+            return Err(SendError::Transient(format!(
                 "trusted certificate file {}: no PEM certificate",
                 p.display()
             )));
@@ -1214,10 +1277,10 @@ pub(crate) fn classify(addr: &str, e: ureq::Error) -> SendError {
     let m = format!("{addr}: {e}");
     match e {
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            SendError::permanent(m)
+            SendError::Permanent(m)
         }
-        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => SendError::permanent(m),
-        _ => SendError::transient(m),
+        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => SendError::Permanent(m),
+        _ => SendError::Transient(m),
     }
 }
 
@@ -1256,9 +1319,9 @@ pub(crate) fn check_status(
         m.push_str(&reason);
     }
     Err(if status >= 500 || status == 408 || status == 429 {
-        SendError::transient(m)
+        SendError::Transient(m)
     } else {
-        SendError::permanent(m)
+        SendError::Permanent(m)
     })
 }
 
@@ -1267,7 +1330,7 @@ fn check_scheme(addr: &str) -> Result<(), SendError> {
     if lower.starts_with("http://") || lower.starts_with("https://") {
         Ok(())
     } else {
-        Err(SendError::permanent(format!(
+        Err(SendError::Permanent(format!(
             "{addr}: not an http:// or https:// address"
         )))
     }
@@ -1276,7 +1339,7 @@ fn check_scheme(addr: &str) -> Result<(), SendError> {
 /// A4.2/A4.3: deliver one message (the bytes as they go on the wire) to an http:// or
 /// https:// address, as an RFC 1867 upload, or through the A4.5 handshake when
 /// `opts.handshake` is set.
-pub fn send(addr: &str, bytes: &[u8], opts: &PeerHttpOptions) -> Result<(), SendError> {
+pub fn send(addr: &str, bytes: &[u8], opts: &PeerOptions) -> Result<(), SendError> {
     check_scheme(addr)?;
     if let Some(hs) = &opts.handshake {
         return handshake::send(addr, bytes, hs, opts);
@@ -1361,6 +1424,30 @@ mod tests {
         assert_eq!(read_chunked(&mut r, 10).unwrap_err().status, 400);
         let mut r = io::Cursor::new(&b"ffffffffffffffffffff\r\n"[..]);
         assert_eq!(read_chunked(&mut r, 10).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn peer_options_text() {
+        let o = PeerOptions::default()
+            .with_options(
+                "trust=/etc/cmr/bob.pem timeout=5 connect_timeout=1.5 handshake=http://me.example/ handshake_expiry=30 ssh_options=x",
+                Some(Path::new("/s.sqlite")),
+            )
+            .unwrap();
+        assert_eq!(o.trust_file.as_deref(), Some(Path::new("/etc/cmr/bob.pem")));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert_eq!(o.connect_timeout, Duration::from_millis(1500));
+        let hs = o.handshake.unwrap();
+        assert_eq!(hs.own_address, "http://me.example/");
+        assert_eq!(hs.state_path.as_deref(), Some(Path::new("/s.sqlite")));
+        assert_eq!(hs.expiry, Duration::from_secs(30));
+        assert!(PeerOptions::default()
+            .with_options("timeout=x", None)
+            .is_err());
+        assert!(PeerOptions::default().with_options("trust", None).is_err());
+        assert!(PeerOptions::default()
+            .with_options("handshake=mailto:a@b", None)
+            .is_err());
     }
 
     #[test]

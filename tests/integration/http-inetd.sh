@@ -131,6 +131,9 @@ check "send() https without trusting the CA: transient failure" 75 "$rc"
 send_msg "https://127.0.0.1:$TLS_PORT/" "$WORK/t2" --trust "$WORK/ca.pem"
 check "send() https --trust CA: exit 0" 0 $?
 check "  cached" 1 "$(cached_with "$ST" "TLS send()")"
+make_msg "$WORK/t2b" http://alice.example/ "TLS per-peer options"
+send_msg "https://127.0.0.1:$TLS_PORT/" "$WORK/t2b" --peer-options "trust=$WORK/ca.pem timeout=10"
+check "send() https with the peer option trust=CA: exit 0" 0 $?
 make_msg "$WORK/t3" http://alice.example/ "self-signed"
 send_msg "https://127.0.0.1:$SELF_PORT/" "$WORK/t3" --trust "$WORK/self.pem"
 check "send() https to a self-signed server, --trust its cert: exit 0" 0 $?
