@@ -1,7 +1,8 @@
 #!/bin/bash
 # Messages per second through xinetd + the HTTP receiver (release build), loaded with wrk:
-# every request is a distinct message (its own message ID and body) posted as an RFC 1867
-# upload, one connection per message as a CMR sender makes it. Prints the figure and checks
+# every request is a distinct message (its own message IDs and body, from one of four peers)
+# posted as an RFC 1867 upload, one connection per message as a CMR sender makes it; the
+# router does its whole work (cache, index, match, queue forwards) for each. Prints the figure and checks
 # that every 200 left exactly one message in the state file's cache.
 #
 #   scripts/bench-http.sh [SECONDS] [CONNECTIONS]      (defaults: 10 s, 24 connections)
@@ -34,10 +35,16 @@ function init(args)
 end
 function request()
     counter = counter + 1
-    local ts = os.date("!%Y/%m/%d %H:%M:%S")
+    -- Distinct message IDs: a fraction unique to this thread and request; the immediate
+    -- sender is one of four peers (as on a real peer), the creator unique per message.
+    local now = os.time()
+    local frac = string.format("%d%06d", tid, counter)
+    local t1 = os.date("!%Y/%m/%d %H:%M:%S", now - 1) .. "." .. frac
+    local t2 = os.date("!%Y/%m/%d %H:%M:%S", now - 2) .. "." .. frac
     local text = "benchmark message " .. run .. "/" .. tid .. "/" .. counter ..
         ": what is the largest planet, and how far is it from the sun?"
-    local msg = "0\r\n" .. ts .. " http://bench.example/" .. run .. "/" .. tid .. "/" .. counter ..
+    local msg = "0\r\n" .. t1 .. " http://peer" .. (counter % 4) .. ".example/cmr\r\n" ..
+        t2 .. " http://client.example/" .. run .. "/" .. tid .. "/" .. counter ..
         "\r\n\r\n" .. #text .. "\r\n" .. text
     local body = "--" .. boundary .. "\r\n" ..
         "Content-Disposition: form-data; name=\"file\"; filename=\"cmr.msg\"\r\n" ..
