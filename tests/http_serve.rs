@@ -7,6 +7,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Defaults, without the inetd setup (fd 0 of the test process is not our connection).
+fn opts() -> HttpOptions {
+    HttpOptions {
+        inetd: false,
+        ..HttpOptions::default()
+    }
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http")
 }
@@ -66,7 +74,7 @@ fn fixtures_answer_their_status_and_only_200_changes_state() {
         let req = std::fs::read(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let state = new_state(&dir);
-        let (status, head, body, r) = serve_bytes(&req, &state, &HttpOptions::default());
+        let (status, head, body, r) = serve_bytes(&req, &state, &opts());
         assert_eq!(
             status,
             expect,
@@ -98,7 +106,7 @@ fn binary_part_is_cached_byte_for_byte() {
     let req = std::fs::read(fixtures().join("200-multipart-binary-quoted-boundary.http")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = new_state(&dir);
-    let (status, ..) = serve_bytes(&req, &state, &HttpOptions::default());
+    let (status, ..) = serve_bytes(&req, &state, &opts());
     assert_eq!(status, 200);
     let rows = cache_rows(&state);
     let body: Vec<u8> = (0..=255u8).chain(*b"\r\n--frontier\r\n").collect();
@@ -110,8 +118,8 @@ fn duplicate_is_200_and_idempotent() {
     let req = std::fs::read(fixtures().join("200-raw-body.http")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = new_state(&dir);
-    let (s1, _, b1, _) = serve_bytes(&req, &state, &HttpOptions::default());
-    let (s2, _, b2, _) = serve_bytes(&req, &state, &HttpOptions::default());
+    let (s1, _, b1, _) = serve_bytes(&req, &state, &opts());
+    let (s2, _, b2, _) = serve_bytes(&req, &state, &opts());
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(b1, b"accepted\n");
     assert_eq!(b2, b"duplicate\n");
@@ -133,7 +141,7 @@ fn slow_clients_are_cut_off() {
     client.write_all(b"POST / HTTP/1.1\r\nContent-Len").unwrap();
     let t0 = Instant::now();
     let out_sock = server.try_clone().unwrap();
-    let r = http::serve(&server, &out_sock, Some(&state), &HttpOptions::default());
+    let r = http::serve(&server, &out_sock, Some(&state), &opts());
     assert!(t0.elapsed() < Duration::from_secs(3));
     assert!(r.unwrap_err().is_transient());
     let mut answer = String::new();
@@ -159,7 +167,7 @@ fn slow_clients_are_cut_off() {
     req.extend(std::iter::repeat_n(b'x', 1000));
     let opts = HttpOptions {
         deadline: Duration::from_millis(700),
-        ..HttpOptions::default()
+        ..opts()
     };
     let mut out = Vec::new();
     let t0 = Instant::now();
@@ -180,12 +188,12 @@ fn expect_100_continue() {
     req.extend_from_slice(b"Expect: 100-continue\r\n\r\n");
     req.extend_from_slice(&raw[split + 4..]);
     let mut out = Vec::new();
-    http::serve(&req[..], &mut out, Some(&state), &HttpOptions::default()).unwrap();
+    http::serve(&req[..], &mut out, Some(&state), &opts()).unwrap();
     assert!(out.starts_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
     // Too large: refused before the client sends the body.
     let mut out = Vec::new();
     let req = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n";
-    let _ = http::serve(&req[..], &mut out, Some(&state), &HttpOptions::default());
+    let _ = http::serve(&req[..], &mut out, Some(&state), &opts());
     assert!(out.starts_with(b"HTTP/1.1 413 "));
 }
 
@@ -212,7 +220,7 @@ fn never_panics_on_mutated_requests() {
             }
         }
         let mut out = Vec::new();
-        let _ = http::serve(&v[..], &mut out, Some(&state), &HttpOptions::default());
+        let _ = http::serve(&v[..], &mut out, Some(&state), &opts());
         assert!(out.starts_with(b"HTTP/1.1 ") || out.is_empty());
     }
 }
@@ -245,7 +253,7 @@ fn send_to_serve_over_loopback() {
                     break;
                 }
             }
-            let _ = http::serve(&req[..], &sock, Some(&st), &HttpOptions::default());
+            let _ = http::serve(&req[..], &sock, Some(&st), &opts());
             seen.push(req);
         }
         seen

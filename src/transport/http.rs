@@ -179,6 +179,10 @@ pub struct HttpOptions {
     /// How the A4.5 reply is fetched from the requester.
     pub fetch: PeerOptions,
     pub route: RouteOptions,
+    /// When fd 0 is a socket, treat it as inetd's connection: socket timeouts, the peer's
+    /// address, the alarm (false for callers that serve other streams in a long-lived
+    /// process, such as tests).
+    pub inetd: bool,
     /// Serve HTTPS (A4.3): TLS with the certificate chain and key below (PEM files).
     pub https: bool,
     pub cert: Option<PathBuf>,
@@ -201,6 +205,7 @@ impl Default for HttpOptions {
                 ..PeerOptions::default()
             },
             route: RouteOptions::default(),
+            inetd: true,
             https: false,
             cert: None,
             key: None,
@@ -512,10 +517,10 @@ fn keep_heap() {
 
 /// Under inetd: socket timeouts, the peer's address, the alarm.
 fn inetd_prepare(opts: &HttpOptions) -> Cow<'_, HttpOptions> {
-    keep_heap();
-    if !is_socket(0) {
+    if !opts.inetd || !is_socket(0) {
         return Cow::Borrowed(opts);
     }
+    keep_heap();
     let mut o = opts.clone();
     set_socket_timeouts(0, o.read_timeout);
     set_socket_timeouts(1, o.read_timeout);
