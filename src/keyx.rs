@@ -3,7 +3,8 @@
 //! The router calls [`is_control`] on every accepted body; a key-exchange message goes to
 //! [`handle`] and is never cached or routed (A5.1 "Alice and Bob remove the two messages
 //! from their caches"). This module recognises the five A5 bodies and, until the key
-//! exchange is implemented, refuses them.
+//! exchange is implemented, refuses them. [`before_forward`] is the first-contact hook the
+//! router calls before queueing each forward; here it always answers `Send`.
 
 use crate::exit::Failure;
 use crate::route::Transport;
@@ -44,4 +45,26 @@ pub fn handle(
     Err(Failure::perm(format!(
         "key exchange from {peer_address} over {via} refused: key exchange is not enabled"
     )))
+}
+
+/// What to do with a forward to a peer (the first-contact hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstContact {
+    /// Queue it as built (signed if a key is held, unsigned otherwise).
+    Send,
+    /// The key exchange keeps it and queues it itself once a key is agreed.
+    Held,
+    /// Do not send it.
+    Refused,
+}
+
+/// Called by the router for every forward before it is queued, inside its transaction.
+/// `bytes` is the forward as built, `msg_key` its outbox key.
+pub fn before_forward(
+    _tx: &Transaction,
+    _dest: &str,
+    _bytes: &[u8],
+    _msg_key: &[u8],
+) -> Result<FirstContact, Failure> {
+    Ok(FirstContact::Send)
 }

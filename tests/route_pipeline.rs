@@ -393,6 +393,33 @@ fn cmr_post_returns_related_messages_and_queues_forwards() {
         t.contains("related messages") && t.contains("Jupiter"),
         "{t}"
     );
+    // A1: a message arriving later that matches the post is kept for the client.
+    let (_, d) = e.route_json(
+        &msg(
+            CAROL,
+            "Jupiter is the largest planet: it is the answer you asked for.",
+        )
+        .encode(),
+        &[],
+    );
+    let post_match = d["matched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["origin"].as_str().unwrap().ends_with(ME))
+        .unwrap_or_else(|| panic!("{d}"))["origin"]
+        .clone();
+    let o = e.post(&["--replies", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = v["replies"].as_array().unwrap();
+    assert!(
+        r.iter()
+            .any(|x| x["post_id"] == post_match && x["message"]["sender"] == CAROL),
+        "{v}"
+    );
+    let o = e.post(&["--replies", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["replies"].as_array().unwrap().len(), 0, "shown once");
     // Empty body: 65, nothing stored.
     let o = e.post(&[], b"");
     assert_eq!(o.status.code(), Some(65));

@@ -354,8 +354,10 @@ pub fn explain(d: &Decision) -> String {
         for f in &d.forwards {
             let _ = writeln!(
                 s,
-                "  outbox {}: {} (row {}) -> {}  [{}{}] {}",
-                f.outbox_id,
+                "  {}: {} (row {}) -> {}  [{}{}] {}",
+                f.outbox_id
+                    .map(|i| format!("outbox {i}"))
+                    .unwrap_or_else(|| "held for key exchange".into()),
                 f.what.to_uppercase(),
                 f.cache_id,
                 f.dest,

@@ -155,7 +155,10 @@ pub struct Forward {
     pub what: &'static str,
     pub cache_id: i64,
     pub why: String,
-    pub outbox_id: i64,
+    /// The outbox row; None when the key exchange holds the forward until a key is agreed.
+    pub outbox_id: Option<i64>,
+    /// Held by the key exchange (first contact): it queues the forward itself later.
+    pub held: bool,
     pub timestamp: Option<String>,
     pub signed: bool,
 }
@@ -739,26 +742,27 @@ pub(crate) fn accept(
         if settings.is_own(dest.as_bytes()) || m.has_address(dest.as_bytes()) {
             return Ok(false);
         }
-        match forward::queue(tx, settings, m, mid, dest)? {
-            Some((outbox_id, b)) => {
-                d.forwards.push(Forward {
-                    dest: dest.to_string(),
-                    what,
-                    cache_id: mid,
-                    why,
-                    outbox_id,
-                    timestamp: b.timestamp.map(|t| t.to_string()),
-                    signed: b.signed,
-                });
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest)? {
+            forward::Queued::Queued(id, b) => (Some(id), b),
+            forward::Queued::Held(b) => (None, b),
+            forward::Queued::Skipped => return Ok(false),
+        };
+        d.forwards.push(Forward {
+            dest: dest.to_string(),
+            what,
+            cache_id: mid,
+            why,
+            held: outbox_id.is_none(),
+            outbox_id,
+            timestamp: b.timestamp.map(|t| t.to_string()),
+            signed: b.signed,
+        });
+        Ok(true)
     };
 
     // 3.2 / 3.3: route X to the best peer, and to peers within the margin of it.
     let selected = selected_peers(settings, &plan.scores);
-    if plan.scores.first().is_some() && selected.is_empty() {
+    if !plan.scores.is_empty() && selected.is_empty() {
         d.notes.push(format!(
             "3.3: best score {:.4} is above distance_threshold {}: not routed to a peer",
             plan.scores[0].1, settings.distance_threshold
@@ -820,6 +824,15 @@ pub(crate) fn accept(
             continue;
         };
         let y = row.message()?;
+        if row.client && !client {
+            // A1: our client's post Y is answered by X, "posted later by other clients".
+            let (now, _) = state::now();
+            tx.execute(
+                "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![yid, id, score, now],
+            )
+            .map_err(state::db_failure)?;
+        }
         d.matched.push(Matched {
             cache_id: yid,
             score,

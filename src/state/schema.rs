@@ -125,6 +125,20 @@ CREATE TABLE counters(
     r#"
 CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);
 "#,
-    // 3: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
+    // 3: replies for our own clients (A1: related messages "posted later by other
+    // clients"): a new message matched to a message one of our clients posted.
+    r#"
+CREATE TABLE client_inbox(
+    id       INTEGER PRIMARY KEY,
+    post_id  INTEGER NOT NULL,
+    cache_id INTEGER NOT NULL,
+    score    REAL NOT NULL,
+    at       TEXT NOT NULL,
+    seen     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE(post_id, cache_id)
+);
+CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
+"#,
+    // 4: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
     crate::transport::handshake::MIGRATION,
 ];

@@ -104,6 +104,12 @@ pub const SPECS: &[Spec] = &[
         help: "compressor behind the metric",
     },
     Spec {
+        key: "related_rank",
+        default: "compression",
+        kind: Kind::Choice(&["compression", "bm25"]),
+        help: "rank related messages by compression distance, or by the full-text index alone",
+    },
+    Spec {
         key: "context_bytes",
         default: "32768",
         kind: Kind::Count,
@@ -331,6 +337,7 @@ pub struct Settings {
     pub matcher: String,
     pub metric: String,
     pub compressor: String,
+    pub related_rank: String,
     pub context_bytes: u64,
     pub max_peers_scored: u64,
     pub distance_threshold: f64,
@@ -387,6 +394,7 @@ impl Settings {
             matcher: val("matcher")?,
             metric: val("metric")?,
             compressor: val("compressor")?,
+            related_rank: val("related_rank")?,
             context_bytes: count("context_bytes")?,
             max_peers_scored: count("max_peers_scored")?,
             distance_threshold: num("distance_threshold")?,

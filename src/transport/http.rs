@@ -1191,23 +1191,6 @@ fn handshake_request(
     r
 }
 
-/// Wait for the write lock in short steps, up to about the state file's default busy
-/// timeout. SQLite's own handler backs off to 100 ms sleeps, which under many concurrent
-/// inetd processes leaves the lock idle most of the time.
-fn busy_wait(n: i32) -> bool {
-    let n = n.max(0) as u64;
-    let (step_ms, waited_ms) = if n < 100 {
-        (1, n)
-    } else {
-        (2, 100 + 2 * (n - 100))
-    };
-    if waited_ms >= crate::state::DEFAULT_BUSY_TIMEOUT_MS {
-        return false;
-    }
-    std::thread::sleep(Duration::from_millis(step_ms));
-    true
-}
-
 /// Route one message and turn the decision into an answer.
 fn route_message(
     state_path: Option<&Path>,
@@ -1219,9 +1202,6 @@ fn route_message(
         Ok(s) => s,
         Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
     };
-    if std::env::var_os("CMR_BUSY_TIMEOUT_MS").is_none() {
-        let _ = state.conn().busy_handler(Some(busy_wait));
-    }
     match route::receive(&mut state, msg, via, &opts.route) {
         Ok(d) => decision_reply(&d),
         Err(f) => Reply::from_failure(f, opts.retry_after_secs),
