@@ -57,12 +57,6 @@ fn run(args: Vec<String>) -> Result<u8, Failure> {
         Some("serve") => {
             let mut opts = HttpOptions::default();
             opts.fetch.trust_file = trust;
-            if let Ok(t) = std::env::var("CMR_HTTP_DEADLINE") {
-                if let Ok(s) = t.parse() {
-                    opts.deadline = std::time::Duration::from_secs(s);
-                    opts.read_timeout = std::time::Duration::from_secs(s);
-                }
-            }
             if let Some((cert, key)) = tls {
                 opts.https = true;
                 opts.cert = Some(cert);

@@ -189,14 +189,29 @@ pub struct HttpOptions {
     pub key: Option<PathBuf>,
 }
 
+/// Seconds from `$CMR_HTTP_TIMEOUT` (the whole-request deadline; an operator sets it in
+/// the inetd service's environment), if set and valid.
+fn timeout_from_env() -> Option<Duration> {
+    std::env::var("CMR_HTTP_TIMEOUT")
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e6)
+        .map(Duration::from_secs_f64)
+}
+
 impl Default for HttpOptions {
+    /// The limits above; `$CMR_HTTP_TIMEOUT` (seconds) replaces the 30 s request deadline
+    /// (and caps the 10 s per-read timeout).
     fn default() -> Self {
+        let deadline = timeout_from_env().unwrap_or(Duration::from_secs(30));
         HttpOptions {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_body_bytes: crate::wire::Limits::default().max_message_bytes + 64 * 1024,
-            read_timeout: Duration::from_secs(10),
-            deadline: Duration::from_secs(30),
+            read_timeout: deadline.min(Duration::from_secs(10)),
+            deadline,
             retry_after_secs: 60,
             peer: None,
             handshake: true,

@@ -34,7 +34,7 @@ read -r -a RS <<<"$(recv_cmd "$ST" "$LOG" --https "$WORK/self.pem" "$WORK/self.k
     service cmr-http "$PORT" "${R[0]}" "${R[@]:1}"
     service cmr-https "$TLS_PORT" "${RT[0]}" "${RT[@]:1}"
     service cmr-https-self "$SELF_PORT" "${RS[0]}" "${RS[@]:1}"
-    SERVICE_ENV=CMR_HTTP_DEADLINE=2 service cmr-http-slow "$SLOW_PORT" "${R[0]}" "${R[@]:1}"
+    SERVICE_ENV=CMR_HTTP_TIMEOUT=2 service cmr-http-slow "$SLOW_PORT" "${R[0]}" "${R[@]:1}"
 } >"$WORK/x.services"
 URL="http://127.0.0.1:$PORT/cmr"
 init_state "$S" "$URL"
