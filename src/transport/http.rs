@@ -1170,7 +1170,17 @@ fn handshake_request(
     if let Err(e) = origin.verify(peer) {
         return Reply::error(403, e);
     }
-    let bytes = match handshake::fetch(sender, key, &opts.fetch) {
+    // The sender's own peer options (e.g. `trust=` for its certificate) apply to the fetch.
+    let fetch_opts = match State::open(state_path)
+        .and_then(|st| PeerOptions::for_peer(&st, sender, opts.fetch.clone()))
+    {
+        Ok(o) => PeerOptions {
+            handshake: None,
+            ..o
+        },
+        Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
+    };
+    let bytes = match handshake::fetch(sender, key, &fetch_opts) {
         Ok(b) => b,
         Err(SendError::Transient(m)) => return Reply::unavailable(m, opts.retry_after_secs),
         Err(SendError::Permanent(m)) => return Reply::error(400, m),

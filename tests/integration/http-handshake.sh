@@ -2,19 +2,27 @@
 # A4.5 HTTP handshake between two peers, each served by xinetd on loopback with its own
 # state file: Alice (sender) and Bob (receiver).
 source "$(dirname "$0")/lib-http.sh"
-need_packages xinetd curl netcat-openbsd python3
+need_packages xinetd curl netcat-openbsd python3 openssl
 build
 
 PA=$(free_port)
 PB=$(free_port)
+PS=$(free_port)
 A="$WORK/alice.sqlite"
 B="$WORK/bob.sqlite"
 ALICE="http://127.0.0.1:$PA/"
 BOB="http://127.0.0.1:$PB/"
 read -r -a RA <<<"$(recv_cmd "$A" "$WORK/alice.log")"
 read -r -a RB <<<"$(recv_cmd "$B" "$WORK/bob.log")"
+# Alice also answers over HTTPS, with a self-signed certificate.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$WORK/alice.key" -out "$WORK/alice.pem" 2>/dev/null
+ALICE_TLS="https://127.0.0.1:$PS/"
+read -r -a RAS <<<"$(recv_cmd "$A" "$WORK/alice.log" --https "$WORK/alice.pem" "$WORK/alice.key")"
 {
     service alice "$PA" "${RA[0]}" "${RA[@]:1}"
+    service alice-tls "$PS" "${RAS[0]}" "${RAS[@]:1}"
     service bob "$PB" "${RB[0]}" "${RB[@]:1}"
 } >"$WORK/x.services"
 init_state "$A" "$ALICE"
@@ -35,6 +43,22 @@ send_msg "$BOB" "$WORK/m2" --handshake "$ALICE" --state "$A"
 check "a second message: exit 0" 0 $?
 check "Bob holds both" 2 "$(cache_count "$B")"
 
+
+echo "# Alice at an https address: Bob fetches over TLS, trusting her certificate per peer"
+make_msg "$WORK/m5" "$ALICE_TLS" "fetched over TLS"
+rc=0; send_msg "$BOB" "$WORK/m5" --handshake "$ALICE_TLS" --state "$A" 2>"$WORK/err" || rc=$?
+check "Bob does not know Alice's certificate yet: transient (75)" 75 "$rc"
+check "  not cached" 0 "$(cached_with "$B" "fetched over TLS")"
+python3 - "$B" "$ALICE_TLS" "trust=$WORK/alice.pem" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO peers(address, options, configured) VALUES(?, ?, 1) "
+           "ON CONFLICT(address) DO UPDATE SET options = excluded.options", (sys.argv[2], sys.argv[3]))
+db.commit()
+PY
+send_msg "$BOB" "$WORK/m5" --handshake "$ALICE_TLS" --state "$A"
+check "with the peer option trust=alice.pem: exit 0" 0 $?
+check "  cached, arrived via https" https "$(cached_with "$B" "fetched over TLS" via)"
 
 echo "# the handshake authenticates the sender"
 "$BIN/cmr-route" policy unsigned reject --state "$B" >/dev/null
