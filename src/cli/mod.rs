@@ -8,6 +8,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[doc(hidden)]
+pub mod keyx;
 pub mod man;
 pub mod parse;
 pub mod post;
@@ -22,6 +23,7 @@ pub fn commands() -> Vec<clap::Command> {
         sign::command(),
         route::command(),
         post::command(),
+        keyx::command(),
     ]
 }
 

@@ -7,33 +7,37 @@ use clap::{CommandFactory, Parser};
 use std::io::Write;
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
-A1: \"When a client posts a message, it has the effect of adding the message to the pool
-and retrieving related messages.\" cmr-post reads the body from FILE or standard input,
-composes a message with one header line (a time from the state file's clock and the client
-address), adds it to the cache through the local router in one transaction (cache, ID
-index, and every delivery it decides, queued in the outbox for cmr-send), and prints the
-related messages already in the pool, closest first.
+const LONG_ABOUT: &str = "\
+The CMR client. A1: \"When a client posts a message, it has the effect of adding the message \
+to the pool and retrieving related messages.\" cmr-post reads the body from FILE or standard \
+input, composes a message with one header line (a time from the state file's clock and the \
+client address), adds it to the cache through the local router in one transaction (cache, ID \
+index, and every delivery it decides, queued in the outbox for cmr-send), and prints the \
+related messages already in the pool, closest first. Messages that arrive later and match a \
+post are kept for the client: --replies shows them.
 
-The client address is --from, else the client_address policy setting, else the router's
+The client address is --from, else the client_address policy setting, else the router's \
 first address (then forwards carry our address once, as the message's creator).
 
+Exit status: 0 ok, 64 usage, 65 bad body (empty or too large), 66 no input, 75 temporary \
+failure (retry: nothing was posted), 78 configuration error (state file not initialised: \
+cmr-route init --address ADDR).";
+
+const AFTER_HELP: &str = "\
 Examples:
   printf 'What is the largest planet?' | cmr-post
-  cmr-post --search -k 10 question.txt     # related messages only, nothing posted
+  cmr-post --search -k 10 question.txt     related messages only, nothing posted
   cmr-post --json < note.txt | jq '.related[].body'
   cmr-post --from mailto:me@example.org note.txt
-  cmr-post --replies                       # messages that matched my posts since
-
-Exit status: 0 ok, 64 usage, 65 bad body (empty or too large), 66 no input,
-75 temporary failure (retry: nothing was posted), 78 configuration error (state file
-not initialised: cmr-route init --address ADDR).";
+  cmr-post --explain note.txt              also show the routing decision
+  cmr-post --replies                       messages that matched my posts since";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "cmr-post",
     version,
     about = "Post a message to the CMR pool and print related messages",
+    long_about = LONG_ABOUT,
     after_help = AFTER_HELP
 )]
 pub struct Args {

@@ -243,12 +243,14 @@ pub fn receive(
     let settings = load_settings(state)?;
     match wire::parse(raw, &settings.rules()) {
         Ok(msg) => receive_message(state, &settings, msg, via, opts),
-        Err(e) => reject_malformed(state, &e, via, opts),
+        Err(e) => reject_malformed(state, &e, 0, via, opts),
     }
 }
 
-/// Several concatenated messages (a stream on a pipe). A malformed message ends the stream
-/// (its end cannot be known): its decision is the last one returned.
+/// Several concatenated messages (a stream on a pipe). The stream is split with the
+/// structural rules; each message is then checked against every rule (own addresses, the
+/// future), so a message refused for its content does not stop the ones after it. A message
+/// whose end cannot be known (broken structure) ends the stream: its decision is the last.
 pub fn receive_stream(
     state: &mut State,
     input: impl std::io::BufRead,
@@ -256,14 +258,24 @@ pub fn receive_stream(
     opts: &RouteOptions,
 ) -> Result<Vec<Decision>, Failure> {
     let settings = load_settings(state)?;
-    let mut reader = wire::Reader::new(input, settings.rules());
+    let strict = settings.rules();
+    let structural = wire::Rules {
+        now: wire::Now::Unchecked,
+        own_addresses: Vec::new(),
+        ..strict.clone()
+    };
+    let mut reader = wire::Reader::new(input, structural);
     let mut out = Vec::new();
     loop {
+        let at = reader.offset();
         match reader.next_message() {
             Ok(None) => break,
-            Ok(Some(msg)) => out.push(receive_message(state, &settings, msg, via, opts)?),
+            Ok(Some(m)) => match wire::parse(&m.encode(), &strict) {
+                Ok(msg) => out.push(receive_message(state, &settings, msg, via, opts)?),
+                Err(e) => out.push(reject_malformed(state, &e, at, via, opts)?),
+            },
             Err(ReadError::Parse(e)) => {
-                out.push(reject_malformed(state, &e, via, opts)?);
+                out.push(reject_malformed(state, &e, 0, via, opts)?);
                 break;
             }
             Err(ReadError::Io(e)) => {
@@ -279,6 +291,7 @@ pub fn receive_stream(
                 line: 1,
                 offset: 0,
             },
+            0,
             via,
             opts,
         )?);
@@ -286,9 +299,12 @@ pub fn receive_stream(
     Ok(out)
 }
 
+/// Log a malformed message. `at`: where the message starts in a stream, when the error's
+/// line and offset count from the message rather than from the stream.
 fn reject_malformed(
     state: &State,
     e: &wire::ParseError,
+    at: usize,
     via: Transport,
     opts: &RouteOptions,
 ) -> Result<Decision, Failure> {
@@ -296,9 +312,14 @@ fn reject_malformed(
         via: Some(via),
         ..Decision::default()
     };
+    let place = if at > 0 {
+        format!("message at byte {at} of the stream: ")
+    } else {
+        String::new()
+    };
     d.reject(
         &format!("malformed:{}", e.defect.code()),
-        format!("malformed message: {e}"),
+        format!("malformed message: {place}{e}"),
         exit::DATAERR,
     );
     commit(state, opts, |tx| {
@@ -618,9 +639,11 @@ pub fn receive_message(
             d = Decision {
                 outcome: Outcome::Duplicate,
                 reason_code: Some("duplicate".into()),
-                reason: Some(format!(
-                    "message ID {id} is already in the cache (row {row})"
-                )),
+                reason: Some(if row == 0 {
+                    format!("message ID {id} was seen before (a key-exchange message, not kept)")
+                } else {
+                    format!("message ID {id} is already in the cache (row {row})")
+                }),
                 duplicate_of: Some(row),
                 verified: false,
                 ..d.clone()
@@ -653,6 +676,9 @@ pub fn receive_message(
                 Ok(outcome) => {
                     tx.execute_batch("RELEASE keyx")
                         .map_err(state::db_failure)?;
+                    // The body is not kept, but its IDs are (cache row 0: none), so a replay
+                    // of the same control message is a duplicate and does nothing.
+                    cache::remember_ids(tx, &msg)?;
                     d.outcome = Outcome::KeyExchange;
                     d.accepted = true;
                     d.notes.push(format!("key exchange: {outcome:?}"));
@@ -889,4 +915,46 @@ pub(crate) fn accept(
         d.notes.push(format!("3.3: max_forwards {max} reached"));
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(t.as_str().parse::<Transport>().unwrap(), t);
+        }
+        assert_eq!("SMTP".parse::<Transport>().unwrap(), Transport::Mail);
+        assert!("carrier-pigeon".parse::<Transport>().is_err());
+        assert!(Transport::Https.is_secure() && Transport::Ssh.is_secure());
+        assert!(!Transport::Http.is_secure() && !Transport::Mail.is_secure());
+    }
+
+    #[test]
+    fn peers_within_the_margin_of_a_good_enough_best() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let mut s = Settings::load(st.conn()).unwrap();
+        s.distance_threshold = 0.9;
+        s.margin = 0.05;
+        let sc = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(p, x)| (p.to_string(), *x)).collect()
+        };
+        let pick = |v: Vec<(String, f64)>| -> Vec<String> {
+            selected_peers(&s, &v).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            pick(sc(&[("a", 0.5), ("b", 0.54), ("c", 0.56)])),
+            ["a", "b"]
+        );
+        assert_eq!(
+            pick(sc(&[("a", 0.88), ("b", 0.92)])),
+            ["a"],
+            "never above the threshold"
+        );
+        assert!(pick(sc(&[("a", 0.91)])).is_empty());
+        assert!(pick(Vec::new()).is_empty());
+    }
 }

@@ -258,6 +258,12 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, schema::MIGRATIONS.len() as i64);
+        // The WAL and shared-memory files SQLite creates beside it are private too.
+        st.write(|tx| settings::set_raw(tx, "x", "y")).unwrap();
+        for ext in ["sqlite-wal", "sqlite-shm"] {
+            let m = std::fs::metadata(p.with_extension(ext)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{ext}");
+        }
         drop(st);
         // Reopening is a no-op.
         State::open(Some(&p)).unwrap();

@@ -139,6 +139,9 @@ CREATE TABLE client_inbox(
 );
 CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
 "#,
-    // 4: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
+    // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
+    // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
+    crate::keyx::db::MIGRATION,
+    // 5: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
     crate::transport::handshake::MIGRATION,
 ];

@@ -123,7 +123,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "distance_threshold",
-        default: "1.0",
+        default: "0.95",
         kind: Kind::Number,
         help: "3.3: no peer is sent a message unless its score is at most this",
     },
@@ -422,6 +422,10 @@ impl Settings {
     pub fn rules(&self) -> crate::wire::Rules {
         let mut r = crate::wire::Rules::default();
         r.limits.max_header_lines = self.max_header_lines as usize;
+        // A body far over the cap is refused at its length line, before it is read: the
+        // size policy (max_body_bytes, exit 77) judges bodies up to 1 MiB over it, the
+        // parser's limit (exit 65) anything larger.
+        r.limits.max_message_bytes = (self.max_body_bytes as usize).saturating_add(1 << 20);
         r.skew_secs = self.clock_skew_secs.min(u32::MAX as u64) as u32;
         r.own_addresses = self
             .own_addresses
