@@ -142,6 +142,8 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
     // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
     crate::keyx::db::MIGRATION,
-    // 5 (mailudp): the outbox claim token of the `cmr-send --outbox` run sending a row.
+    // 5: the outbox claim token of the `cmr-send --outbox` run sending a row.
     crate::transport::outbox::MIGRATION,
+    // 6: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
+    crate::transport::handshake::MIGRATION,
 ];

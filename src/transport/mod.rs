@@ -19,8 +19,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod handshake;
 pub mod http;
 pub mod mail;
+pub mod multipart;
 pub mod outbox;
 pub mod ssh;
 pub mod udp;
