@@ -37,7 +37,7 @@ fn refuse(body: &str) -> String {
     let raw = m.encode();
     let mut b = MemoryStore::new("http://bob.com/");
     let m = parse(&raw, &Rules::unchecked_time()).unwrap();
-    let o = exchange::receive(&mut b, "http://alice.com/cmr", &m, false).unwrap();
+    let o = exchange::receive(&mut b, "http://alice.com/cmr", &m, false, false).unwrap();
     assert!(!o.accepted());
     assert!(b.keys.is_empty());
     o.reason

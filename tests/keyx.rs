@@ -67,7 +67,14 @@ impl Peer {
     }
     /// Route one message: (exit code, decision).
     fn receive(&self, msg: &[u8], via: &str) -> (i32, serde_json::Value) {
-        let o = self.route(&["--json", "--strict", "--via", via, "-"], msg);
+        self.receive_with(msg, &["--via", via])
+    }
+    /// Route one message with more options: (exit code, decision).
+    fn receive_with(&self, msg: &[u8], opts: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec!["--json", "--strict"];
+        args.extend_from_slice(opts);
+        args.push("-");
+        let o = self.route(&args, msg);
         let out = String::from_utf8_lossy(&o.stdout);
         let v = serde_json::from_str(out.lines().next().unwrap_or("null")).unwrap_or_else(|e| {
             panic!(
@@ -356,7 +363,9 @@ fn weak_parameters_rejected_fast_without_key_change() {
 fn rotation_old_key_signs_the_exchange_new_key_the_next_message() {
     let (a, b) = exchange("--rsa", "hardened");
     let k1 = a.key_for(BOB).unwrap();
+    // Messages Alice signs with the old key while the exchange is in flight.
     let old_signed = a.signed_message(BOB, "signed with the old key");
+    let old_signed_late = a.signed_message(BOB, "signed with the old key, arrives late");
     let req = a.keyx_ok(&["init", BOB, "--dh", "--print"]);
     let m = wire::parse(&req, &wire::Rules::default()).unwrap();
     sign::verify(&m, Scheme::HmacSha256, &Key::new(k1.clone())).expect("signed with the old key");
@@ -371,15 +380,67 @@ fn rotation_old_key_signs_the_exchange_new_key_the_next_message() {
     let k2 = a.key_for(BOB).unwrap();
     assert_ne!(k1, k2);
     assert_eq!(b.key_for(ALICE).unwrap(), k2);
-    // The next message is signed with the new key; the old key no longer verifies.
+    // The next message is signed with the new key.
     signed_messages_verify(&a, &b);
+    // The replaced key is kept for a grace period (keyx_retired_grace, default an hour):
+    // a message Alice signed with it before she switched is accepted, verified, and the
+    // decision says which key verified it.
     let (c, d) = b.receive(&old_signed, "http");
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+    assert_eq!(d["verified"], true, "{d}");
+    assert!(d["notes"].to_string().contains("retired key"), "{d}");
+    // A key-exchange message signed with the old key is refused: it must use the current
+    // one (otherwise a stale request would replace the key).
+    let stale_req = sign::sign(
+        Message::compose(
+            &[(past(2), ALICE.as_bytes())],
+            body_of(&req).as_bytes(),
+            &wire::Rules::default(),
+        )
+        .unwrap(),
+        Scheme::HmacSha256,
+        &Key::new(k1.clone()),
+    )
+    .encode();
+    let (c, d) = b.receive(&stale_req, "http");
     assert_eq!(
         (c, d["reason_code"].as_str()),
         (77, Some("signature")),
         "{d}"
     );
-    // The replaced key is kept for a grace period, for messages already in flight.
+    assert_eq!(b.key_for(ALICE).unwrap(), k2, "no key change");
+    assert!(b.take_outbox(ALICE).is_empty(), "no reply");
+    // Neither key: refused, grace period or not.
+    let forged = sign::sign(
+        Message::compose(
+            &[(past(2), ALICE.as_bytes())],
+            b"signed with neither key",
+            &wire::Rules::default(),
+        )
+        .unwrap(),
+        Scheme::HmacSha256,
+        &Key::new(b"some other key of 32 bytes......".to_vec()),
+    )
+    .encode();
+    let (c, d) = b.receive(&forged, "http");
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("signature")),
+        "{d}"
+    );
+    // After the grace period the old key verifies nothing.
+    b.db()
+        .execute("UPDATE keyx_retired SET until = until - 100000", [])
+        .unwrap();
+    let (c, d) = b.receive(&old_signed_late, "http");
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("signature")),
+        "{d}"
+    );
+    b.db()
+        .execute("UPDATE keyx_retired SET until = until + 100000", [])
+        .unwrap();
     let st = State::open(Some(&b.state)).unwrap();
     let (scheme, old) = cmr::keyx::retired_key(st.conn(), ALICE).unwrap().unwrap();
     assert_eq!(old.bytes(), &k1[..]);
@@ -557,7 +618,9 @@ fn first_contact_through_the_router() {
         .iter()
         .filter(|f| f["dest"] == BOB)
         .collect();
-    assert!(!to_bob.is_empty(), "{d}");
+    // Bob is both the best-scoring peer (3.2) and the creator of the matched message (A3):
+    // two reasons, one forward, held once and reported once.
+    assert_eq!(to_bob.len(), 1, "{d}");
     assert!(to_bob.iter().all(|f| f["held"] == true), "{d}");
     // One held row per (destination, message), however many reasons the router had.
     let held_for_bob: i64 = a
@@ -639,4 +702,74 @@ fn shell_pipeline_init_print_into_route() {
     assert_eq!(c, 0, "{d}");
     assert_eq!(a.key_for(BOB), b.key_for(ALICE));
     signed_messages_verify(&a, &b);
+}
+
+/// A peer that lost its key rotates it over a transport that authenticated it (an SSH forced
+/// command per peer): its unsigned control messages are handled although we hold a key for
+/// it, and our reply goes back unsigned. Without that authentication, or authenticated as
+/// someone else, they are refused.
+#[test]
+fn transport_authenticated_peer_may_rotate_unsigned() {
+    let (a, b) = exchange("--dh", "hardened");
+    let k1 = b.key_for(ALICE).unwrap();
+    a.keyx_ok(&["forget", BOB]);
+    // A clear key over SSH, unsigned since Alice holds no key any more.
+    let clear = a.keyx_ok(&["init", BOB, "--clear", "--via", "ssh", "--print"]);
+    assert!(clear.starts_with(b"0\r\n"));
+    let ka = a.key_for(BOB).unwrap();
+    for opts in [
+        &["--via", "ssh"][..],
+        &[
+            "--via",
+            "ssh",
+            "--authenticated-sender",
+            "http://carol.org/",
+        ][..],
+    ] {
+        let (c, d) = b.receive_with(&clear, opts);
+        assert_eq!(c, 77, "{opts:?}: {d}");
+        assert_eq!(d["reason_code"], "key-exchange", "{d}");
+        assert!(d["reason"].as_str().unwrap().contains("unsigned"), "{d}");
+        assert_eq!(b.key_for(ALICE).unwrap(), k1, "no key change");
+    }
+    let (c, d) = b.receive_with(&clear, &["--via", "ssh", "--authenticated-sender", ALICE]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+    assert_eq!(d["verified"], true, "{d}");
+    assert_eq!(b.key_for(ALICE).unwrap(), ka);
+    signed_messages_verify(&a, &b);
+
+    // DH the same way: Bob answers unsigned (Alice has no key to check a signature with),
+    // and Alice completes the exchange.
+    a.keyx_ok(&["forget", BOB]);
+    let req = a.keyx_ok(&["init", BOB, "--dh", "--print"]);
+    assert!(req.starts_with(b"0\r\n"));
+    let (c, d) = b.receive_with(&req, &["--via", "ssh", "--authenticated-sender", ALICE]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+    let reply = b.take_outbox(ALICE);
+    assert_eq!(reply.len(), 1);
+    assert!(reply[0].starts_with(b"0\r\n"), "the reply is unsigned");
+    let (c, d) = a.receive(&reply[0], "http");
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+    assert_ne!(b.key_for(ALICE).unwrap(), ka);
+    assert_eq!(a.key_for(BOB), b.key_for(ALICE));
+    signed_messages_verify(&a, &b);
+
+    // A signed control message must still verify, authenticated transport or not.
+    let bad = sign::sign(
+        Message::compose(
+            &[(past(1), ALICE.as_bytes())],
+            body_of(&req).as_bytes(),
+            &wire::Rules::default(),
+        )
+        .unwrap(),
+        Scheme::HmacSha256,
+        &Key::new(k1),
+    )
+    .encode();
+    let (c, d) = b.receive_with(&bad, &["--via", "ssh", "--authenticated-sender", ALICE]);
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("signature")),
+        "{d}"
+    );
 }

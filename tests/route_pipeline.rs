@@ -751,3 +751,56 @@ fn key_exchange_messages_are_not_cached_and_replays_are_duplicates() {
         .unwrap();
     assert_eq!(key, key2);
 }
+
+/// The decision log is bounded: every 100 rows, rows beyond `log_keep` and rows older than
+/// `log_keep_days` are pruned, oldest first, in the transaction that writes the row.
+#[test]
+fn decision_log_is_pruned_by_count_and_by_age() {
+    let e = Env::new();
+    let ids = |e: &Env| -> (i64, i64, i64) {
+        e.db()
+            .query_row("SELECT count(*), min(id), max(id) FROM log", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+    };
+    // One message, then 249 copies of it in the same stream: each is its own decision
+    // (the copies are duplicates), so the stream writes 250 log rows.
+    let one = msg(ALICE, "Jupiter is the largest planet.").encode();
+    let stream = one.repeat(250);
+    e.ok(&["policy", "log_keep", "10"]);
+    let o = e.route(&["-q", "-"], &stream);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (n, lo, hi) = ids(&e);
+    assert_eq!(hi, 250, "the newest row is kept");
+    // Pruned at row 200 down to the newest 10 (191..=200), then 50 more rows.
+    assert_eq!((n, lo), (60, 191), "at most log_keep + 100 rows");
+    let log = e.ok(&["log", "--limit", "1"]);
+    assert!(log.contains("duplicate"), "{log}");
+
+    // By age: no count limit; rows written "long ago" go at the next prune, the rest stay.
+    e.ok(&["policy", "log_keep", "0"]);
+    e.ok(&["policy", "log_keep_days", "30"]);
+    e.db()
+        .execute(
+            "UPDATE log SET at = '2020/01/01 00:00:00.5' WHERE id < 230",
+            [],
+        )
+        .unwrap();
+    let o = e.route(&["-q", "-"], &one.repeat(50));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (n, lo, hi) = ids(&e);
+    assert_eq!(
+        (n, lo, hi),
+        (71, 230, 300),
+        "rows older than 30 days pruned at row 300"
+    );
+    // With both limits off nothing is pruned.
+    e.ok(&["policy", "log_keep_days", "0"]);
+    e.db()
+        .execute("UPDATE log SET at = '2020/01/01 00:00:00'", [])
+        .unwrap();
+    let o = e.route(&["-q", "-"], &one.repeat(100));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(ids(&e), (171, 230, 400));
+}

@@ -404,17 +404,27 @@ fn method_of(kind: &str) -> &'static str {
 
 /// The router's hand-off (route step 5): handle a control message from `peer_address`, which
 /// came in over `via`, inside the router's write transaction. The signature, if any, has been
-/// verified with the key held for the peer. A reply goes to the outbox. A refusal is an Err
-/// (65 for a malformed body, 77 otherwise) and the router rolls back whatever was begun;
+/// verified with the key held for the peer. `authenticated`: the transport authenticated the
+/// sender as `peer_address` (`RouteOptions::authenticated_sender`, e.g. an SSH forced command
+/// per peer); then an unsigned control message from a peer we hold a key for is handled
+/// (and answered unsigned) instead of refused. A reply goes to the outbox. A refusal is an
+/// Err (65 for a malformed body, 77 otherwise) and the router rolls back whatever was begun;
 /// a deliberate no-op (the simultaneous-exchange tie-break) is Ok with `Action::Ignored`.
 pub fn handle(
     tx: &Transaction,
     msg: &Message,
     peer_address: &str,
     via: Transport,
+    authenticated: bool,
 ) -> Result<KeyxOutcome, Failure> {
     let mut store = DbStore::new(tx)?;
-    let o = exchange::receive(&mut store, peer_address, msg, via.is_secure())?;
+    let o = exchange::receive(
+        &mut store,
+        peer_address,
+        msg,
+        via.is_secure(),
+        authenticated,
+    )?;
     match o.action {
         Action::Refused => {
             let code = if o.kind == "malformed" {

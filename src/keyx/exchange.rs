@@ -8,7 +8,10 @@
 //!   handles the reply (initiator): every later message uses it;
 //! - an incoming control message from a peer we share a key with must be signed (the router
 //!   has already checked that signature against the old key); an unsigned one is refused, or
-//!   anyone could replace the key of an established pair.
+//!   anyone could replace the key of an established pair. The one exception: the transport
+//!   itself authenticated that peer (an SSH forced command per peer, an HTTPS client
+//!   certificate); the message is then handled and any reply goes back unsigned, since the
+//!   peer evidently holds no key (it lost it, or rotates it in the clear over SSH).
 //!
 //! Simultaneous exchanges: when a request arrives while our own request to that peer is still
 //! pending, the side whose own address (as that peer knows it) is bytewise smaller abandons
@@ -158,14 +161,19 @@ pub fn live_pending(store: &mut dyn Store, peer: &str) -> Result<Option<Pending>
 /// A message from us to `peer` with `body`, signed with the key we hold for it (A5.1 "signed
 /// with the old keys"), or unsigned if none.
 pub fn compose(store: &mut dyn Store, peer: &str, body: &[u8]) -> Result<Message, Failure> {
-    let local = store.local_address(peer)?;
-    let t = store.next_timestamp()?;
-    let m = Message::compose(&[(t, local.as_bytes())], body, &Rules::unchecked_time())
-        .map_err(|e| Failure::config(format!("cannot compose a message from '{local}': {e}")))?;
+    let m = compose_unsigned(store, peer, body)?;
     Ok(match store.key(peer)? {
         Some((scheme, key)) => sign::sign(m, scheme, &key),
         None => m,
     })
+}
+
+/// A message from us to `peer` with `body`, unsigned whatever key we hold.
+fn compose_unsigned(store: &mut dyn Store, peer: &str, body: &[u8]) -> Result<Message, Failure> {
+    let local = store.local_address(peer)?;
+    let t = store.next_timestamp()?;
+    Message::compose(&[(t, local.as_bytes())], body, &Rules::unchecked_time())
+        .map_err(|e| Failure::config(format!("cannot compose a message from '{local}': {e}")))
 }
 
 fn send(store: &mut dyn Store, peer: &str, m: &Message) -> Result<(), Failure> {
@@ -357,13 +365,18 @@ impl KeyxOutcome {
 
 /// Handle an incoming control message from `peer` (the first line of its header), whose
 /// signature the router has already verified if it is signed. `secure` says it came over
-/// HTTPS or SSH. Refusals come back as an outcome with no state changed; Err is only for
+/// HTTPS or SSH. `authenticated` says the transport itself authenticated the sender as
+/// `peer` (an SSH forced command per peer, an HTTPS client certificate): then an unsigned
+/// message from a peer we share a key with is handled too (the peer lost its key, or rotates
+/// it in the clear over SSH), and a reply goes back unsigned, as the peer holds no key to
+/// check it with. Refusals come back as an outcome with no state changed; Err is only for
 /// trouble with the store.
 pub fn receive(
     store: &mut dyn Store,
     peer: &str,
     msg: &Message,
     secure: bool,
+    authenticated: bool,
 ) -> Result<KeyxOutcome, Failure> {
     let ctl = match Control::parse(msg.body()) {
         Ok(c) => c,
@@ -385,14 +398,25 @@ pub fn receive(
              checked (if a key was lost, forget it on both sides and start over)",
         ));
     }
-    if keyed && !msg.signature().is_signed() {
+    // The peer sent it unsigned although we hold a key, and the transport vouches for it:
+    // to the peer no key is established, so its reply is unsigned too (A5.1 "If no key has
+    // been established, then both messages are unsigned").
+    let unsigned_reply = keyed && !msg.signature().is_signed();
+    if unsigned_reply && !authenticated {
         // A5.1: "Otherwise, both messages are signed with the old keys"
         return Ok(KeyxOutcome::refused(
             kind,
             "unsigned key exchange from a peer we share a key with (A5.1: it must be signed \
-             with the old key)",
+             with the old key, or come over a transport that authenticated this peer)",
         ));
     }
+    let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {
+        if unsigned_reply {
+            compose_unsigned(store, peer, body)
+        } else {
+            compose(store, peer, body)
+        }
+    };
     match ctl {
         Control::RsaRequest { n, e } => {
             if let Err(r) = rsa::check_public(&n, &e) {
@@ -402,7 +426,7 @@ pub fn receive(
                 return Ok(o);
             }
             let (k, c) = rsa::respond(&n, &e);
-            let reply = compose(store, peer, Control::RsaReply { c }.format().as_bytes())?;
+            let reply = reply_to(store, Control::RsaReply { c }.format().as_bytes())?;
             send(store, peer, &reply)?;
             let mode = store.derive_mode(peer)?;
             install(store, peer, Method::Rsa, mode, &k)?;
@@ -422,7 +446,7 @@ pub fn receive(
             }
             let (x, y) = group.keypair();
             let k = group.shared(&a, &x);
-            let reply = compose(store, peer, Control::DhReply { b: y }.format().as_bytes())?;
+            let reply = reply_to(store, Control::DhReply { b: y }.format().as_bytes())?;
             send(store, peer, &reply)?;
             let mode = store.derive_mode(peer)?;
             install(store, peer, Method::Dh, mode, &k)?;

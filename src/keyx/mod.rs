@@ -30,8 +30,12 @@
 //!   bound to both addresses; `spec` uses it as is. A number becomes bytes big-endian,
 //!   without leading zero bytes.
 //! - Once a key is shared, an unsigned control message is refused (otherwise anyone could
-//!   replace the key); a signed one from a peer we hold no key for cannot be checked and is
-//!   refused too. Control messages must come straight from the peer (one header line).
+//!   replace the key), unless the transport authenticated that very peer (an SSH forced
+//!   command per peer, an HTTPS client certificate): then it is handled and answered
+//!   unsigned. A signed one from a peer we hold no key for cannot be checked and is refused
+//!   too. Control messages must come straight from the peer (one header line).
+//! - A key replaced by an exchange still verifies ordinary messages for a grace period
+//!   ([`retired_key`]); control messages verify only with the current key.
 //! - Simultaneous requests: the side with the bytewise-smaller address gives way (see
 //!   [`exchange`]). A reply with no request pending is refused; requests expire.
 //! - Our address in a key exchange with a peer is the one the router puts on forwards to

@@ -33,7 +33,7 @@ fn route(to: &mut MemoryStore, from: &str, bytes: &[u8], secure: bool) -> Got {
         }
     }
     if is_control(m.body()) {
-        Got::Control(receive(to, from, &m, secure).unwrap())
+        Got::Control(receive(to, from, &m, secure, false).unwrap())
     } else {
         Got::Accepted
     }
@@ -636,7 +636,7 @@ fn signed_control_message_without_a_key_is_refused() {
     assert!(req.signature().is_signed());
     // B lost its key: it cannot check the signature, so it does not answer.
     let mut b = MemoryStore::new(B);
-    let o = receive(&mut b, A, &req, false).unwrap();
+    let o = receive(&mut b, A, &req, false, false).unwrap();
     assert_eq!(o.action, Action::Refused);
     assert!(o.reason.contains("cannot be checked"), "{}", o.reason);
     assert!(b.keys.is_empty() && b.outbox.is_empty());

@@ -86,13 +86,13 @@ pub enum Queued {
     Queued(i64, Built),
     /// Kept by the key exchange until a key is agreed with the destination (it queues it).
     Held(Built),
-    /// Not queued: that (destination, message) pair was queued or sent before, or the key
-    /// exchange refused to send to the destination.
+    /// Not queued: that (destination, message) pair was queued, sent or held before, or the
+    /// key exchange refused to send to the destination.
     Skipped,
 }
 
-/// Build and queue the forward of `msg` to `dest`, unless that pair was queued or sent
-/// before. The key exchange's first-contact hook sees every forward before it is queued.
+/// Build and queue the forward of `msg` to `dest`, unless that pair was queued, sent or
+/// held before. The key exchange's first-contact hook sees every forward before it is queued.
 pub fn queue(
     tx: &Transaction,
     settings: &Settings,
@@ -101,7 +101,9 @@ pub fn queue(
     dest: &str,
 ) -> Result<Queued, Failure> {
     let key = msg.origin().key();
-    if outbox::seen(tx, dest, &key)? {
+    // Never the same (destination, message) twice: queued or sent before, or held by the
+    // key exchange until a key is agreed with the destination (it queues it then).
+    if outbox::seen(tx, dest, &key)? || crate::keyx::db::is_held(tx, dest, &key)? {
         return Ok(Queued::Skipped);
     }
     let b = build(tx, settings, msg, dest)?;

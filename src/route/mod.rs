@@ -111,7 +111,8 @@ pub struct RouteOptions {
     pub dry_run: bool,
     /// The transport authenticated the sender as this address (e.g. an SSH forced command
     /// per peer): an unsigned message whose immediate sender is this address counts as
-    /// verified.
+    /// verified, and an unsigned key-exchange message from it is handled even when we hold
+    /// a key for it (see `keyx::handle`). A signed message must still verify.
     pub authenticated_sender: Option<String>,
 }
 
@@ -399,11 +400,32 @@ fn check_signature(
     match (msg.signature().is_signed(), key) {
         (true, Some((scheme, k))) => match sign::verify(msg, scheme, k) {
             Ok(()) => d.verified = true,
-            Err(e) => d.reject(
-                "signature",
-                format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
-                exit::NOPERM,
-            ),
+            Err(e) => {
+                // A message the peer signed before a key exchange replaced the key may still
+                // be in flight: the replaced key verifies it during its grace period
+                // (`keyx_retired_grace`). Never for key-exchange messages: those must be
+                // signed with the current key (A5.1 "signed with the old keys" means the
+                // key in force when the exchange starts).
+                let retired = if control {
+                    None
+                } else {
+                    crate::keyx::retired_key(state.conn(), &sender)?
+                };
+                match retired {
+                    Some((rs, rk)) if sign::verify(msg, rs, &rk).is_ok() => {
+                        d.verified = true;
+                        d.notes.push(format!(
+                            "signature verified with the key {sender} used before the last \
+                             key exchange (retired key, within keyx_retired_grace)"
+                        ));
+                    }
+                    _ => d.reject(
+                        "signature",
+                        format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
+                        exit::NOPERM,
+                    ),
+                }
+            }
         },
         (true, None) => {
             if !settings.accept_unknown_signed {
@@ -672,7 +694,10 @@ pub fn receive_message(
             // A5: key exchange; never cached or routed. A refusal leaves nothing behind.
             tx.execute_batch("SAVEPOINT keyx")
                 .map_err(state::db_failure)?;
-            match crate::keyx::handle(tx, &msg, &sender, via) {
+            // The transport authenticated this very peer (an SSH forced command per peer):
+            // the key exchange may take an unsigned control message from a keyed peer.
+            let authenticated = opts.authenticated_sender.as_deref() == Some(sender.as_str());
+            match crate::keyx::handle(tx, &msg, &sender, via, authenticated) {
                 Ok(outcome) => {
                     tx.execute_batch("RELEASE keyx")
                         .map_err(state::db_failure)?;

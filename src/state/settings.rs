@@ -170,6 +170,18 @@ pub const SPECS: &[Spec] = &[
         help: "address cmr-post writes as creator (default: our first address)",
     },
     Spec {
+        key: "log_keep",
+        default: "10000",
+        kind: Kind::Count,
+        help: "decision log: newest rows kept (pruned every 100 rows); 0 keeps every row",
+    },
+    Spec {
+        key: "log_keep_days",
+        default: "30",
+        kind: Kind::Count,
+        help: "decision log: rows older than this many days are pruned; 0 keeps them",
+    },
+    Spec {
         key: "busy_timeout_ms",
         default: "10000",
         kind: Kind::Count,
