@@ -14,4 +14,5 @@ pub mod log;
 pub mod route;
 pub mod sign;
 pub mod state;
+pub mod transport;
 pub mod wire;

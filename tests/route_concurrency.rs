@@ -108,6 +108,7 @@ fn concurrent_routers_lose_nothing_and_stamp_unique_increasing_times() {
 #[test]
 fn busy_database_past_the_timeout_is_tempfail_and_changes_nothing() {
     let e = Env::new();
+    e.ok(&["policy", "busy_timeout_ms", "150"]);
     let m = msg("http://alice.test/", "hello while the database is busy");
     let holder = rusqlite::Connection::open(&e.state).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -120,6 +121,15 @@ fn busy_database_past_the_timeout_is_tempfail_and_changes_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!o.stderr.is_empty());
+    // The setting alone (no environment variable) gives up after its timeout too.
+    let t = std::time::Instant::now();
+    let o = e.route(&["--strict"], &m.encode());
+    assert_eq!(o.status.code(), Some(75));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
     // The busy timeout is also a setting (read at open).
     let o = Command::new(env!("CARGO_BIN_EXE_cmr-post"))
         .arg("--state")

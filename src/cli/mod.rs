@@ -8,10 +8,13 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[doc(hidden)]
+pub mod keyx;
 pub mod man;
 pub mod parse;
 pub mod post;
+pub mod recv;
 pub mod route;
+pub mod send;
 pub mod sign;
 
 /// Every tool's command line, in the order the manual lists them. `tests/man.rs` renders
@@ -22,6 +25,9 @@ pub fn commands() -> Vec<clap::Command> {
         sign::command(),
         route::command(),
         post::command(),
+        keyx::command(),
+        send::command(),
+        recv::command(),
     ]
 }
 

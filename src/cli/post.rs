@@ -7,32 +7,37 @@ use clap::{CommandFactory, Parser};
 use std::io::Write;
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
-A1: \"When a client posts a message, it has the effect of adding the message to the pool
-and retrieving related messages.\" cmr-post reads the body from FILE or standard input,
-composes a message with one header line (a time from the state file's clock and the client
-address), adds it to the cache through the local router in one transaction (cache, ID
-index, and every delivery it decides, queued in the outbox for cmr-send), and prints the
-related messages already in the pool, closest first.
+const LONG_ABOUT: &str = "\
+The CMR client. A1: \"When a client posts a message, it has the effect of adding the message \
+to the pool and retrieving related messages.\" cmr-post reads the body from FILE or standard \
+input, composes a message with one header line (a time from the state file's clock and the \
+client address), adds it to the cache through the local router in one transaction (cache, ID \
+index, and every delivery it decides, queued in the outbox for cmr-send), and prints the \
+related messages already in the pool, closest first. Messages that arrive later and match a \
+post are kept for the client: --replies shows them.
 
-The client address is --from, else the client_address policy setting, else the router's
+The client address is --from, else the client_address policy setting, else the router's \
 first address (then forwards carry our address once, as the message's creator).
 
+Exit status: 0 ok, 64 usage, 65 bad body (empty or too large), 66 no input, 75 temporary \
+failure (retry: nothing was posted), 78 configuration error (state file not initialised: \
+cmr-route init --address ADDR).";
+
+const AFTER_HELP: &str = "\
 Examples:
   printf 'What is the largest planet?' | cmr-post
-  cmr-post --search -k 10 question.txt     # related messages only, nothing posted
+  cmr-post --search -k 10 question.txt     related messages only, nothing posted
   cmr-post --json < note.txt | jq '.related[].body'
   cmr-post --from mailto:me@example.org note.txt
-
-Exit status: 0 ok, 64 usage, 65 bad body (empty or too large), 66 no input,
-75 temporary failure (retry: nothing was posted), 78 configuration error (state file
-not initialised: cmr-route init --address ADDR).";
+  cmr-post --explain note.txt              also show the routing decision
+  cmr-post --replies                       messages that matched my posts since";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "cmr-post",
     version,
     about = "Post a message to the CMR pool and print related messages",
+    long_about = LONG_ABOUT,
     after_help = AFTER_HELP
 )]
 pub struct Args {
@@ -48,6 +53,13 @@ pub struct Args {
     /// Print related messages only; post nothing.
     #[arg(long)]
     pub search: bool,
+    /// Print the messages that arrived later and matched earlier posts (not shown before),
+    /// then mark them shown. Reads no body.
+    #[arg(long, conflicts_with = "search")]
+    pub replies: bool,
+    /// With --replies: include those already shown.
+    #[arg(long, requires = "replies")]
+    pub all: bool,
     /// Compose and route, but store nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -77,28 +89,29 @@ pub fn main() -> std::process::ExitCode {
     })
 }
 
+fn related_item(n: usize, r: &Related) -> String {
+    let mut s = format!(
+        "\n{n:>2}. {}  [score {:.3}, row {}, from {}]\n",
+        r.message_id, r.score, r.cache_id, r.sender
+    );
+    let lines: Vec<&str> = r.body.lines().collect();
+    for l in lines.iter().take(8) {
+        let l: String = l.chars().take(200).collect();
+        s.push_str(&format!("    {l}\n"));
+    }
+    if lines.len() > 8 {
+        s.push_str(&format!("    ... ({} more lines)\n", lines.len() - 8));
+    }
+    s
+}
+
 fn related_text(rel: &[Related]) -> String {
     if rel.is_empty() {
         return "no related messages in the pool yet\n".into();
     }
     let mut s = String::from("related messages (closest first):\n");
     for (i, r) in rel.iter().enumerate() {
-        s.push_str(&format!(
-            "\n{:>2}. {}  [score {:.3}, row {}, from {}]\n",
-            i + 1,
-            r.message_id,
-            r.score,
-            r.cache_id,
-            r.sender
-        ));
-        let lines: Vec<&str> = r.body.lines().collect();
-        for l in lines.iter().take(8) {
-            let l: String = l.chars().take(200).collect();
-            s.push_str(&format!("    {l}\n"));
-        }
-        if lines.len() > 8 {
-            s.push_str(&format!("    ... ({} more lines)\n", lines.len() - 8));
-        }
+        s.push_str(&related_item(i + 1, r));
     }
     s
 }
@@ -106,6 +119,31 @@ fn related_text(rel: &[Related]) -> String {
 fn run(a: Args) -> Result<u8, Failure> {
     if let Some(l) = &a.log {
         crate::log::set_sink(crate::log::Sink::parse(l));
+    }
+    if a.replies {
+        let st = State::open(a.state.as_deref())?;
+        let r = post::replies(&st, a.all, !a.dry_run)?;
+        let text = if a.json {
+            format!(
+                "{}\n",
+                serde_json::to_string(&serde_json::json!({ "replies": r }))
+                    .map_err(|e| Failure::software(e.to_string()))?
+            )
+        } else if r.is_empty() {
+            "no new replies\n".to_string()
+        } else {
+            let mut s = String::new();
+            for x in &r {
+                s.push_str(&format!("reply to {}:", x.post_id));
+                s.push_str(&related_item(1, &x.message));
+            }
+            s
+        };
+        let mut o = std::io::stdout().lock();
+        o.write_all(text.as_bytes())
+            .and_then(|_| o.flush())
+            .map_err(|e| Failure::from(e).context("writing output"))?;
+        return Ok(exit::OK);
     }
     let body = crate::cli::read_input(&a.file)?;
     if body.is_empty() {

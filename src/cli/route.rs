@@ -8,33 +8,41 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
-Routing (the default action): read one message, or several concatenated, from FILE or
-standard input, and run the A3 steps: strict parse, duplicate check, signature, policy,
-key-exchange hand-off, cache, match, and queue every forward in the outbox, all in one
-transaction. A message rejected per A3 is logged with its reason and the exit status is 0
-(\"ignore and discard\"); with --strict it is 65 (malformed) or 77 (signature or policy).
+const LONG_ABOUT: &str = "\
+The CMR router (Appendix A3). Routing is the default action: read one message, or several \
+concatenated, from FILE or standard input, and run the A3 steps: strict parse, duplicate \
+check, signature, policy, key-exchange hand-off, cache, match, and queue every forward in the \
+outbox, all in one transaction. A message rejected per A3 is logged with its reason and the \
+exit status is 0 (\"ignore and discard\"); with --strict it is 65 (malformed) or 77 \
+(signature or policy). A duplicate (an ID already in the cache) changes nothing and exits 0. \
 A busy or full state file gives 75: retry later, nothing was stored.
 
-State file: --state, else $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite.
+The subcommands administer the state file: init, policy, peer, cache, outbox, stats, log.
+
+State file: --state, else $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite. \
 $CMR_BUSY_TIMEOUT_MS overrides how long to wait for another writer (default 10000).
 
+Exit status: 0 ok (also: a network message rejected per A3), 64 usage, 65 malformed \
+(--strict), 66 no input, 75 temporary failure (retry), 77 signature or policy refusal \
+(--strict), 78 configuration error (for example a state file never initialised).";
+
+const AFTER_HELP: &str = "\
 Examples:
   cmr-route init --address mailto:cmr@example.org --address https://example.org/cmr
   cmr-route peer add https://peer.example.net/cmr --scheme hmac-sha256 --key-hex 666f6f
-  cmr-route --via mail < message.txt
-  cmr-route --explain message.txt          # why: scores, best peer, matches, forwards
-  cmr-route --json --strict - < stream.bin  # one JSON object per message
-  cmr-route policy                          # list the policy settings
+  cmr-route --via mail < message.txt        route one message that came by mail
+  cmr-route --explain message.txt           why: scores, best peer, matches, forwards
+  cmr-route --json --strict - < stream.bin  one JSON object per message
+  cmr-route --dry-run --explain message.txt decide, store nothing
+  cmr-route policy                          list the policy settings
   cmr-route policy unsigned reject
   cmr-route policy rate_peer 60/60
+  cmr-route peer list --json
   cmr-route outbox --json
   cmr-route cache show 12
+  cmr-route cache prune --keep 100000       (cron) bound the cache
   cmr-route stats
-
-Exit status: 0 ok (also: a network message rejected per A3), 64 usage, 65 malformed
-(--strict), 66 no input, 75 temporary failure (retry), 77 signature or policy refusal
-(--strict), 78 configuration error.";
+  cmr-route log --limit 5";
 
 /// The routing options (shared by the default action and `cmr-route route`).
 #[derive(clap::Args, Debug, Clone)]
@@ -72,6 +80,8 @@ fn parse_transport(s: &str) -> Result<Transport, String> {
     name = "cmr-route",
     version,
     about = "Route CMR messages (A3): accept or reject, cache, match, queue forwards",
+    long_about = LONG_ABOUT,
+    override_usage = "cmr-route [OPTIONS] [FILE]\n       cmr-route [--state PATH] [--json] <COMMAND> ...",
     after_help = AFTER_HELP,
     subcommand_negates_reqs = true
 )]
@@ -153,6 +163,12 @@ pub enum CacheCmd {
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Remove all but the KEEP most recent cached messages (their IDs stay in the index,
+    /// so they remain duplicates if they come back).
+    Prune {
+        #[arg(long, value_name = "KEEP")]
+        keep: usize,
     },
     /// Show one cached message: by row number, or by any message ID of its header
     /// ("YYYY/MM/DD HH:MM:SS ADDRESS").
@@ -321,8 +337,9 @@ pub fn explain(d: &Decision) -> String {
     if let Some(c) = d.cache_id {
         let _ = writeln!(s, "cached:     row {c}");
     }
+    let routed = matches!(d.outcome, Outcome::Accepted | Outcome::Posted);
     if let Some(m) = &d.matcher {
-        if d.accepted {
+        if routed {
             let _ = writeln!(s, "matcher:    {m}");
         }
     }
@@ -336,7 +353,7 @@ pub fn explain(d: &Decision) -> String {
             };
             let _ = writeln!(s, "  {:>8.4}  {}{best}", p.score, p.peer);
         }
-    } else if d.accepted {
+    } else if routed {
         let _ = writeln!(s, "peer scores: none (no peer has cached messages)");
     }
     if !d.matched.is_empty() {
@@ -354,8 +371,10 @@ pub fn explain(d: &Decision) -> String {
         for f in &d.forwards {
             let _ = writeln!(
                 s,
-                "  outbox {}: {} (row {}) -> {}  [{}{}] {}",
-                f.outbox_id,
+                "  {}: {} (row {}) -> {}  [{}{}] {}",
+                f.outbox_id
+                    .map(|i| format!("outbox {i}"))
+                    .unwrap_or_else(|| "held for key exchange".into()),
                 f.what.to_uppercase(),
                 f.cache_id,
                 f.dest,
@@ -367,7 +386,7 @@ pub fn explain(d: &Decision) -> String {
                 f.why
             );
         }
-    } else if d.accepted {
+    } else if routed {
         let _ = writeln!(s, "forwards queued: none");
     }
     for n in &d.notes {
@@ -609,6 +628,29 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                     ));
                 }
                 emit(&s)?;
+            }
+        }
+        CacheCmd::Prune { keep } => {
+            let settings = settings::Settings::load(st.conn())?;
+            let matcher = route::matching::from_settings(&settings)?;
+            let ids = cache::prune_candidates(st.conn(), keep)?;
+            let n = st.write(|tx| {
+                let mut n = 0;
+                for &id in &ids {
+                    if cache::remove(tx, id)? {
+                        matcher.forget(tx, id)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })?;
+            if json {
+                emit(&format!(
+                    "{}\n",
+                    to_json(&serde_json::json!({ "removed": n }))?
+                ))?;
+            } else {
+                emit(&format!("removed {n} cached message(s)\n"))?;
             }
         }
         CacheCmd::Show { id, raw } => {

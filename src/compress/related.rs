@@ -12,7 +12,8 @@
 //!
 //! ```text
 //!   s(m) = sum over words t shared by X and m of idf(t) * (k1 + 1) / (1 + k1 (1 - b + b |m| / avg))
-//!        + gain(peer(m)),     gain(p) = C(X) - C(X | Y_p)  (bits the peer's model saves on X)
+//!        + gain(peer(m)),     gain(p) = C(X) - C(X | Y_p)  (bits the peer's model saves on
+//!                                   the words of X the cache knows)
 //! ```
 //!
 //! The first term is BM25 with binary term frequencies and its usual constants
@@ -77,7 +78,8 @@ impl QueryView {
         let n = peers.iter().map(|p| p.idx as usize + 1).max().unwrap_or(0);
         let mut gain = vec![0.0; n];
         for (i, p) in peers.iter().enumerate() {
-            gain[p.idx as usize] = scored.cx - scored.cond[i];
+            // over the words the cache knows, as the router's peer scores
+            gain[p.idx as usize] = scored.cx_known - scored.cond_known[i];
         }
         QueryView {
             idf,

@@ -79,25 +79,44 @@ pub fn build(
     })
 }
 
-/// Build and queue the forward of `msg` to `dest`, unless that pair was queued or sent
-/// before. Returns the outbox row and the built forward when queued.
+/// What became of one forward.
+#[derive(Debug, Clone)]
+pub enum Queued {
+    /// In the outbox: its row and the forward as built.
+    Queued(i64, Built),
+    /// Kept by the key exchange until a key is agreed with the destination (it queues it).
+    Held(Built),
+    /// Not queued: that (destination, message) pair was queued, sent or held before, or the
+    /// key exchange refused to send to the destination.
+    Skipped,
+}
+
+/// Build and queue the forward of `msg` to `dest`, unless that pair was queued, sent or
+/// held before. The key exchange's first-contact hook sees every forward before it is queued.
 pub fn queue(
     tx: &Transaction,
     settings: &Settings,
     msg: &Message,
     cache_id: i64,
     dest: &str,
-) -> Result<Option<(i64, Built)>, Failure> {
+) -> Result<Queued, Failure> {
     let key = msg.origin().key();
-    if outbox::seen(tx, dest, &key)? {
-        return Ok(None);
+    // Never the same (destination, message) twice: queued or sent before, or held by the
+    // key exchange until a key is agreed with the destination (it queues it then).
+    if outbox::seen(tx, dest, &key)? || crate::keyx::db::is_held(tx, dest, &key)? {
+        return Ok(Queued::Skipped);
     }
     let b = build(tx, settings, msg, dest)?;
+    match crate::keyx::before_forward(tx, dest, &b.bytes, &key)? {
+        crate::keyx::FirstContact::Send => {}
+        crate::keyx::FirstContact::Held => return Ok(Queued::Held(b)),
+        crate::keyx::FirstContact::Refused => return Ok(Queued::Skipped),
+    }
     match outbox::enqueue_for(tx, dest, &b.bytes, &key, Some(cache_id))? {
         Some(id) => {
             peers::note_forwarded(tx, dest)?;
-            Ok(Some((id, b)))
+            Ok(Queued::Queued(id, b))
         }
-        None => Ok(None),
+        None => Ok(Queued::Skipped),
     }
 }

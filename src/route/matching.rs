@@ -173,6 +173,8 @@ pub struct CompressionMatcher {
     pub context_bytes: usize,
     /// Candidates taken from the full-text index before exact scoring.
     pub shortlist: usize,
+    /// Rank related messages by compression (true) or by the index's bm25 alone.
+    pub rescore: bool,
 }
 
 impl CompressionMatcher {
@@ -182,6 +184,7 @@ impl CompressionMatcher {
             metric: Metric::parse(&s.metric)?,
             context_bytes: s.context_bytes as usize,
             shortlist: 64,
+            rescore: s.related_rank == "compression",
         })
     }
 
@@ -257,6 +260,33 @@ pub fn fts_shortlist(conn: &Connection, body: &[u8], limit: usize) -> Result<Vec
     rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
 }
 
+/// FTS5 alone: the `k` best bm25 matches, scored 1 - 1/(1 + |bm25|) so that lower is
+/// closer and scores fall in [0, 1).
+pub fn fts_ranked(conn: &Connection, body: &[u8], k: usize) -> Result<Vec<(i64, f64)>, Failure> {
+    let terms = query_terms(body, 32);
+    if terms.is_empty() || k == 0 {
+        return Ok(Vec::new());
+    }
+    let q = terms
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut st = conn
+        .prepare_cached(
+            "SELECT rowid, bm25(cache_fts) FROM cache_fts WHERE cache_fts MATCH ?1
+             ORDER BY bm25(cache_fts) LIMIT ?2",
+        )
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map(rusqlite::params![q, k as i64], |r| {
+            let b: f64 = r.get(1)?;
+            Ok((r.get::<_, i64>(0)?, 1.0 - 1.0 / (1.0 + b.abs())))
+        })
+        .map_err(db_failure)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+}
+
 impl Matcher for CompressionMatcher {
     fn learn(
         &self,
@@ -302,6 +332,9 @@ impl Matcher for CompressionMatcher {
     ) -> Result<Vec<(i64, f64)>, Failure> {
         if k == 0 {
             return Ok(Vec::new());
+        }
+        if !self.rescore {
+            return fts_ranked(conn, body, k);
         }
         let ids = fts_shortlist(conn, body, self.shortlist.max(k))?;
         let cx = self.compressor.size(body).max(1) as f64;

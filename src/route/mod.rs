@@ -111,7 +111,8 @@ pub struct RouteOptions {
     pub dry_run: bool,
     /// The transport authenticated the sender as this address (e.g. an SSH forced command
     /// per peer): an unsigned message whose immediate sender is this address counts as
-    /// verified.
+    /// verified, and an unsigned key-exchange message from it is handled even when we hold
+    /// a key for it (see `keyx::handle`). A signed message must still verify.
     pub authenticated_sender: Option<String>,
 }
 
@@ -155,7 +156,10 @@ pub struct Forward {
     pub what: &'static str,
     pub cache_id: i64,
     pub why: String,
-    pub outbox_id: i64,
+    /// The outbox row; None when the key exchange holds the forward until a key is agreed.
+    pub outbox_id: Option<i64>,
+    /// Held by the key exchange (first contact): it queues the forward itself later.
+    pub held: bool,
     pub timestamp: Option<String>,
     pub signed: bool,
 }
@@ -240,12 +244,14 @@ pub fn receive(
     let settings = load_settings(state)?;
     match wire::parse(raw, &settings.rules()) {
         Ok(msg) => receive_message(state, &settings, msg, via, opts),
-        Err(e) => reject_malformed(state, &e, via, opts),
+        Err(e) => reject_malformed(state, &e, 0, via, opts),
     }
 }
 
-/// Several concatenated messages (a stream on a pipe). A malformed message ends the stream
-/// (its end cannot be known): its decision is the last one returned.
+/// Several concatenated messages (a stream on a pipe). The stream is split with the
+/// structural rules; each message is then checked against every rule (own addresses, the
+/// future), so a message refused for its content does not stop the ones after it. A message
+/// whose end cannot be known (broken structure) ends the stream: its decision is the last.
 pub fn receive_stream(
     state: &mut State,
     input: impl std::io::BufRead,
@@ -253,14 +259,24 @@ pub fn receive_stream(
     opts: &RouteOptions,
 ) -> Result<Vec<Decision>, Failure> {
     let settings = load_settings(state)?;
-    let mut reader = wire::Reader::new(input, settings.rules());
+    let strict = settings.rules();
+    let structural = wire::Rules {
+        now: wire::Now::Unchecked,
+        own_addresses: Vec::new(),
+        ..strict.clone()
+    };
+    let mut reader = wire::Reader::new(input, structural);
     let mut out = Vec::new();
     loop {
+        let at = reader.offset();
         match reader.next_message() {
             Ok(None) => break,
-            Ok(Some(msg)) => out.push(receive_message(state, &settings, msg, via, opts)?),
+            Ok(Some(m)) => match wire::parse(&m.encode(), &strict) {
+                Ok(msg) => out.push(receive_message(state, &settings, msg, via, opts)?),
+                Err(e) => out.push(reject_malformed(state, &e, at, via, opts)?),
+            },
             Err(ReadError::Parse(e)) => {
-                out.push(reject_malformed(state, &e, via, opts)?);
+                out.push(reject_malformed(state, &e, 0, via, opts)?);
                 break;
             }
             Err(ReadError::Io(e)) => {
@@ -276,6 +292,7 @@ pub fn receive_stream(
                 line: 1,
                 offset: 0,
             },
+            0,
             via,
             opts,
         )?);
@@ -283,9 +300,12 @@ pub fn receive_stream(
     Ok(out)
 }
 
+/// Log a malformed message. `at`: where the message starts in a stream, when the error's
+/// line and offset count from the message rather than from the stream.
 fn reject_malformed(
     state: &State,
     e: &wire::ParseError,
+    at: usize,
     via: Transport,
     opts: &RouteOptions,
 ) -> Result<Decision, Failure> {
@@ -293,9 +313,14 @@ fn reject_malformed(
         via: Some(via),
         ..Decision::default()
     };
+    let place = if at > 0 {
+        format!("message at byte {at} of the stream: ")
+    } else {
+        String::new()
+    };
     d.reject(
         &format!("malformed:{}", e.defect.code()),
-        format!("malformed message: {e}"),
+        format!("malformed message: {place}{e}"),
         exit::DATAERR,
     );
     commit(state, opts, |tx| {
@@ -375,11 +400,32 @@ fn check_signature(
     match (msg.signature().is_signed(), key) {
         (true, Some((scheme, k))) => match sign::verify(msg, scheme, k) {
             Ok(()) => d.verified = true,
-            Err(e) => d.reject(
-                "signature",
-                format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
-                exit::NOPERM,
-            ),
+            Err(e) => {
+                // A message the peer signed before a key exchange replaced the key may still
+                // be in flight: the replaced key verifies it during its grace period
+                // (`keyx_retired_grace`). Never for key-exchange messages: those must be
+                // signed with the current key (A5.1 "signed with the old keys" means the
+                // key in force when the exchange starts).
+                let retired = if control {
+                    None
+                } else {
+                    crate::keyx::retired_key(state.conn(), &sender)?
+                };
+                match retired {
+                    Some((rs, rk)) if sign::verify(msg, rs, &rk).is_ok() => {
+                        d.verified = true;
+                        d.notes.push(format!(
+                            "signature verified with the key {sender} used before the last \
+                             key exchange (retired key, within keyx_retired_grace)"
+                        ));
+                    }
+                    _ => d.reject(
+                        "signature",
+                        format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
+                        exit::NOPERM,
+                    ),
+                }
+            }
         },
         (true, None) => {
             if !settings.accept_unknown_signed {
@@ -615,9 +661,11 @@ pub fn receive_message(
             d = Decision {
                 outcome: Outcome::Duplicate,
                 reason_code: Some("duplicate".into()),
-                reason: Some(format!(
-                    "message ID {id} is already in the cache (row {row})"
-                )),
+                reason: Some(if row == 0 {
+                    format!("message ID {id} was seen before (a key-exchange message, not kept)")
+                } else {
+                    format!("message ID {id} is already in the cache (row {row})")
+                }),
                 duplicate_of: Some(row),
                 verified: false,
                 ..d.clone()
@@ -646,10 +694,16 @@ pub fn receive_message(
             // A5: key exchange; never cached or routed. A refusal leaves nothing behind.
             tx.execute_batch("SAVEPOINT keyx")
                 .map_err(state::db_failure)?;
-            match crate::keyx::handle(tx, &msg, &sender, via) {
+            // The transport authenticated this very peer (an SSH forced command per peer):
+            // the key exchange may take an unsigned control message from a keyed peer.
+            let authenticated = opts.authenticated_sender.as_deref() == Some(sender.as_str());
+            match crate::keyx::handle(tx, &msg, &sender, via, authenticated) {
                 Ok(outcome) => {
                     tx.execute_batch("RELEASE keyx")
                         .map_err(state::db_failure)?;
+                    // The body is not kept, but its IDs are (cache row 0: none), so a replay
+                    // of the same control message is a duplicate and does nothing.
+                    cache::remember_ids(tx, &msg)?;
                     d.outcome = Outcome::KeyExchange;
                     d.accepted = true;
                     d.notes.push(format!("key exchange: {outcome:?}"));
@@ -739,26 +793,27 @@ pub(crate) fn accept(
         if settings.is_own(dest.as_bytes()) || m.has_address(dest.as_bytes()) {
             return Ok(false);
         }
-        match forward::queue(tx, settings, m, mid, dest)? {
-            Some((outbox_id, b)) => {
-                d.forwards.push(Forward {
-                    dest: dest.to_string(),
-                    what,
-                    cache_id: mid,
-                    why,
-                    outbox_id,
-                    timestamp: b.timestamp.map(|t| t.to_string()),
-                    signed: b.signed,
-                });
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest)? {
+            forward::Queued::Queued(id, b) => (Some(id), b),
+            forward::Queued::Held(b) => (None, b),
+            forward::Queued::Skipped => return Ok(false),
+        };
+        d.forwards.push(Forward {
+            dest: dest.to_string(),
+            what,
+            cache_id: mid,
+            why,
+            held: outbox_id.is_none(),
+            outbox_id,
+            timestamp: b.timestamp.map(|t| t.to_string()),
+            signed: b.signed,
+        });
+        Ok(true)
     };
 
     // 3.2 / 3.3: route X to the best peer, and to peers within the margin of it.
     let selected = selected_peers(settings, &plan.scores);
-    if plan.scores.first().is_some() && selected.is_empty() {
+    if !plan.scores.is_empty() && selected.is_empty() {
         d.notes.push(format!(
             "3.3: best score {:.4} is above distance_threshold {}: not routed to a peer",
             plan.scores[0].1, settings.distance_threshold
@@ -820,6 +875,15 @@ pub(crate) fn accept(
             continue;
         };
         let y = row.message()?;
+        if row.client && !client {
+            // A1: our client's post Y is answered by X, "posted later by other clients".
+            let (now, _) = state::now();
+            tx.execute(
+                "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![yid, id, score, now],
+            )
+            .map_err(state::db_failure)?;
+        }
         d.matched.push(Matched {
             cache_id: yid,
             score,
@@ -876,4 +940,46 @@ pub(crate) fn accept(
         d.notes.push(format!("3.3: max_forwards {max} reached"));
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(t.as_str().parse::<Transport>().unwrap(), t);
+        }
+        assert_eq!("SMTP".parse::<Transport>().unwrap(), Transport::Mail);
+        assert!("carrier-pigeon".parse::<Transport>().is_err());
+        assert!(Transport::Https.is_secure() && Transport::Ssh.is_secure());
+        assert!(!Transport::Http.is_secure() && !Transport::Mail.is_secure());
+    }
+
+    #[test]
+    fn peers_within_the_margin_of_a_good_enough_best() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let mut s = Settings::load(st.conn()).unwrap();
+        s.distance_threshold = 0.9;
+        s.margin = 0.05;
+        let sc = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(p, x)| (p.to_string(), *x)).collect()
+        };
+        let pick = |v: Vec<(String, f64)>| -> Vec<String> {
+            selected_peers(&s, &v).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            pick(sc(&[("a", 0.5), ("b", 0.54), ("c", 0.56)])),
+            ["a", "b"]
+        );
+        assert_eq!(
+            pick(sc(&[("a", 0.88), ("b", 0.92)])),
+            ["a"],
+            "never above the threshold"
+        );
+        assert!(pick(sc(&[("a", 0.91)])).is_empty());
+        assert!(pick(Vec::new()).is_empty());
+    }
 }

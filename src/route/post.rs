@@ -154,3 +154,58 @@ pub fn post(state: &mut State, body: &[u8], opts: &PostOptions) -> Result<Posted
         decision: Some(d),
     })
 }
+
+/// A message that arrived after one of our client's posts and matched it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    /// The post it answers (its ID and cache row).
+    pub post_id: String,
+    pub post_cache_id: i64,
+    pub message: Related,
+}
+
+/// Messages matched to our clients' posts since they were posted (A1 "posted later by
+/// other clients"), oldest first. `all`: include those already shown; `mark`: mark the
+/// returned ones as shown.
+pub fn replies(state: &State, all: bool, mark: bool) -> Result<Vec<Reply>, Failure> {
+    let rows: Vec<(i64, i64, i64, f64)> = {
+        let mut st = state
+            .conn()
+            .prepare(
+                "SELECT id, post_id, cache_id, score FROM client_inbox
+                 WHERE seen = 0 OR ?1 ORDER BY id",
+            )
+            .map_err(crate::state::db_failure)?;
+        let r = st
+            .query_map([all], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(crate::state::db_failure)?;
+        r.collect::<Result<_, _>>()
+            .map_err(crate::state::db_failure)?
+    };
+    let mut out = Vec::new();
+    for &(_, post, cid, score) in &rows {
+        let Some(p) = cache::get(state.conn(), post)? else {
+            continue;
+        };
+        let pm = p.message()?;
+        if let Some(m) = describe(state.conn(), &[(cid, score)])?.pop() {
+            out.push(Reply {
+                post_id: String::from_utf8_lossy(&pm.origin().line()).into_owned(),
+                post_cache_id: post,
+                message: m,
+            });
+        }
+    }
+    if mark && !rows.is_empty() {
+        let max = rows.iter().map(|r| r.0).max().unwrap_or(0);
+        state.write(|tx| {
+            tx.execute(
+                "UPDATE client_inbox SET seen = 1 WHERE id <= ?1 AND seen = 0",
+                [max],
+            )
+            .map_err(crate::state::db_failure)?;
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}

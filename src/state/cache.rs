@@ -133,6 +133,18 @@ pub fn insert(
     Ok(id)
 }
 
+/// Record the IDs of a message that is not kept in the cache (a key-exchange message), so
+/// that a replay of it is a duplicate. They point at cache row 0, which never exists.
+pub fn remember_ids(tx: &Transaction, msg: &Message) -> Result<(), Failure> {
+    let mut st = tx
+        .prepare_cached("INSERT OR IGNORE INTO ids(key, cache_id) VALUES (?1, 0)")
+        .map_err(db_failure)?;
+    for mid in msg.ids() {
+        st.execute([mid.key()]).map_err(db_failure)?;
+    }
+    Ok(())
+}
+
 /// One cached message by row id.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Cached>, Failure> {
     conn.prepare_cached(&format!("SELECT {COLS} FROM cache WHERE id = ?1"))
@@ -236,4 +248,25 @@ pub fn arrivals_since(
     }
     .map_err(db_failure)?;
     Ok(n as u64)
+}
+
+/// Cache rows to remove so that only the `keep` most recent remain (A3: "A router may remove
+/// messages from its cache at any time"). The ID index keeps their IDs, so a removed message
+/// that comes back is still a duplicate.
+pub fn prune_candidates(conn: &Connection, keep: usize) -> Result<Vec<i64>, Failure> {
+    let mut st = conn
+        .prepare("SELECT id FROM cache ORDER BY id DESC LIMIT -1 OFFSET ?1")
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map([keep as i64], |r| r.get::<_, i64>(0))
+        .map_err(db_failure)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+}
+
+/// Remove one cache row (its IDs stay in the index).
+pub fn remove(tx: &Transaction, id: i64) -> Result<bool, Failure> {
+    Ok(tx
+        .execute("DELETE FROM cache WHERE id = ?1", [id])
+        .map_err(db_failure)?
+        > 0)
 }

@@ -32,7 +32,11 @@ pub struct Record<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// Append a decision.
+/// The log is pruned once every this many rows, inside the write transaction that adds the
+/// row: so it holds at most `log_keep` + `PRUNE_EVERY` rows.
+pub const PRUNE_EVERY: i64 = 100;
+
+/// Append a decision (and, every [`PRUNE_EVERY`] rows, prune the log).
 pub fn record(tx: &Transaction, r: &Record) -> Result<i64, Failure> {
     let (now, _) = super::now();
     tx.prepare_cached(
@@ -44,7 +48,55 @@ pub fn record(tx: &Transaction, r: &Record) -> Result<i64, Failure> {
         now, r.outcome, r.reason, r.sender, r.via, r.msg_key, r.cache_id, r.detail
     ])
     .map_err(db_failure)?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    if id % PRUNE_EVERY == 0 {
+        prune(tx, id)?;
+    }
+    Ok(id)
+}
+
+/// Bounded retention: keep the newest `log_keep` rows (0: no limit) and none older than
+/// `log_keep_days` days (0: no limit). Both deletions are ranges of the primary key, so the
+/// cost is that of the rows deleted, never a scan of the whole log. Rows are numbered in
+/// the order they were written (and only the oldest are ever deleted), so `newest - keep`
+/// bounds the count; the age limit deletes every row before the first one that is recent
+/// enough. Returns how many rows were deleted.
+pub fn prune(tx: &Transaction, newest: i64) -> Result<usize, Failure> {
+    let num = |key: &str| -> Result<i64, Failure> {
+        Ok(super::settings::get_or_default(tx, key)?
+            .trim()
+            .parse::<i64>()
+            .unwrap_or(0)
+            .max(0))
+    };
+    let mut n = 0;
+    let keep = num("log_keep")?;
+    if keep > 0 {
+        n += tx
+            .prepare_cached("DELETE FROM log WHERE id <= ?1")
+            .map_err(db_failure)?
+            .execute([newest - keep])
+            .map_err(db_failure)?;
+    }
+    let days = num("log_keep_days")?;
+    if days > 0 {
+        let t = crate::wire::Timestamp::now();
+        let cutoff = crate::wire::Timestamp::from_unix(
+            t.unix_secs().saturating_sub(days.saturating_mul(86_400)),
+            0,
+            0,
+        )
+        .to_string();
+        // Times are written "YYYY/MM/DD HH:MM:SS[.fff]" (UTC), which sort as text.
+        n += tx
+            .prepare_cached(
+                "DELETE FROM log WHERE id < (SELECT id FROM log WHERE at >= ?1 ORDER BY id LIMIT 1)",
+            )
+            .map_err(db_failure)?
+            .execute([cutoff])
+            .map_err(db_failure)?;
+    }
+    Ok(n)
 }
 
 /// Add `by` to a counter (`scope`, `name`), e.g. ("via:mail", "bad_signature").

@@ -24,6 +24,23 @@ use std::time::Duration;
 /// Default busy timeout.
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
 
+/// The busy timeout of this process's connections, read by [`busy_wait`].
+static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_BUSY_TIMEOUT_MS);
+
+/// Wait for a lock in short steps until the busy timeout. SQLite's own handler backs off
+/// to 100 ms sleeps, which leaves the lock idle while many processes wait for it; 1 ms
+/// (then 2 ms) steps hand it on at once.
+fn busy_wait(n: i32) -> bool {
+    let n = n.max(0) as u64;
+    let waited = if n < 50 { n } else { 50 + (n - 50) * 2 };
+    if waited >= BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(if n < 50 { 1 } else { 2 }));
+    true
+}
+
 /// An open state file.
 pub struct State {
     conn: Connection,
@@ -102,10 +119,12 @@ impl State {
         .map_err(db_failure)
         .map_err(|f| f.context(path.display()))?;
         let env_timeout = busy_timeout_from_env()?;
-        conn.busy_timeout(Duration::from_millis(
-            env_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT_MS),
-        ))
-        .map_err(db_failure)?;
+        let st0 = State {
+            conn,
+            path: path.clone(),
+        };
+        st0.set_busy_timeout(env_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT_MS))?;
+        let conn = st0.conn;
         // WAL lets readers go on while one process writes; FULL makes a commit durable
         // before we report success.
         let mode: String = conn
@@ -124,9 +143,7 @@ impl State {
         if env_timeout.is_none() {
             if let Some(ms) = settings::get(&st.conn, "busy_timeout_ms")? {
                 if let Ok(ms) = ms.parse::<u64>() {
-                    st.conn
-                        .busy_timeout(Duration::from_millis(ms))
-                        .map_err(db_failure)?;
+                    st.set_busy_timeout(ms)?;
                 }
             }
         }
@@ -174,11 +191,10 @@ impl State {
         &self.path
     }
 
-    /// Set the busy timeout of this connection.
+    /// Set how long to wait for another writer before giving up (then EX_TEMPFAIL).
     pub fn set_busy_timeout(&self, ms: u64) -> Result<(), Failure> {
-        self.conn
-            .busy_timeout(Duration::from_millis(ms))
-            .map_err(db_failure)
+        BUSY_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.conn.busy_handler(Some(busy_wait)).map_err(db_failure)
     }
 
     /// Run `f` in one write transaction (`BEGIN IMMEDIATE` ... `COMMIT`). Returns only after
@@ -242,6 +258,12 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, schema::MIGRATIONS.len() as i64);
+        // The WAL and shared-memory files SQLite creates beside it are private too.
+        st.write(|tx| settings::set_raw(tx, "x", "y")).unwrap();
+        for ext in ["sqlite-wal", "sqlite-shm"] {
+            let m = std::fs::metadata(p.with_extension(ext)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{ext}");
+        }
         drop(st);
         // Reopening is a no-op.
         State::open(Some(&p)).unwrap();

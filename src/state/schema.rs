@@ -125,6 +125,27 @@ CREATE TABLE counters(
     r#"
 CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);
 "#,
-    // 3: the routing engine's word model (compress::store; owner: engine).
+    // 3: replies for our own clients (A1: related messages "posted later by other
+    // clients"): a new message matched to a message one of our clients posted.
+    r#"
+CREATE TABLE client_inbox(
+    id       INTEGER PRIMARY KEY,
+    post_id  INTEGER NOT NULL,
+    cache_id INTEGER NOT NULL,
+    score    REAL NOT NULL,
+    at       TEXT NOT NULL,
+    seen     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE(post_id, cache_id)
+);
+CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
+"#,
+    // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
+    // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
+    crate::keyx::db::MIGRATION,
+    // 5: the outbox claim token of the `cmr-send --outbox` run sending a row.
+    crate::transport::outbox::MIGRATION,
+    // 6: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
+    crate::transport::handshake::MIGRATION,
+    // 7: the routing engine's word model (engine_*; compress::store).
     crate::compress::store::SCHEMA,
 ];

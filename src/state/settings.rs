@@ -104,6 +104,12 @@ pub const SPECS: &[Spec] = &[
         help: "compressor behind the metric: model = word model kept in the state file (fast, most accurate; docs/routing.md), deflate or xz over each peer's recent bodies",
     },
     Spec {
+        key: "related_rank",
+        default: "compression",
+        kind: Kind::Choice(&["compression", "bm25"]),
+        help: "rank related messages by compression distance, or by the full-text index alone",
+    },
+    Spec {
         key: "context_bytes",
         default: "32768",
         kind: Kind::Count,
@@ -117,7 +123,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "distance_threshold",
-        default: "1.0",
+        default: "0.95",
         kind: Kind::Number,
         help: "3.3: no peer is sent a message unless its score is at most this",
     },
@@ -162,6 +168,18 @@ pub const SPECS: &[Spec] = &[
         default: "",
         kind: Kind::Address,
         help: "address cmr-post writes as creator (default: our first address)",
+    },
+    Spec {
+        key: "log_keep",
+        default: "10000",
+        kind: Kind::Count,
+        help: "decision log: newest rows kept (pruned every 100 rows); 0 keeps every row",
+    },
+    Spec {
+        key: "log_keep_days",
+        default: "30",
+        kind: Kind::Count,
+        help: "decision log: rows older than this many days are pruned; 0 keeps them",
     },
     Spec {
         key: "busy_timeout_ms",
@@ -331,6 +349,7 @@ pub struct Settings {
     pub matcher: String,
     pub metric: String,
     pub compressor: String,
+    pub related_rank: String,
     pub context_bytes: u64,
     pub max_peers_scored: u64,
     pub distance_threshold: f64,
@@ -387,6 +406,7 @@ impl Settings {
             matcher: val("matcher")?,
             metric: val("metric")?,
             compressor: val("compressor")?,
+            related_rank: val("related_rank")?,
             context_bytes: count("context_bytes")?,
             max_peers_scored: count("max_peers_scored")?,
             distance_threshold: num("distance_threshold")?,
@@ -414,6 +434,10 @@ impl Settings {
     pub fn rules(&self) -> crate::wire::Rules {
         let mut r = crate::wire::Rules::default();
         r.limits.max_header_lines = self.max_header_lines as usize;
+        // A body far over the cap is refused at its length line, before it is read: the
+        // size policy (max_body_bytes, exit 77) judges bodies up to 1 MiB over it, the
+        // parser's limit (exit 65) anything larger.
+        r.limits.max_message_bytes = (self.max_body_bytes as usize).saturating_add(1 << 20);
         r.skew_secs = self.clock_skew_secs.min(u32::MAX as u64) as u32;
         r.own_addresses = self
             .own_addresses

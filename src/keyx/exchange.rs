@@ -1,0 +1,694 @@
+//! The key-exchange protocol (A5), over an abstract [`Store`].
+//!
+//! Signing rules (A5.1): "If no key has been established, then both messages are unsigned.
+//! Otherwise, both messages are signed with the old keys and the new key takes effect for
+//! both Alice and Bob on the next message." So:
+//! - our request or reply is signed with the key we hold for the peer, or unsigned if none;
+//! - the new key is stored in the same transaction that queues the reply (responder) or that
+//!   handles the reply (initiator): every later message uses it;
+//! - an incoming control message from a peer we share a key with must be signed (the router
+//!   has already checked that signature against the old key); an unsigned one is refused, or
+//!   anyone could replace the key of an established pair. The one exception: the transport
+//!   itself authenticated that peer (an SSH forced command per peer, an HTTPS client
+//!   certificate); the message is then handled and any reply goes back unsigned, since the
+//!   peer evidently holds no key (it lost it, or rotates it in the clear over SSH).
+//!
+//! Simultaneous exchanges: when a request arrives while our own request to that peer is still
+//! pending, the side whose own address (as that peer knows it) is bytewise smaller abandons
+//! its own request and answers the peer's; the other side ignores the incoming request and
+//! waits for the answer to its own. Both end with the key of the larger side's request,
+//! whatever order the four messages cross in (a request the larger side receives after its
+//! exchange completed is signed with the old key, or unsigned, and is refused by the rule
+//! above).
+//!
+//! A reply only completes the request that is pending; a second `init` while a request is
+//! pending is refused unless replaced explicitly, because replies carry nothing that ties them
+//! to one request. Pending requests expire (setting `keyx_pending_ttl`, default one day).
+//!
+//! Control messages travel one hop: one with more than one line in its routing header was
+//! forwarded by someone else and is refused.
+
+use super::body::Control;
+use super::derive::{derive, Derive, Method};
+use super::dh::Group;
+use super::rsa::{self, KeyPair};
+use super::Refusal;
+use crate::exit::Failure;
+use crate::sign::{self, Key, Scheme};
+use crate::wire::{Message, Rules, Timestamp};
+use num_bigint::BigUint;
+use std::fmt;
+use std::str::FromStr;
+
+/// Default lifetime of a pending request, seconds.
+pub const DEFAULT_PENDING_TTL: i64 = 86_400;
+/// Default smallest clear key, bytes.
+pub const DEFAULT_CLEAR_MIN_BYTES: usize = 16;
+/// Largest clear key, bytes (the body parser caps it at 2048 hex digits too).
+pub const CLEAR_MAX_BYTES: usize = 1024;
+
+/// The secret half of a request of ours that waits for its reply.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum Secret {
+    Rsa(KeyPair),
+    /// Group and private exponent, hex.
+    Dh {
+        g: String,
+        p: String,
+        x: String,
+    },
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Rsa(_) => f.write_str("Secret::Rsa(..)"),
+            Secret::Dh { .. } => f.write_str("Secret::Dh(..)"),
+        }
+    }
+}
+
+/// A request of ours waiting for its reply.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    /// Seconds since the Unix epoch when the request was made.
+    pub created: i64,
+    /// The derivation to apply to the reply.
+    pub derive: String,
+    pub secret: Secret,
+}
+
+impl Pending {
+    pub fn method(&self) -> Method {
+        match self.secret {
+            Secret::Rsa(_) => Method::Rsa,
+            Secret::Dh { .. } => Method::Dh,
+        }
+    }
+    pub fn derive(&self) -> Derive {
+        self.derive.parse().unwrap_or_default()
+    }
+}
+
+/// A held message: (payload, outbox key).
+pub type Held = (Vec<u8>, Vec<u8>);
+
+/// Where the exchange keeps its state and sends its messages. The state-file implementation
+/// works inside the router's write transaction; tests use memory.
+pub trait Store {
+    /// Our own address as `peer` knows it (the sender line of messages we send it).
+    fn local_address(&self, peer: &str) -> Result<String, Failure>;
+    /// The key we share with `peer`, if any.
+    fn key(&self, peer: &str) -> Result<Option<(Scheme, Key)>, Failure>;
+    /// Store a new key for `peer` (keeping its signature scheme, or the default one).
+    fn set_key(&mut self, peer: &str, key: &Key) -> Result<(), Failure>;
+    /// The derivation this peer's exchanges use.
+    fn derive_mode(&self, peer: &str) -> Result<Derive, Failure>;
+    /// Our pending request to `peer`, expired or not.
+    fn pending(&self, peer: &str) -> Result<Option<Pending>, Failure>;
+    fn put_pending(&mut self, peer: &str, p: &Pending) -> Result<(), Failure>;
+    fn delete_pending(&mut self, peer: &str) -> Result<(), Failure>;
+    /// A fresh, strictly increasing timestamp for a message we send.
+    fn next_timestamp(&mut self) -> Result<Timestamp, Failure>;
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+    /// Lifetime of a pending request, seconds.
+    fn pending_ttl(&self) -> Result<i64, Failure> {
+        Ok(DEFAULT_PENDING_TTL)
+    }
+    /// Smallest clear key accepted, bytes.
+    fn clear_min_bytes(&self) -> Result<usize, Failure> {
+        Ok(DEFAULT_CLEAR_MIN_BYTES)
+    }
+    /// Queue a message for `peer` (the outbox).
+    fn enqueue(&mut self, peer: &str, bytes: &[u8], msg_key: &[u8]) -> Result<(), Failure>;
+    /// Hold an unsigned message (its payload: everything after the signature line) for
+    /// `peer` until a key is set.
+    fn hold(&mut self, peer: &str, payload: &[u8], msg_key: &[u8]) -> Result<(), Failure>;
+    /// Take every held message for `peer` (payload, msg_key), oldest first.
+    fn take_held(&mut self, peer: &str) -> Result<Vec<Held>, Failure>;
+    /// Largest custom DH prime accepted, bits (embedded groups are always accepted).
+    fn dh_custom_max_bits(&self) -> Result<u64, Failure> {
+        Ok(super::dh::DEFAULT_CUSTOM_MAX_BITS)
+    }
+    /// Whether the custom group with this digest passed the safe-prime test before.
+    fn group_checked(&self, _digest: &[u8; 32]) -> Result<Option<bool>, Failure> {
+        Ok(None)
+    }
+    /// Remember the safe-prime test's result for a custom group.
+    fn remember_group(&mut self, _digest: &[u8; 32], _ok: bool) -> Result<(), Failure> {
+        Ok(())
+    }
+    /// A one-time RSA key pair generated ahead of time, if one is kept.
+    fn take_spare_rsa(&mut self) -> Result<Option<KeyPair>, Failure> {
+        Ok(None)
+    }
+}
+
+/// Our live (unexpired) pending request to `peer`; an expired one is deleted.
+pub fn live_pending(store: &mut dyn Store, peer: &str) -> Result<Option<Pending>, Failure> {
+    match store.pending(peer)? {
+        Some(p) if store.now() - p.created <= store.pending_ttl()? => Ok(Some(p)),
+        Some(_) => {
+            store.delete_pending(peer)?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// A message from us to `peer` with `body`, signed with the key we hold for it (A5.1 "signed
+/// with the old keys"), or unsigned if none.
+pub fn compose(store: &mut dyn Store, peer: &str, body: &[u8]) -> Result<Message, Failure> {
+    let m = compose_unsigned(store, peer, body)?;
+    Ok(match store.key(peer)? {
+        Some((scheme, key)) => sign::sign(m, scheme, &key),
+        None => m,
+    })
+}
+
+/// A message from us to `peer` with `body`, unsigned whatever key we hold.
+fn compose_unsigned(store: &mut dyn Store, peer: &str, body: &[u8]) -> Result<Message, Failure> {
+    let local = store.local_address(peer)?;
+    let t = store.next_timestamp()?;
+    Message::compose(&[(t, local.as_bytes())], body, &Rules::unchecked_time())
+        .map_err(|e| Failure::config(format!("cannot compose a message from '{local}': {e}")))
+}
+
+fn send(store: &mut dyn Store, peer: &str, m: &Message) -> Result<(), Failure> {
+    let key = m.sender().key();
+    store.enqueue(peer, &m.encode(), &key)
+}
+
+/// What `init` should start.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A5.1 with this one-time key pair (from [`KeyPair::generate`] or a spare).
+    Rsa(KeyPair),
+    /// A5.2 in this group (one of the embedded RFC 3526 groups for requests of ours).
+    Dh(Group),
+    /// A5.3 with this key. `secure` says the channel to the peer is HTTPS or SSH.
+    Clear { key: Vec<u8>, secure: bool },
+}
+
+/// Start an exchange with `peer`: record the pending secret and return the request (signed
+/// with the old key, or unsigned). The caller queues it or prints it. A clear key takes
+/// effect at once (for the next message). `replace` allows replacing a pending request.
+pub fn initiate(
+    store: &mut dyn Store,
+    peer: &str,
+    start: Start,
+    derive_mode: Derive,
+    replace: bool,
+) -> Result<Message, Failure> {
+    if !replace && live_pending(store, peer)?.is_some() {
+        return Err(Failure::usage(format!(
+            "a key exchange with {peer} is already pending; wait for its reply, or replace it \
+             (a reply to the old request would then be refused)"
+        )));
+    }
+    let now = store.now();
+    let (ctl, pending) = match start {
+        Start::Rsa(kp) => {
+            let ctl = Control::RsaRequest {
+                n: kp.n(),
+                e: kp.e(),
+            };
+            (ctl, Some(Secret::Rsa(kp)))
+        }
+        Start::Dh(group) => {
+            group.validate()?;
+            let (x, y) = group.keypair();
+            let ctl = Control::DhRequest {
+                g: group.g.clone(),
+                p: group.p.clone(),
+                a: y,
+            };
+            let secret = Secret::Dh {
+                g: format!("{:x}", group.g),
+                p: format!("{:x}", group.p),
+                x: format!("{x:x}"),
+            };
+            (ctl, Some(secret))
+        }
+        Start::Clear { key, secure } => {
+            if !secure {
+                // A5.3: "If CMR is implemented on top of a secure protocol such as HTTPS or
+                // SSH, then the key may be chosen by Alice and sent directly"
+                return Err(Failure::usage(format!(
+                    "a clear key may only be sent over HTTPS or SSH, and {peer} is not reached \
+                     over either"
+                )));
+            }
+            check_clear_len(store, &key)?;
+            (Control::Clear { key }, None)
+        }
+    };
+    let msg = compose(store, peer, ctl.format().as_bytes())?;
+    match pending {
+        Some(secret) => store.put_pending(
+            peer,
+            &Pending {
+                created: now,
+                derive: derive_mode.as_str().into(),
+                secret,
+            },
+        )?,
+        None => {
+            // The clear key: the request above is signed with the old key; the new key
+            // takes effect from the next message.
+            let Control::Clear { key } = &ctl else {
+                unreachable!()
+            };
+            store.delete_pending(peer)?;
+            install(store, peer, Method::Clear, derive_mode, key)?;
+        }
+    }
+    Ok(msg)
+}
+
+fn check_clear_len(store: &dyn Store, key: &[u8]) -> Result<(), Refusal> {
+    let min = store.clear_min_bytes().unwrap_or(DEFAULT_CLEAR_MIN_BYTES);
+    if key.len() < min {
+        return Err(Refusal::new(format!(
+            "clear key has {} bytes, fewer than the {min} required (setting keyx_clear_min_bytes)",
+            key.len()
+        )));
+    }
+    if key.len() > CLEAR_MAX_BYTES {
+        return Err(Refusal::new(format!(
+            "clear key has {} bytes, more than the {CLEAR_MAX_BYTES} allowed",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Derive and store the new key, then release held messages signed with it.
+fn install(
+    store: &mut dyn Store,
+    peer: &str,
+    method: Method,
+    mode: Derive,
+    secret: &[u8],
+) -> Result<(), Failure> {
+    let local = store.local_address(peer)?;
+    let key = derive(mode, method, secret, local.as_bytes(), peer.as_bytes());
+    store.set_key(peer, &key)?;
+    release_held(store, peer)
+}
+
+/// Sign every held message for `peer` with the key now held and queue it.
+pub fn release_held(store: &mut dyn Store, peer: &str) -> Result<(), Failure> {
+    let Some((scheme, key)) = store.key(peer)? else {
+        return Ok(());
+    };
+    for (payload, msg_key) in store.take_held(peer)? {
+        let d = sign::digest(scheme, &key, &payload);
+        let mut bytes = format!("1{}\r\n", crate::wire::hex(&d)).into_bytes();
+        bytes.extend_from_slice(&payload);
+        store.enqueue(peer, &bytes, &msg_key)?;
+    }
+    Ok(())
+}
+
+/// What happened to an incoming control message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A request was answered (reply queued) and the new key stored.
+    Replied,
+    /// A reply or clear key completed an exchange: the new key is stored.
+    KeySet,
+    /// Ignored on purpose (the simultaneous-exchange tie-break); nothing changed.
+    Ignored,
+    /// Refused (malformed, weak or unexpected); nothing changed.
+    Refused,
+}
+
+/// The outcome of [`receive`] (and `keyx::handle`), for the router's decision and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyxOutcome {
+    /// `rsa-request`, `rsa-reply`, `dh-request`, `dh-reply`, `clear` or `malformed`.
+    pub kind: &'static str,
+    pub action: Action,
+    /// Why it was ignored or refused; what was done otherwise.
+    pub reason: String,
+}
+
+impl fmt::Display for KeyxOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = match self.action {
+            Action::Replied => "replied",
+            Action::KeySet => "key set",
+            Action::Ignored => "ignored",
+            Action::Refused => "refused",
+        };
+        write!(f, "{} {a}: {}", self.kind, self.reason)
+    }
+}
+
+impl KeyxOutcome {
+    /// True when the message did what it asked (a reply queued or a key set).
+    pub fn accepted(&self) -> bool {
+        matches!(self.action, Action::Replied | Action::KeySet)
+    }
+    fn refused(kind: &'static str, r: impl fmt::Display) -> KeyxOutcome {
+        KeyxOutcome {
+            kind,
+            action: Action::Refused,
+            reason: r.to_string(),
+        }
+    }
+}
+
+/// Handle an incoming control message from `peer` (the first line of its header), whose
+/// signature the router has already verified if it is signed. `secure` says it came over
+/// HTTPS or SSH. `authenticated` says the transport itself authenticated the sender as
+/// `peer` (an SSH forced command per peer, an HTTPS client certificate): then an unsigned
+/// message from a peer we share a key with is handled too (the peer lost its key, or rotates
+/// it in the clear over SSH), and a reply goes back unsigned, as the peer holds no key to
+/// check it with. Refusals come back as an outcome with no state changed; Err is only for
+/// trouble with the store.
+pub fn receive(
+    store: &mut dyn Store,
+    peer: &str,
+    msg: &Message,
+    secure: bool,
+    authenticated: bool,
+) -> Result<KeyxOutcome, Failure> {
+    let ctl = match Control::parse(msg.body()) {
+        Ok(c) => c,
+        Err(e) => return Ok(KeyxOutcome::refused("malformed", e)),
+    };
+    let kind = ctl.kind();
+    if msg.ids().len() != 1 {
+        return Ok(KeyxOutcome::refused(
+            kind,
+            "key exchange messages travel one hop; this one has several header lines",
+        ));
+    }
+    let keyed = store.key(peer)?.is_some();
+    if !keyed && msg.signature().is_signed() {
+        // A5.1: "If no key has been established, then both messages are unsigned."
+        return Ok(KeyxOutcome::refused(
+            kind,
+            "signed key exchange from a peer we hold no key for: its signature cannot be \
+             checked (if a key was lost, forget it on both sides and start over)",
+        ));
+    }
+    // The peer sent it unsigned although we hold a key, and the transport vouches for it:
+    // to the peer no key is established, so its reply is unsigned too (A5.1 "If no key has
+    // been established, then both messages are unsigned").
+    let unsigned_reply = keyed && !msg.signature().is_signed();
+    if unsigned_reply && !authenticated {
+        // A5.1: "Otherwise, both messages are signed with the old keys"
+        return Ok(KeyxOutcome::refused(
+            kind,
+            "unsigned key exchange from a peer we share a key with (A5.1: it must be signed \
+             with the old key, or come over a transport that authenticated this peer)",
+        ));
+    }
+    let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {
+        if unsigned_reply {
+            compose_unsigned(store, peer, body)
+        } else {
+            compose(store, peer, body)
+        }
+    };
+    match ctl {
+        Control::RsaRequest { n, e } => {
+            if let Err(r) = rsa::check_public(&n, &e) {
+                return Ok(KeyxOutcome::refused(kind, r));
+            }
+            if let Some(o) = tie_break(store, peer, kind)? {
+                return Ok(o);
+            }
+            let (k, c) = rsa::respond(&n, &e);
+            let reply = reply_to(store, Control::RsaReply { c }.format().as_bytes())?;
+            send(store, peer, &reply)?;
+            let mode = store.derive_mode(peer)?;
+            install(store, peer, Method::Rsa, mode, &k)?;
+            Ok(KeyxOutcome {
+                kind,
+                action: Action::Replied,
+                reason: format!("answered RSA request ({} bits); new key stored", n.bits()),
+            })
+        }
+        Control::DhRequest { g, p, a } => {
+            let group = Group { g, p };
+            if let Err(r) = check_group(store, &group, &a)? {
+                return Ok(KeyxOutcome::refused(kind, r));
+            }
+            if let Some(o) = tie_break(store, peer, kind)? {
+                return Ok(o);
+            }
+            let (x, y) = group.keypair();
+            let k = group.shared(&a, &x);
+            let reply = reply_to(store, Control::DhReply { b: y }.format().as_bytes())?;
+            send(store, peer, &reply)?;
+            let mode = store.derive_mode(peer)?;
+            install(store, peer, Method::Dh, mode, &k)?;
+            Ok(KeyxOutcome {
+                kind,
+                action: Action::Replied,
+                reason: format!(
+                    "answered DH request ({} bits); new key stored",
+                    group.p.bits()
+                ),
+            })
+        }
+        Control::RsaReply { c } => {
+            let Some(pending) = live_pending(store, peer)? else {
+                return Ok(KeyxOutcome::refused(
+                    kind,
+                    "no RSA request of ours is pending",
+                ));
+            };
+            let Secret::Rsa(kp) = &pending.secret else {
+                return Ok(KeyxOutcome::refused(
+                    kind,
+                    "our pending request is a DH request, not RSA",
+                ));
+            };
+            let k = match kp.recover(&c) {
+                Ok(k) => k,
+                Err(r) => return Ok(KeyxOutcome::refused(kind, r)),
+            };
+            store.delete_pending(peer)?;
+            install(store, peer, Method::Rsa, pending.derive(), &k)?;
+            Ok(KeyxOutcome {
+                kind,
+                action: Action::KeySet,
+                reason: "RSA exchange complete; new key stored".into(),
+            })
+        }
+        Control::DhReply { b } => {
+            let Some(pending) = live_pending(store, peer)? else {
+                return Ok(KeyxOutcome::refused(
+                    kind,
+                    "no DH request of ours is pending",
+                ));
+            };
+            let Secret::Dh { g, p, x } = &pending.secret else {
+                return Ok(KeyxOutcome::refused(
+                    kind,
+                    "our pending request is an RSA request, not DH",
+                ));
+            };
+            let num = |h: &str| BigUint::parse_bytes(h.as_bytes(), 16).unwrap_or_default();
+            let group = Group {
+                g: num(g),
+                p: num(p),
+            };
+            if let Err(r) = group.check_element(&b, "public value B") {
+                return Ok(KeyxOutcome::refused(kind, r));
+            }
+            let k = group.shared(&b, &num(x));
+            store.delete_pending(peer)?;
+            install(store, peer, Method::Dh, pending.derive(), &k)?;
+            Ok(KeyxOutcome {
+                kind,
+                action: Action::KeySet,
+                reason: "DH exchange complete; new key stored".into(),
+            })
+        }
+        Control::Clear { key } => {
+            if !secure {
+                // A5.3: clear keys only "on top of a secure protocol such as HTTPS or SSH"
+                return Ok(KeyxOutcome::refused(
+                    kind,
+                    "clear key exchange over a channel that is not secure (A5.3 needs HTTPS or SSH)",
+                ));
+            }
+            if let Err(r) = check_clear_len(store, &key) {
+                return Ok(KeyxOutcome::refused(kind, r));
+            }
+            // The peer switched already; a request of ours could no longer complete
+            // consistently, so it is dropped.
+            store.delete_pending(peer)?;
+            let mode = store.derive_mode(peer)?;
+            install(store, peer, Method::Clear, mode, &key)?;
+            Ok(KeyxOutcome {
+                kind,
+                action: Action::KeySet,
+                reason: "clear key stored".into(),
+            })
+        }
+    }
+}
+
+/// A peer's group and public value: cheap checks first, then the safe-prime test, whose
+/// result is remembered per group.
+fn check_group(
+    store: &mut dyn Store,
+    group: &Group,
+    a: &BigUint,
+) -> Result<Result<(), Refusal>, Failure> {
+    let max = store.dh_custom_max_bits()?;
+    if let Err(r) = group
+        .precheck(max)
+        .and_then(|_| group.check_element(a, "public value A"))
+    {
+        return Ok(Err(r));
+    }
+    if group.known_id().is_some() {
+        return Ok(Ok(()));
+    }
+    let d = group.digest();
+    Ok(match store.group_checked(&d)? {
+        Some(true) => Ok(()),
+        Some(false) => Err(Refusal::new(
+            "DH modulus p is not a safe prime (this group failed before)",
+        )),
+        None => {
+            let r = group.check_safe_prime();
+            store.remember_group(&d, r.is_ok())?;
+            r
+        }
+    })
+}
+
+/// A request arrived while ours is pending: the bytewise-smaller address gives way.
+fn tie_break(
+    store: &mut dyn Store,
+    peer: &str,
+    kind: &'static str,
+) -> Result<Option<KeyxOutcome>, Failure> {
+    if live_pending(store, peer)?.is_none() {
+        return Ok(None);
+    }
+    let local = store.local_address(peer)?;
+    if local.as_bytes() < peer.as_bytes() {
+        // We give way: abandon our request, answer theirs.
+        store.delete_pending(peer)?;
+        Ok(None)
+    } else {
+        Ok(Some(KeyxOutcome {
+            kind,
+            action: Action::Ignored,
+            reason: "our own request to this peer is pending and our address is the larger: \
+                     the peer answers ours instead"
+                .into(),
+        }))
+    }
+}
+
+/// First-contact policy (setting `keyx_first_contact`): what to do when a message must go to
+/// a peer we share no key with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstContactPolicy {
+    /// Send it unsigned (A3 "Otherwise Alice assigns X := "0" | CR | LF | X").
+    Unsigned,
+    /// Hold it, start a key exchange, and send it signed once the key is set.
+    #[default]
+    Exchange,
+    /// Do not send it.
+    Refuse,
+}
+
+impl FirstContactPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FirstContactPolicy::Unsigned => "unsigned",
+            FirstContactPolicy::Exchange => "exchange",
+            FirstContactPolicy::Refuse => "refuse",
+        }
+    }
+}
+
+impl FromStr for FirstContactPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "unsigned" => Ok(FirstContactPolicy::Unsigned),
+            "exchange" => Ok(FirstContactPolicy::Exchange),
+            "refuse" => Ok(FirstContactPolicy::Refuse),
+            _ => Err(format!(
+                "unknown first-contact policy '{s}' (expected unsigned, exchange or refuse)"
+            )),
+        }
+    }
+}
+
+/// What the router does with a forward, decided by [`first_contact`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstContact {
+    /// Send it now: signed if a key is held, unsigned otherwise. The router queues it.
+    Send,
+    /// Held by key exchange; it is queued, signed with the new key, when the exchange
+    /// completes. The router queues nothing.
+    Held,
+    /// Do not send it (policy `refuse`).
+    Refused,
+}
+
+/// Decide a forward to `dest`. `bytes` is the message as it would be sent (its signature
+/// line, if any, is dropped and recomputed on release). With the `exchange` policy and no
+/// request pending, a DH request (group `dh_group`) or, for `Method::Rsa` with a spare key
+/// pair at hand, an RSA request is queued first. Nothing here generates RSA keys.
+pub fn first_contact(
+    store: &mut dyn Store,
+    dest: &str,
+    bytes: &[u8],
+    msg_key: &[u8],
+    policy: FirstContactPolicy,
+    method: Method,
+    dh_group: u32,
+) -> Result<FirstContact, Failure> {
+    if store.key(dest)?.is_some() {
+        return Ok(FirstContact::Send);
+    }
+    match policy {
+        FirstContactPolicy::Unsigned => Ok(FirstContact::Send),
+        FirstContactPolicy::Refuse => Ok(FirstContact::Refused),
+        FirstContactPolicy::Exchange => {
+            let payload = match bytes.windows(2).position(|w| w == b"\r\n") {
+                Some(i) if bytes.first().is_some_and(|&c| c == b'0' || c == b'1') => {
+                    &bytes[i + 2..]
+                }
+                _ => bytes,
+            };
+            store.hold(dest, payload, msg_key)?;
+            if live_pending(store, dest)?.is_none() {
+                let start = match method {
+                    Method::Rsa => match store.take_spare_rsa()? {
+                        Some(kp) => Start::Rsa(kp),
+                        None => Start::Dh(default_group(dh_group)),
+                    },
+                    _ => Start::Dh(default_group(dh_group)),
+                };
+                let mode = store.derive_mode(dest)?;
+                let req = initiate(store, dest, start, mode, false)?;
+                send(store, dest, &req)?;
+            }
+            Ok(FirstContact::Held)
+        }
+    }
+}
+
+fn default_group(id: u32) -> Group {
+    Group::modp(id).unwrap_or_else(|| Group::modp(14).expect("group 14 is embedded"))
+}

@@ -1,0 +1,224 @@
+//! SSH: the system `ssh` client in batch mode, to a forced command on the remote.
+//!
+//! Address: `ssh://[user@]host[:port]/tag`. The sender runs
+//! `ssh -o BatchMode=yes -T [-p port] [-l user] ... -- host tag` with the message on stdin;
+//! the remote's `authorized_keys` line forces `cmr-recv --ssh --peer NAME`, so whatever the
+//! client asks to run is never executed. `tag` is a single safe token (letters, digits,
+//! `._-+=@,:`), which `cmr-recv --ssh --tag` may compare with `SSH_ORIGINAL_COMMAND`.
+//!
+//! Exit status of the remote is passed back by ssh: 0 delivered; 64, 65, 66, 77, 78 (the
+//! receiver refused the input or is misconfigured) are permanent; anything else (75, 255 =
+//! ssh could not connect, a signal) is transient.
+
+use super::{setting, Address, SendError};
+use crate::exit::Failure;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// The ssh client (default `ssh`, from PATH).
+    pub program: PathBuf,
+    /// `-i` identity file.
+    pub identity: Option<PathBuf>,
+    /// `-o UserKnownHostsFile=`.
+    pub known_hosts: Option<PathBuf>,
+    /// Further `-o` options, e.g. `StrictHostKeyChecking=accept-new`.
+    pub options: Vec<String>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            program: PathBuf::from("ssh"),
+            identity: None,
+            known_hosts: None,
+            options: Vec::new(),
+        }
+    }
+}
+
+impl SshOptions {
+    /// `ssh_command`, `ssh_identity`, `ssh_known_hosts`, `ssh_options` (space-separated
+    /// `-o` values).
+    pub fn from_settings(conn: &rusqlite::Connection) -> Result<SshOptions, Failure> {
+        let mut o = SshOptions::default();
+        if let Some(p) = setting(conn, "ssh_command")? {
+            o.program = p.into();
+        }
+        o.identity = setting(conn, "ssh_identity")?.map(PathBuf::from);
+        o.known_hosts = setting(conn, "ssh_known_hosts")?.map(PathBuf::from);
+        if let Some(v) = setting(conn, "ssh_options")? {
+            o.options = v.split_whitespace().map(str::to_string).collect();
+        }
+        Ok(o)
+    }
+}
+
+/// The ssh argument vector for `addr` (no shell is involved anywhere).
+pub fn command_args(addr: &Address, o: &SshOptions, timeout: Duration) -> Vec<String> {
+    let Address::Ssh {
+        user,
+        host,
+        port,
+        tag,
+    } = addr
+    else {
+        return Vec::new();
+    };
+    let mut a: Vec<String> = vec![
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-T".into(),
+        "-o".into(),
+        format!("ConnectTimeout={}", timeout.as_secs().max(1)),
+    ];
+    if let Some(p) = port {
+        a.push("-p".into());
+        a.push(p.to_string());
+    }
+    if let Some(u) = user {
+        a.push("-l".into());
+        a.push(u.clone());
+    }
+    if let Some(i) = &o.identity {
+        a.push("-i".into());
+        a.push(i.display().to_string());
+        a.push("-o".into());
+        a.push("IdentitiesOnly=yes".into());
+    }
+    if let Some(k) = &o.known_hosts {
+        a.push("-o".into());
+        a.push(format!("UserKnownHostsFile={}", k.display()));
+    }
+    for x in &o.options {
+        a.push("-o".into());
+        a.push(x.clone());
+    }
+    a.push("--".into());
+    a.push(host.clone());
+    a.push(tag.clone());
+    a
+}
+
+/// Send one message (or several concatenated ones) to an `ssh://` address.
+pub fn send(
+    addr: &Address,
+    bytes: &[u8],
+    o: &SshOptions,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let what = addr.to_string();
+    let mut child = Command::new(&o.program)
+        .args(command_args(addr, o, timeout))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            SendError::Transient(format!("{what}: cannot run {}: {e}", o.program.display()))
+        })?;
+    // Feed stdin and drain stderr on threads so neither pipe can stall the deadline.
+    let mut stdin = child.stdin.take();
+    let body = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        let r = stdin.as_mut().map(|s| s.write_all(&body));
+        drop(stdin);
+        r
+    });
+    let mut stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.take(64 * 1024).read_to_end(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SendError::Transient(format!(
+                    "{what}: no answer within {}s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(SendError::from_io(&what, &e)),
+        }
+    };
+    let _ = writer.join();
+    let err = reader.join().unwrap_or_default();
+    let err = String::from_utf8_lossy(&err);
+    let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(c @ (64 | 65 | 66 | 77 | 78)) => Err(SendError::Permanent(format!(
+            "{what}: receiver refused (exit {c}): {last}"
+        ))),
+        Some(255) => Err(SendError::Transient(format!("{what}: ssh failed: {last}"))),
+        Some(c) => Err(SendError::Transient(format!("{what}: exit {c}: {last}"))),
+        None => Err(SendError::Transient(format!(
+            "{what}: ssh killed by a signal"
+        ))),
+    }
+}
+
+/// For a forced command: check what the client asked to run (SSH_ORIGINAL_COMMAND, never
+/// executed) against our tag. Absent is fine; present and different is refused.
+pub fn check_original_command(original: Option<&str>, tag: Option<&str>) -> Result<(), Failure> {
+    match (original.map(str::trim), tag) {
+        (Some(o), Some(t)) if !o.is_empty() && o != t => Err(Failure::usage(format!(
+            "ssh client asked for {o:?}, but this forced command serves tag {t:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_vector_is_fixed_and_batch() {
+        let a = Address::parse("ssh://cmr@bob.example:2222/bob").unwrap();
+        let o = SshOptions {
+            identity: Some("/k/id".into()),
+            options: vec!["StrictHostKeyChecking=accept-new".into()],
+            ..Default::default()
+        };
+        let v = command_args(&a, &o, Duration::from_secs(30));
+        let s = v.join(" ");
+        assert!(s.starts_with("-o BatchMode=yes -T -o ConnectTimeout=30 -p 2222 -l cmr -i /k/id"));
+        assert!(s.ends_with("-o StrictHostKeyChecking=accept-new -- bob.example bob"));
+    }
+
+    #[test]
+    fn original_command_must_match_tag() {
+        assert!(check_original_command(None, Some("bob")).is_ok());
+        assert!(check_original_command(Some("bob"), Some("bob")).is_ok());
+        assert!(check_original_command(Some("rm -rf /"), None).is_ok());
+        assert_eq!(
+            check_original_command(Some("rm -rf /"), Some("bob"))
+                .unwrap_err()
+                .code,
+            64
+        );
+    }
+
+    #[test]
+    fn unreachable_ssh_is_transient() {
+        let a = Address::parse("ssh://127.0.0.1:1/t").unwrap();
+        let o = SshOptions {
+            program: "/nonexistent/ssh".into(),
+            ..Default::default()
+        };
+        let e = send(&a, b"x", &o, Duration::from_secs(2)).unwrap_err();
+        assert!(e.is_transient(), "{e}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The outbox under concurrency and failure, with real `cmr-send --outbox` processes and a
+//! real UDP receiver on loopback: every row delivered exactly once, failures back off,
+//! dead rows stay listed and can be requeued, stale claims are taken over.
+
+use cmr::state::State;
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn message(i: usize) -> Vec<u8> {
+    let body = format!("message number {i}");
+    format!(
+        "0\r\n2026/01/01 00:00:{:02}.{i:06} mailto:client@example.org\r\n\r\n{}\r\n{body}",
+        i % 60,
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn enqueue(state: &Path, dest: &str, range: std::ops::Range<usize>) {
+    let s = State::open(Some(state)).unwrap();
+    s.write(|tx| {
+        for i in range {
+            let m = message(i);
+            assert!(cmr::state::outbox::enqueue(
+                tx,
+                dest,
+                &m,
+                format!("key{i}").as_bytes()
+            )?);
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn send(state: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cmr-send"))
+        .arg("--state")
+        .arg(state)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A UDP receiver thread counting each datagram's payload.
+struct Receiver {
+    port: u16,
+    seen: Arc<Mutex<HashMap<Vec<u8>, usize>>>,
+}
+
+impl Receiver {
+    fn start(sock: UdpSocket) -> Receiver {
+        let port = sock.local_addr().unwrap().port();
+        let seen: Arc<Mutex<HashMap<Vec<u8>, usize>>> = Default::default();
+        let s2 = seen.clone();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let d = buf[..n].to_vec();
+                let nl = d.iter().position(|&c| c == b'\n').unwrap();
+                assert_eq!(&d[..nl], b"drain", "tag");
+                *s2.lock().unwrap().entry(d[nl + 1..].to_vec()).or_default() += 1;
+            }
+        });
+        Receiver { port, seen }
+    }
+    fn wait_for(&self, n: usize) -> HashMap<Vec<u8>, usize> {
+        for _ in 0..100 {
+            if self.seen.lock().unwrap().len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn states(state: &Path) -> HashMap<String, i64> {
+    let c = rusqlite::Connection::open(state).unwrap();
+    let mut st = c
+        .prepare("SELECT state, count(*) FROM outbox GROUP BY state")
+        .unwrap();
+    let mut m: HashMap<String, i64> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // Delivered rows leave the outbox for `delivered`.
+    let sent: i64 = c
+        .query_row("SELECT count(*) FROM delivered", [], |r| r.get(0))
+        .unwrap();
+    if sent > 0 {
+        m.insert("sent".into(), sent);
+    }
+    m
+}
+
+#[test]
+fn concurrent_runs_send_every_row_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let rx = Receiver::start(UdpSocket::bind("127.0.0.1:0").unwrap());
+    let dest = format!("udp://127.0.0.1:{}/drain", rx.port);
+    const N: usize = 120;
+    enqueue(&state, &dest, 0..N);
+    let procs: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_cmr-send"))
+                .arg("--state")
+                .arg(&state)
+                .args(["--outbox", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total_sent = 0;
+    let mut runs_that_sent = 0;
+    for p in procs {
+        let out = p.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = j["sent"].as_u64().unwrap();
+        total_sent += s;
+        runs_that_sent += (s > 0) as usize;
+    }
+    assert_eq!(total_sent as usize, N);
+    let seen = rx.wait_for(N);
+    assert_eq!(seen.len(), N, "every message arrived");
+    assert!(
+        seen.values().all(|&c| c == 1),
+        "no duplicates: {:?}",
+        seen.values().max()
+    );
+    for i in 0..N {
+        assert_eq!(seen.get(&message(i)), Some(&1));
+    }
+    assert_eq!(states(&state).get("sent"), Some(&(N as i64)));
+    // The runs really ran side by side and shared the work.
+    assert!(
+        runs_that_sent >= 2,
+        "only {runs_that_sent} run(s) sent anything"
+    );
+    // A further run finds nothing due.
+    let out = send(&state, &["--outbox", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["sent"],
+        0
+    );
+}
+
+#[test]
+fn destination_down_then_back_gets_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    // A port with nothing behind it.
+    let port = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let dest = format!("udp://127.0.0.1:{port}/drain");
+    enqueue(&state, &dest, 0..10);
+    let out = send(&state, &["--outbox", "--json", "--backoff-base", "0.2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One attempt for the destination, the other nine left for a later run.
+    assert_eq!(
+        (
+            j["sent"].as_u64(),
+            j["deferred"].as_u64(),
+            j["skipped"].as_u64()
+        ),
+        (Some(0), Some(1), Some(9))
+    );
+    let list = send(&state, &["--list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 10);
+    assert!(rows[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("port unreachable"));
+    assert_eq!(rows[0]["attempts"], 1);
+    // Still down: a few more runs, all deferred, none lost.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            send(&state, &["--outbox", "--backoff-base", "0.2"])
+                .status
+                .code(),
+            Some(75)
+        );
+    }
+    // Back up on the same port.
+    let rx = Receiver::start(UdpSocket::bind(("127.0.0.1", port)).unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let out = send(&state, &["--outbox", "--json", "--backoff-base", "0.2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = rx.wait_for(10);
+    assert_eq!(seen.len(), 10);
+    assert!(seen.values().all(|&c| c == 1));
+    assert_eq!(states(&state).get("sent"), Some(&10));
+}
+
+#[test]
+fn dead_letters_are_listed_and_can_be_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let port = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let dest = format!("udp://127.0.0.1:{port}/drain");
+    enqueue(&state, &dest, 0..3);
+    // A permanent failure (oversized for UDP) is dead at once.
+    {
+        let s = State::open(Some(&state)).unwrap();
+        s.write(|tx| cmr::state::outbox::enqueue(tx, &dest, &vec![b'x'; 70_000], b"big"))
+            .unwrap();
+    }
+    let opts = ["--outbox", "--backoff-base", "0", "--max-attempts", "2"];
+    // Pairs of concurrent runs until nothing is deferred: each row fails twice (one try
+    // per destination per run) and is dead-lettered; none is ever sent.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 20, "still deferring after {rounds} rounds");
+        let a = Command::new(env!("CARGO_BIN_EXE_cmr-send"))
+            .arg("--state")
+            .arg(&state)
+            .args(opts)
+            .spawn()
+            .unwrap();
+        let b = send(&state, &opts).status.code();
+        let a = a.wait_with_output().unwrap().status.code();
+        assert!(matches!(a, Some(0 | 69 | 75)) && matches!(b, Some(0 | 69 | 75)));
+        if a != Some(75) && b != Some(75) {
+            break;
+        }
+    }
+    let out = send(&state, &opts);
+    assert_eq!(out.status.code(), Some(0), "nothing due any more");
+    let st = states(&state);
+    assert_eq!(st.get("dead"), Some(&4), "{st:?}");
+    let list = String::from_utf8(send(&state, &["--list"]).stdout).unwrap();
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" dead ")).count(),
+        4,
+        "{list}"
+    );
+    assert!(list.contains("65507"), "the oversized row says why: {list}");
+    let rows: serde_json::Value =
+        serde_json::from_slice(&send(&state, &["--list", "--json"]).stdout).unwrap();
+    let big_id = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["size"] == 70_000)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["size"] != 70_000)
+        .all(|r| r["attempts"] == 2));
+    // Requeue all but the oversized one, one by one, and deliver.
+    let rx = Receiver::start(UdpSocket::bind(("127.0.0.1", port)).unwrap());
+    for r in rows.as_array().unwrap() {
+        let id = r["id"].as_i64().unwrap();
+        if id != big_id {
+            let o = send(&state, &["--retry-dead", &id.to_string()]);
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "requeued 1 dead row(s)"
+            );
+        }
+    }
+    let out = send(&state, &["--outbox", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = rx.wait_for(3);
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|&c| c == 1));
+    let st = states(&state);
+    assert_eq!((st.get("sent"), st.get("dead")), (Some(&3), Some(&1)));
+    // --retry-dead without an id requeues what is left.
+    let o = send(&state, &["--retry-dead"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "requeued 1 dead row(s)"
+    );
+    let out = send(&state, &["--outbox"]);
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "the big one is dead again at once"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over the 65507-byte UDP limit"));
+}
+
+#[test]
+fn stale_claims_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let rx = Receiver::start(UdpSocket::bind("127.0.0.1:0").unwrap());
+    let dest = format!("udp://127.0.0.1:{}/drain", rx.port);
+    enqueue(&state, &dest, 0..2);
+    // Row 1: claimed an hour ago by a run that died. Row 2: claimed just now by a live run.
+    let c = rusqlite::Connection::open(&state).unwrap();
+    c.execute_batch(
+        "UPDATE outbox SET state='sending', claim_token='dead-run',
+           claimed_at=strftime('%Y-%m-%d %H:%M:%f','now','-3600 seconds') WHERE id=1;
+         UPDATE outbox SET state='sending', claim_token='live-run',
+           claimed_at=strftime('%Y-%m-%d %H:%M:%f','now') WHERE id=2;",
+    )
+    .unwrap();
+    let out = send(&state, &["--outbox", "--json", "--claim-timeout", "600"]);
+    assert_eq!(out.status.code(), Some(0));
+    let seen = rx.wait_for(1);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen.get(&message(0)), Some(&1));
+    let st: String = c
+        .query_row("SELECT state FROM outbox WHERE id=2", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(st, "sending", "a fresh claim is left to its run");
+}
