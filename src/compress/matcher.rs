@@ -94,6 +94,29 @@ impl ModelMatcher {
     }
 }
 
+/// Learn every cached message the model does not hold yet (a state file whose cache
+/// predates the engine's tables), oldest first, in the caller's transaction. Returns how
+/// many were learned.
+pub fn reindex(tx: &Transaction) -> Result<usize, Failure> {
+    let rows: Vec<(i64, String, Vec<u8>)> = {
+        let mut st = tx
+            .prepare(
+                "SELECT id, sender, substr(bytes, body_offset + 1) FROM cache
+                 WHERE id NOT IN (SELECT id FROM engine_docs) ORDER BY id",
+            )
+            .map_err(db_failure)?;
+        let it = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_failure)?;
+        it.collect::<Result<_, _>>().map_err(db_failure)?
+    };
+    let mut store = SqlStore::new(tx);
+    for (id, sender, body) in &rows {
+        model::learn(&mut store, *id, sender, body)?;
+    }
+    Ok(rows.len())
+}
+
 /// The baseline's full-text index entry for a cached body.
 pub fn fts_learn(tx: &Transaction, cache_id: i64, body: &[u8]) -> Result<(), Failure> {
     let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
@@ -185,5 +208,52 @@ impl Matcher for ModelMatcher {
             Metric::Ncd => "ncd",
         };
         format!("model({m}, word model with peer statistics in the state file)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{cache, State};
+    use crate::wire::{Message, Rules, Timestamp};
+
+    #[test]
+    fn reindex_learns_what_the_cache_holds_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
+        let msgs = [
+            ("http://a.test/", "Jupiter is the largest planet."),
+            ("http://b.test/", "Bake the bread in a hot oven."),
+            ("http://a.test/", "Saturn has rings; it is a planet too."),
+        ];
+        state
+            .write(|tx| {
+                for (n, (from, body)) in msgs.iter().enumerate() {
+                    let t = Timestamp::from_unix(1_700_000_000 + n as i64, 0, 0);
+                    let m = Message::compose(
+                        &[(t, from.as_bytes())],
+                        body.as_bytes(),
+                        &Rules::unchecked_time(),
+                    )
+                    .unwrap();
+                    cache::insert(tx, &m, from, "pipe", false, false)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(state.write(|tx| reindex(tx)).unwrap(), 3);
+        assert_eq!(state.write(|tx| reindex(tx)).unwrap(), 0);
+        let m = ModelMatcher::new(Metric::Cond);
+        let peers = vec!["http://a.test/".to_string(), "http://b.test/".to_string()];
+        let s = m
+            .peer_scores(state.conn(), b"which planet has rings", &peers)
+            .unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[0].1 < s[1].1, "{s:?}");
+        let r = m
+            .related(state.conn(), b"which planet has rings", 1)
+            .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, 3, "{r:?}");
     }
 }
