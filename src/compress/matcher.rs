@@ -241,8 +241,8 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(state.write(|tx| reindex(tx)).unwrap(), 3);
-        assert_eq!(state.write(|tx| reindex(tx)).unwrap(), 0);
+        assert_eq!(state.write(reindex).unwrap(), 3);
+        assert_eq!(state.write(reindex).unwrap(), 0);
         let m = ModelMatcher::new(Metric::Cond);
         let peers = vec!["http://a.test/".to_string(), "http://b.test/".to_string()];
         let s = m
