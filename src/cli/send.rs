@@ -124,6 +124,9 @@ pub struct Args {
     /// smtp://user:pass@relay:587?tls=required (smtp_relay)
     #[arg(long, value_name = "URL")]
     pub relay: Option<String>,
+    /// PEM certificates to trust for the SMTP relay's TLS; TLS then required (smtp_relay_ca)
+    #[arg(long, value_name = "PEM")]
+    pub relay_ca: Option<PathBuf>,
     /// PEM certificates to trust for https:// peers (http_trust_file)
     #[arg(long, value_name = "PEM")]
     pub http_trust: Option<PathBuf>,
@@ -197,6 +200,9 @@ fn options(args: &Args, state: Option<&State>) -> Result<(SendOptions, outbox::P
     }
     if args.relay.is_some() {
         o.mail.relay = args.relay.clone();
+    }
+    if args.relay_ca.is_some() {
+        o.mail.relay_ca = args.relay_ca.clone();
     }
     if args.http_trust.is_some() {
         o.http.trust_file = args.http_trust.clone();

@@ -412,6 +412,12 @@ pub const SETTINGS: &[(&str, &str, SettingKind, &str)] = &[
         SettingKind::Text,
         "SMTP relay URL instead of sendmail, e.g. smtp://user:pass@relay:587?tls=required",
     ),
+    (
+        "smtp_relay_ca",
+        "",
+        SettingKind::Text,
+        "PEM certificates to trust for the relay's TLS (a private CA); TLS then required",
+    ),
     ("ssh_command", "ssh", SettingKind::Text, "the ssh client"),
     (
         "ssh_identity",
