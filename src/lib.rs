@@ -7,6 +7,9 @@
 //! - [`log`]: diagnostics to stderr, a file or syslog.
 pub mod cli;
 pub mod exit;
+pub mod keyx;
 pub mod log;
+pub mod route;
 pub mod sign;
+pub mod state;
 pub mod wire;

@@ -515,7 +515,9 @@ fn parse_ts(b: &[u8]) -> Result<(i64, usize), (Defect, usize)> {
             c == want
         };
         if !ok {
-            let what = if want == b'd' {
+            let what = if want == b'd' && b"/ :.".contains(&c) {
+                "a field has too few digits"
+            } else if want == b'd' {
                 "expected a digit"
             } else if c.is_ascii_digit() {
                 "a field has the wrong number of digits"
@@ -911,6 +913,7 @@ impl<'a> Parser<'a, '_> {
             }
             Err(e) => return Err(e),
         };
+        self.line = 1; // errors below name the signature line
         let signature = match sig_line.first() {
             None => return self.err(Defect::Version(b'\r'), 0),
             Some(b'0') if sig_line.len() == 1 => Signature::Unsigned,
@@ -937,6 +940,7 @@ impl<'a> Parser<'a, '_> {
             }
             Some(&c) => return self.err(Defect::Version(c), 0),
         };
+        self.line = 2;
         let payload_start = self.pos;
         let horizon = self.rules.horizon();
         let mut ids: Vec<IdSpan> = Vec::with_capacity(4);

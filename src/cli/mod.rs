@@ -10,12 +10,19 @@ use std::process::ExitCode;
 #[doc(hidden)]
 pub mod man;
 pub mod parse;
+pub mod post;
+pub mod route;
 pub mod sign;
 
 /// Every tool's command line, in the order the manual lists them. `tests/man.rs` renders
 /// one page per entry into `man/<name>.1`; a new tool adds its `command()` here.
 pub fn commands() -> Vec<clap::Command> {
-    vec![parse::command(), sign::command()]
+    vec![
+        parse::command(),
+        sign::command(),
+        route::command(),
+        post::command(),
+    ]
 }
 
 /// Read a whole input named on the command line: a path, or `-` for stdin.

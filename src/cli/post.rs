@@ -1,0 +1,205 @@
+//! `cmr-post`: the client. Compose a message, post it to the pool, print related messages.
+
+use crate::exit::{self, Failure};
+use crate::route::post::{self, PostOptions, Related};
+use crate::state::State;
+use clap::{CommandFactory, Parser};
+use std::io::Write;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+A1: \"When a client posts a message, it has the effect of adding the message to the pool
+and retrieving related messages.\" cmr-post reads the body from FILE or standard input,
+composes a message with one header line (a time from the state file's clock and the client
+address), adds it to the cache through the local router in one transaction (cache, ID
+index, and every delivery it decides, queued in the outbox for cmr-send), and prints the
+related messages already in the pool, closest first.
+
+The client address is --from, else the client_address policy setting, else the router's
+first address (then forwards carry our address once, as the message's creator).
+
+Examples:
+  printf 'What is the largest planet?' | cmr-post
+  cmr-post --search -k 10 question.txt     # related messages only, nothing posted
+  cmr-post --json < note.txt | jq '.related[].body'
+  cmr-post --from mailto:me@example.org note.txt
+  cmr-post --replies                       # messages that matched my posts since
+
+Exit status: 0 ok, 64 usage, 65 bad body (empty or too large), 66 no input,
+75 temporary failure (retry: nothing was posted), 78 configuration error (state file
+not initialised: cmr-route init --address ADDR).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cmr-post",
+    version,
+    about = "Post a message to the CMR pool and print related messages",
+    after_help = AFTER_HELP
+)]
+pub struct Args {
+    /// State file (default: $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Creator address for the new message.
+    #[arg(long = "from", value_name = "ADDR")]
+    pub from: Option<String>,
+    /// How many related messages to print (default: the related_k setting).
+    #[arg(short = 'k', long = "related", value_name = "N")]
+    pub k: Option<usize>,
+    /// Print related messages only; post nothing.
+    #[arg(long)]
+    pub search: bool,
+    /// Print the messages that arrived later and matched earlier posts (not shown before),
+    /// then mark them shown. Reads no body.
+    #[arg(long, conflicts_with = "search")]
+    pub replies: bool,
+    /// With --replies: include those already shown.
+    #[arg(long, requires = "replies")]
+    pub all: bool,
+    /// Compose and route, but store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the routing decision as well (scores, forwards).
+    #[arg(long)]
+    pub explain: bool,
+    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
+    #[arg(long, value_name = "SINK")]
+    pub log: Option<String>,
+    /// Body file, or - for standard input.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: String,
+}
+
+/// The clap definition (man pages are generated from it).
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
+pub fn main() -> std::process::ExitCode {
+    exit::run("cmr-post", || match Args::try_parse() {
+        Ok(a) => run(a),
+        Err(e) => Ok(crate::cli::route::clap_exit(e)),
+    })
+}
+
+fn related_item(n: usize, r: &Related) -> String {
+    let mut s = format!(
+        "\n{n:>2}. {}  [score {:.3}, row {}, from {}]\n",
+        r.message_id, r.score, r.cache_id, r.sender
+    );
+    let lines: Vec<&str> = r.body.lines().collect();
+    for l in lines.iter().take(8) {
+        let l: String = l.chars().take(200).collect();
+        s.push_str(&format!("    {l}\n"));
+    }
+    if lines.len() > 8 {
+        s.push_str(&format!("    ... ({} more lines)\n", lines.len() - 8));
+    }
+    s
+}
+
+fn related_text(rel: &[Related]) -> String {
+    if rel.is_empty() {
+        return "no related messages in the pool yet\n".into();
+    }
+    let mut s = String::from("related messages (closest first):\n");
+    for (i, r) in rel.iter().enumerate() {
+        s.push_str(&related_item(i + 1, r));
+    }
+    s
+}
+
+fn run(a: Args) -> Result<u8, Failure> {
+    if let Some(l) = &a.log {
+        crate::log::set_sink(crate::log::Sink::parse(l));
+    }
+    if a.replies {
+        let st = State::open(a.state.as_deref())?;
+        let r = post::replies(&st, a.all, !a.dry_run)?;
+        let text = if a.json {
+            format!(
+                "{}\n",
+                serde_json::to_string(&serde_json::json!({ "replies": r }))
+                    .map_err(|e| Failure::software(e.to_string()))?
+            )
+        } else if r.is_empty() {
+            "no new replies\n".to_string()
+        } else {
+            let mut s = String::new();
+            for x in &r {
+                s.push_str(&format!("reply to {}:", x.post_id));
+                s.push_str(&related_item(1, &x.message));
+            }
+            s
+        };
+        let mut o = std::io::stdout().lock();
+        o.write_all(text.as_bytes())
+            .and_then(|_| o.flush())
+            .map_err(|e| Failure::from(e).context("writing output"))?;
+        return Ok(exit::OK);
+    }
+    let body = crate::cli::read_input(&a.file)?;
+    if body.is_empty() {
+        return Err(Failure::data(format!(
+            "{}: empty body, nothing to post",
+            if a.file == "-" {
+                "standard input"
+            } else {
+                &a.file
+            }
+        )));
+    }
+    let mut st = State::open(a.state.as_deref())?;
+    let text = if a.search {
+        let rel = post::search(&st, &body, a.k)?;
+        if a.json {
+            format!(
+                "{}\n",
+                serde_json::to_string(&serde_json::json!({ "related": rel }))
+                    .map_err(|e| Failure::software(e.to_string()))?
+            )
+        } else {
+            related_text(&rel)
+        }
+    } else {
+        let opts = PostOptions {
+            client_address: a.from.clone(),
+            k: a.k,
+            dry_run: a.dry_run,
+        };
+        let p = post::post(&mut st, &body, &opts)?;
+        if a.json {
+            format!(
+                "{}\n",
+                serde_json::to_string(&p).map_err(|e| Failure::software(e.to_string()))?
+            )
+        } else {
+            let mut s = String::new();
+            let queued = p.decision.as_ref().map(|d| d.forwards.len()).unwrap_or(0);
+            s.push_str(&format!(
+                "{} {} (cache row {}): {queued} deliver{} queued\n",
+                if a.dry_run { "would post" } else { "posted" },
+                p.message_id.as_deref().unwrap_or("-"),
+                p.cache_id.unwrap_or(0),
+                if queued == 1 { "y" } else { "ies" }
+            ));
+            if a.explain {
+                if let Some(d) = &p.decision {
+                    s.push_str(&crate::cli::route::explain(d));
+                }
+            } else {
+                s.push('\n');
+            }
+            s.push_str(&related_text(&p.related));
+            s
+        }
+    };
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|_| o.flush())
+        .map_err(|e| Failure::from(e).context("writing output"))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,120 @@
+//! The A3 forward: strip the signature, prepend our line, sign for the destination.
+//!
+//! "Alice removes the signature line from X ... Alice assigns X := T | " " | Alice | CR |
+//! LF | X, where T is the current time ... If Alice knows the shared secret key Kab with
+//! Bob, then Alice assigns X := "1" | SHA-256(kab | X) | CR | LF | X. Otherwise ... "0"."
+//!
+//! T comes from the state file's clock inside the caller's write transaction: unique,
+//! strictly increasing across processes, newer than the header's newest line.
+//!
+//! A message one of our own clients created (cmr-post) already carries one of our
+//! addresses as its creator line. It is forwarded as it is (no second line of ours, since
+//! A2 forbids an address twice in a header), so its original ID is kept.
+
+use crate::exit::Failure;
+use crate::sign;
+use crate::state::{clock, outbox, peers, settings::Settings};
+use crate::wire::{Message, Timestamp};
+use rusqlite::Transaction;
+
+/// A forward ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub bytes: Vec<u8>,
+    /// Our line's timestamp (None when the message already carried our address).
+    pub timestamp: Option<Timestamp>,
+    pub signed: bool,
+}
+
+/// Which of our addresses goes on a forward to `dest`: the first of ours whose scheme
+/// (`mailto:`, `http:`, `udp:`, ...) is the destination's, else our primary address.
+pub fn our_address_for<'a>(settings: &'a Settings, dest: &str) -> Option<&'a str> {
+    let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    let want = scheme(dest);
+    settings
+        .own_addresses
+        .iter()
+        .find(|a| want.is_some() && scheme(a) == want)
+        .or(settings.own_addresses.first())
+        .map(String::as_str)
+}
+
+/// Build the forward of `msg` (canonical, unsigned) to `dest`.
+pub fn build(
+    tx: &Transaction,
+    settings: &Settings,
+    msg: &Message,
+    dest: &str,
+) -> Result<Built, Failure> {
+    let carries_ours = msg.ids().any(|i| settings.is_own(i.address));
+    let (fwd, timestamp) = if carries_ours {
+        (
+            msg.clone().with_signature(crate::wire::Signature::Unsigned),
+            None,
+        )
+    } else {
+        let ours = our_address_for(settings, dest).ok_or_else(|| {
+            Failure::config("no address of ours: run cmr-route init --address ADDR")
+        })?;
+        let t = clock::next(tx, Some(&msg.sender().time()))?;
+        let f = msg.prepend(&t, ours.as_bytes()).map_err(|e| {
+            Failure::software(format!(
+                "forward to {dest}: prepending our line failed: {e}"
+            ))
+        })?;
+        (f, Some(t))
+    };
+    let peer = peers::get(tx, dest)?;
+    let (fwd, signed) = match peer
+        .as_ref()
+        .and_then(|p| p.key.as_ref().map(|k| (p.scheme, k)))
+    {
+        Some((scheme, key)) => (sign::sign(fwd, scheme, key), true),
+        None => (fwd, false),
+    };
+    Ok(Built {
+        bytes: fwd.encode(),
+        timestamp,
+        signed,
+    })
+}
+
+/// What became of one forward.
+#[derive(Debug, Clone)]
+pub enum Queued {
+    /// In the outbox: its row and the forward as built.
+    Queued(i64, Built),
+    /// Kept by the key exchange until a key is agreed with the destination (it queues it).
+    Held(Built),
+    /// Not queued: that (destination, message) pair was queued or sent before, or the key
+    /// exchange refused to send to the destination.
+    Skipped,
+}
+
+/// Build and queue the forward of `msg` to `dest`, unless that pair was queued or sent
+/// before. The key exchange's first-contact hook sees every forward before it is queued.
+pub fn queue(
+    tx: &Transaction,
+    settings: &Settings,
+    msg: &Message,
+    cache_id: i64,
+    dest: &str,
+) -> Result<Queued, Failure> {
+    let key = msg.origin().key();
+    if outbox::seen(tx, dest, &key)? {
+        return Ok(Queued::Skipped);
+    }
+    let b = build(tx, settings, msg, dest)?;
+    match crate::keyx::before_forward(tx, dest, &b.bytes, &key)? {
+        crate::keyx::FirstContact::Send => {}
+        crate::keyx::FirstContact::Held => return Ok(Queued::Held(b)),
+        crate::keyx::FirstContact::Refused => return Ok(Queued::Skipped),
+    }
+    match outbox::enqueue_for(tx, dest, &b.bytes, &key, Some(cache_id))? {
+        Some(id) => {
+            peers::note_forwarded(tx, dest)?;
+            Ok(Queued::Queued(id, b))
+        }
+        None => Ok(Queued::Skipped),
+    }
+}

@@ -1,0 +1,282 @@
+//! The state file: one SQLite database holding every piece of state and every setting.
+//!
+//! - Path: `--state`, else `$CMR_STATE`, else `$XDG_STATE_HOME/cmr/state.sqlite`, else
+//!   `~/.local/state/cmr/state.sqlite`.
+//! - Created with mode 0600 (keys live here). WAL, `synchronous=FULL`, a busy timeout
+//!   (`$CMR_BUSY_TIMEOUT_MS`, else the `busy_timeout_ms` setting, else 10 s).
+//! - Every write goes through [`State::write`]: `BEGIN IMMEDIATE`, the caller's work,
+//!   `COMMIT`. A tool reports success only after that commit (nothing lost).
+//! - Busy, locked, full, I/O and cannot-open errors become EX_TEMPFAIL (75): retry later.
+
+pub mod cache;
+pub mod clock;
+pub mod log;
+pub mod outbox;
+pub mod peers;
+pub mod schema;
+pub mod settings;
+
+use crate::exit::{self, Failure};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default busy timeout.
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// The busy timeout of this process's connections, read by [`busy_wait`].
+static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_BUSY_TIMEOUT_MS);
+
+/// Wait for a lock in short steps until the busy timeout. SQLite's own handler backs off
+/// to 100 ms sleeps, which leaves the lock idle while many processes wait for it; 1 ms
+/// (then 2 ms) steps hand it on at once.
+fn busy_wait(n: i32) -> bool {
+    let n = n.max(0) as u64;
+    let waited = if n < 50 { n } else { 50 + (n - 50) * 2 };
+    if waited >= BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(if n < 50 { 1 } else { 2 }));
+    true
+}
+
+/// An open state file.
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Map a SQLite error to a failure: transient trouble (busy, locked, disk full, I/O, cannot
+/// open) is EX_TEMPFAIL (75), so the caller retries; a file that is not a database is a
+/// configuration error (78); anything else is an internal error (70).
+pub fn db_failure(e: rusqlite::Error) -> Failure {
+    let code = match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => exit::TEMPFAIL,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => exit::CONFIG,
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::AuthorizationForStatementDenied,
+        ) => exit::NOPERM,
+        _ => exit::SOFTWARE,
+    };
+    Failure::new(code, format!("state file: {e}"))
+}
+
+/// Where the state file is: `explicit`, else `$CMR_STATE`, else the XDG state directory.
+pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("CMR_STATE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => PathBuf::from(h).join(".local/state"),
+            None => {
+                return Err(Failure::config(
+                    "no state file: give --state, or set CMR_STATE, XDG_STATE_HOME or HOME",
+                ))
+            }
+        },
+    };
+    Ok(base.join("cmr").join("state.sqlite"))
+}
+
+fn busy_timeout_from_env() -> Result<Option<u64>, Failure> {
+    match std::env::var("CMR_BUSY_TIMEOUT_MS") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            Failure::config(format!(
+                "CMR_BUSY_TIMEOUT_MS must be a number of milliseconds, found '{v}'"
+            ))
+        }),
+        _ => Ok(None),
+    }
+}
+
+impl State {
+    /// Open (creating if needed) the state file and bring its schema up to date.
+    pub fn open(path: Option<&Path>) -> Result<State, Failure> {
+        let path = resolve_path(path)?;
+        create_private(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_failure)
+        .map_err(|f| f.context(path.display()))?;
+        let env_timeout = busy_timeout_from_env()?;
+        let st0 = State {
+            conn,
+            path: path.clone(),
+        };
+        st0.set_busy_timeout(env_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT_MS))?;
+        let conn = st0.conn;
+        // WAL lets readers go on while one process writes; FULL makes a commit durable
+        // before we report success.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(db_failure)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Failure::temp(format!(
+                "state file {}: cannot switch to WAL (journal mode is {mode})",
+                path.display()
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db_failure)?;
+        let mut st = State { conn, path };
+        st.migrate()?;
+        if env_timeout.is_none() {
+            if let Some(ms) = settings::get(&st.conn, "busy_timeout_ms")? {
+                if let Ok(ms) = ms.parse::<u64>() {
+                    st.set_busy_timeout(ms)?;
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    /// Apply the migrations this file has not seen yet.
+    fn migrate(&mut self) -> Result<(), Failure> {
+        let want = schema::MIGRATIONS.len() as i64;
+        let have: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_failure)?;
+        if have == want {
+            return Ok(());
+        }
+        if have > want {
+            return Err(Failure::config(format!(
+                "state file {} has schema version {have}, newer than this program knows ({want})",
+                self.path.display()
+            )));
+        }
+        self.write(|tx| {
+            // Read again under the write lock: another process may have migrated meanwhile.
+            let have: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db_failure)?;
+            for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(have as usize) {
+                tx.execute_batch(sql)
+                    .map_err(|e| db_failure(e).context(format!("schema migration {}", i + 1)))?;
+            }
+            tx.execute_batch(&format!("PRAGMA user_version = {want}"))
+                .map_err(db_failure)?;
+            Ok(())
+        })
+    }
+
+    /// The database, for reads.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Set how long to wait for another writer before giving up (then EX_TEMPFAIL).
+    pub fn set_busy_timeout(&self, ms: u64) -> Result<(), Failure> {
+        BUSY_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.conn.busy_handler(Some(busy_wait)).map_err(db_failure)
+    }
+
+    /// Run `f` in one write transaction (`BEGIN IMMEDIATE` ... `COMMIT`). Returns only after
+    /// the commit; on any error the transaction is rolled back and nothing is changed.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(db_failure)?;
+        let v = f(&tx)?; // dropping tx on error rolls back
+        tx.commit().map_err(db_failure)?;
+        Ok(v)
+    }
+}
+
+/// Create the file (and its directory) readable by its owner only, before SQLite opens it.
+fn create_private(path: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Failure::from(e).context(dir.display()))?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Failure::from(e).context(path.display()))?;
+    Ok(())
+}
+
+/// The current time as text and as Unix seconds (for `arrived`, `created`, log rows).
+pub fn now() -> (String, f64) {
+    let t = crate::wire::Timestamp::now();
+    let unix = t.unix_secs() as f64 + t.subsec_nanos() as f64 / 1e9;
+    (t.to_string(), unix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_private_file_with_schema() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/state.sqlite");
+        let st = State::open(Some(&p)).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let v: i64 = st
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::MIGRATIONS.len() as i64);
+        drop(st);
+        // Reopening is a no-op.
+        State::open(Some(&p)).unwrap();
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let r: Result<(), Failure> = st.write(|tx| {
+            tx.execute("INSERT INTO settings VALUES ('a','b')", [])
+                .map_err(db_failure)?;
+            Err(Failure::data("no"))
+        });
+        assert!(r.is_err());
+        let n: i64 = st
+            .conn()
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

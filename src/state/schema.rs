@@ -1,0 +1,142 @@
+//! The state file's schema as an ordered list of migrations.
+//!
+//! `PRAGMA user_version` holds how many entries of [`MIGRATIONS`] have been applied. A new
+//! table or column is a NEW entry appended at the end; an entry that has shipped is never
+//! edited. Tables that are not core carry their owner's prefix (`keyx_*`, `handshake_*`,
+//! `engine_*`).
+
+/// Migrations, oldest first. Entry `i` moves the file from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: core tables.
+    r#"
+CREATE TABLE settings(
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Our own addresses, first = primary (lowest position).
+CREATE TABLE own_addresses(
+    address  TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+
+-- Peers: every immediate sender we accepted a message from, and every peer an operator or
+-- the key exchange configured. Counters and reputation change only for messages whose
+-- signature verified (Section 4: downgrade only the verified neighbour).
+CREATE TABLE peers(
+    address        TEXT PRIMARY KEY,
+    scheme         TEXT NOT NULL DEFAULT 'hmac-sha256',
+    key            BLOB,
+    transport      TEXT,
+    options        TEXT,
+    configured     INTEGER NOT NULL DEFAULT 0,
+    received       INTEGER NOT NULL DEFAULT 0,
+    accepted       INTEGER NOT NULL DEFAULT 0,
+    rejected       INTEGER NOT NULL DEFAULT 0,
+    forwarded      INTEGER NOT NULL DEFAULT 0,
+    reputation     REAL NOT NULL DEFAULT 0,
+    first_seen     TEXT,
+    last_seen      TEXT,
+    last_id        INTEGER
+);
+CREATE INDEX peers_last_id ON peers(last_id);
+
+-- The cache (A1 "a store of messages"). bytes = "0\r\n" + payload: the canonical unsigned
+-- form (signatures are hop by hop, A3 "removes the signature line").
+CREATE TABLE cache(
+    id           INTEGER PRIMARY KEY,
+    bytes        BLOB NOT NULL,
+    body_offset  INTEGER NOT NULL,
+    arrived      TEXT NOT NULL,
+    arrived_unix REAL NOT NULL,
+    sender       TEXT NOT NULL,
+    origin       TEXT NOT NULL,
+    via          TEXT NOT NULL,
+    client       INTEGER NOT NULL DEFAULT 0,
+    signed       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX cache_sender ON cache(sender, id);
+CREATE INDEX cache_arrived ON cache(arrived_unix);
+CREATE INDEX cache_sender_arrived ON cache(sender, arrived_unix);
+
+-- Every message ID of every cached message, canonical (wire::MessageId::key): the A3
+-- duplicate check is one primary-key lookup per header line.
+CREATE TABLE ids(
+    key      BLOB PRIMARY KEY,
+    cache_id INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ids_cache ON ids(cache_id);
+
+-- Forwards waiting for delivery. (dest, msg_key) is never queued twice.
+CREATE TABLE outbox(
+    id           INTEGER PRIMARY KEY,
+    dest         TEXT NOT NULL,
+    bytes        BLOB NOT NULL,
+    msg_key      BLOB NOT NULL,
+    created      TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT NOT NULL,
+    last_error   TEXT,
+    state        TEXT NOT NULL DEFAULT 'queued',
+    claimed_at   TEXT,
+    cache_id     INTEGER,
+    UNIQUE(dest, msg_key)
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt);
+
+-- Deliveries confirmed by a transport (the outbox row is gone): keeps "never the same
+-- (destination, message) twice" true after the outbox row is removed.
+CREATE TABLE delivered(
+    dest    TEXT NOT NULL,
+    msg_key BLOB NOT NULL,
+    at      TEXT NOT NULL,
+    PRIMARY KEY(dest, msg_key)
+) WITHOUT ROWID;
+
+-- The forward clock (A3 "each forwarded message has a different value of T").
+CREATE TABLE clock(
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    last TEXT NOT NULL
+);
+
+-- Decisions: what was done with each message and why.
+CREATE TABLE log(
+    id       INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    reason   TEXT,
+    sender   TEXT,
+    via      TEXT,
+    msg_key  BLOB,
+    cache_id INTEGER,
+    detail   TEXT
+);
+
+-- Counters that belong to no verified peer: failed signatures (counted against the
+-- transport they came in on, never against the address a forger used), unverified traffic.
+CREATE TABLE counters(
+    scope TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    value INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(scope, name)
+) WITHOUT ROWID;
+"#,
+    // 2: full-text index of cache bodies (the related-message shortlist).
+    r#"
+CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);
+"#,
+    // 3: replies for our own clients (A1: related messages "posted later by other
+    // clients"): a new message matched to a message one of our clients posted.
+    r#"
+CREATE TABLE client_inbox(
+    id       INTEGER PRIMARY KEY,
+    post_id  INTEGER NOT NULL,
+    cache_id INTEGER NOT NULL,
+    score    REAL NOT NULL,
+    at       TEXT NOT NULL,
+    seen     INTEGER NOT NULL DEFAULT 0,
+    UNIQUE(post_id, cache_id)
+);
+CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
+"#,
+];

@@ -1,0 +1,452 @@
+//! Settings: our own addresses and the routing policy, in the state file.
+//!
+//! Every policy key has a default, a validator and a one-line description
+//! (`cmr-route policy` lists them). Values are stored as text, normalised on write.
+
+use super::db_failure;
+use crate::exit::Failure;
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+/// What a setting's value must look like.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// One of the listed words.
+    Choice(&'static [&'static str]),
+    /// A non-negative integer.
+    Count,
+    /// A non-negative number.
+    Number,
+    /// A number, or `off`.
+    NumberOrOff,
+    /// `N/SECONDS` (at most N accepted messages in any window of SECONDS), or `off`.
+    Rate,
+    /// Any text without CR or LF (an address).
+    Address,
+}
+
+/// One known setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+/// Every setting the tools read. Other modules may read keys of their own through
+/// [`get`]/[`set_raw`]; `cmr-route policy` validates only the keys listed here.
+pub const SPECS: &[Spec] = &[
+    Spec {
+        key: "unsigned",
+        default: "accept",
+        kind: Kind::Choice(&["accept", "reject"]),
+        help: "unsigned messages from senders we hold no key for",
+    },
+    Spec {
+        key: "unknown_signed",
+        default: "accept",
+        kind: Kind::Choice(&["accept", "reject"]),
+        help: "signed messages from senders we hold no key for (cannot be verified)",
+    },
+    Spec {
+        key: "rate_peer",
+        default: "off",
+        kind: Kind::Rate,
+        help: "per-peer rate window: at most N accepted messages per SECONDS, e.g. 60/60",
+    },
+    Spec {
+        key: "rate_global",
+        default: "off",
+        kind: Kind::Rate,
+        help: "global rate window over all senders, e.g. 1000/60",
+    },
+    Spec {
+        key: "max_body_bytes",
+        default: "1048576",
+        kind: Kind::Count,
+        help: "size cap on a message body",
+    },
+    Spec {
+        key: "max_header_lines",
+        default: "256",
+        kind: Kind::Count,
+        help: "most message IDs accepted in a routing header",
+    },
+    Spec {
+        key: "reputation_floor",
+        default: "off",
+        kind: Kind::NumberOrOff,
+        help: "reject messages from peers whose reputation is below this",
+    },
+    Spec {
+        key: "clock_skew_secs",
+        default: "0",
+        kind: Kind::Count,
+        help: "allowance for peers whose clocks run ahead of ours",
+    },
+    Spec {
+        key: "matcher",
+        default: "compression",
+        kind: Kind::Choice(&["compression"]),
+        help: "matching engine",
+    },
+    Spec {
+        key: "metric",
+        default: "conditional",
+        kind: Kind::Choice(&["conditional", "spec", "relative"]),
+        help: "routing metric: conditional = C(Y X)-C(Y), spec = D(X,Y), relative = D(X,Y)-C(Y)",
+    },
+    Spec {
+        key: "compressor",
+        default: "deflate",
+        kind: Kind::Choice(&["deflate", "xz"]),
+        help: "compressor behind the metric",
+    },
+    Spec {
+        key: "related_rank",
+        default: "compression",
+        kind: Kind::Choice(&["compression", "bm25"]),
+        help: "rank related messages by compression distance, or by the full-text index alone",
+    },
+    Spec {
+        key: "context_bytes",
+        default: "32768",
+        kind: Kind::Count,
+        help: "bytes of each peer's most recent cached bodies used as its context",
+    },
+    Spec {
+        key: "max_peers_scored",
+        default: "64",
+        kind: Kind::Count,
+        help: "peers scored per message (the most recently active)",
+    },
+    Spec {
+        key: "distance_threshold",
+        default: "1.0",
+        kind: Kind::Number,
+        help: "3.3: no peer is sent a message unless its score is at most this",
+    },
+    Spec {
+        key: "margin",
+        default: "0.02",
+        kind: Kind::Number,
+        help: "3.3: peers whose score is within this of the best also get the message",
+    },
+    Spec {
+        key: "match_k",
+        default: "3",
+        kind: Kind::Count,
+        help: "A3: most cached messages a new message is matched to",
+    },
+    Spec {
+        key: "match_threshold",
+        default: "0.9",
+        kind: Kind::Number,
+        help: "A3: a cached message matches only if its score is at most this",
+    },
+    Spec {
+        key: "forwards_per_match",
+        default: "2",
+        kind: Kind::Count,
+        help: "addresses of a matched message's header the new message is sent to",
+    },
+    Spec {
+        key: "max_forwards",
+        default: "8",
+        kind: Kind::Count,
+        help: "3.3: cap on forwards queued per incoming message",
+    },
+    Spec {
+        key: "related_k",
+        default: "5",
+        kind: Kind::Count,
+        help: "related messages cmr-post prints",
+    },
+    Spec {
+        key: "client_address",
+        default: "",
+        kind: Kind::Address,
+        help: "address cmr-post writes as creator (default: our first address)",
+    },
+    Spec {
+        key: "busy_timeout_ms",
+        default: "10000",
+        kind: Kind::Count,
+        help: "how long to wait for another writer before giving up with 75",
+    },
+];
+
+/// The spec of a known key.
+pub fn spec(key: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.key == key)
+}
+
+/// Check and normalise a value for a known key. Unknown key: 64; bad value: 78.
+pub fn validate(key: &str, value: &str) -> Result<String, Failure> {
+    let s = spec(key).ok_or_else(|| {
+        Failure::usage(format!(
+            "unknown policy setting '{key}' (known: {})",
+            SPECS.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let v = value.trim();
+    let bad = |want: &str| Failure::config(format!("{key}: '{value}' is not {want}"));
+    match s.kind {
+        Kind::Choice(words) => {
+            let l = v.to_ascii_lowercase();
+            if words.contains(&l.as_str()) {
+                Ok(l)
+            } else {
+                Err(bad(&format!("one of {}", words.join(", "))))
+            }
+        }
+        Kind::Count => v
+            .parse::<u64>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("a whole number")),
+        Kind::Number => match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n >= 0.0 => Ok(v.to_string()),
+            _ => Err(bad("a non-negative number")),
+        },
+        Kind::NumberOrOff => {
+            if v.eq_ignore_ascii_case("off") {
+                return Ok("off".into());
+            }
+            match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(v.to_string()),
+                _ => Err(bad("a number or 'off'")),
+            }
+        }
+        Kind::Rate => {
+            if v.eq_ignore_ascii_case("off") {
+                return Ok("off".into());
+            }
+            parse_rate(v)
+                .map(|(n, s)| format!("{n}/{s}"))
+                .ok_or_else(|| bad("N/SECONDS (e.g. 60/60) or 'off'"))
+        }
+        Kind::Address => {
+            if v.contains(['\r', '\n']) {
+                Err(bad("an address (no CR or LF)"))
+            } else {
+                Ok(v.to_string())
+            }
+        }
+    }
+}
+
+fn parse_rate(v: &str) -> Option<(u64, u64)> {
+    let (n, s) = v.split_once('/')?;
+    let n = n.trim().parse().ok()?;
+    let s: u64 = s.trim().parse().ok()?;
+    (s > 0).then_some((n, s))
+}
+
+/// The stored value of a key, None when unset.
+pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, Failure> {
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(db_failure)
+}
+
+/// The value of a known key, its default when unset.
+pub fn get_or_default(conn: &Connection, key: &str) -> Result<String, Failure> {
+    Ok(match get(conn, key)? {
+        Some(v) => v,
+        None => spec(key).map(|s| s.default.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Set a known key after validation.
+pub fn set(tx: &Transaction, key: &str, value: &str) -> Result<String, Failure> {
+    let v = validate(key, value)?;
+    set_raw(tx, key, &v)?;
+    Ok(v)
+}
+
+/// Set any key without validation (for modules' own settings).
+pub fn set_raw(tx: &Transaction, key: &str, value: &str) -> Result<(), Failure> {
+    tx.execute(
+        "INSERT INTO settings(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+    .map_err(db_failure)?;
+    Ok(())
+}
+
+/// Remove a key (back to its default).
+pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
+    Ok(tx
+        .execute("DELETE FROM settings WHERE key = ?1", [key])
+        .map_err(db_failure)?
+        > 0)
+}
+
+/// Our own addresses, primary first.
+pub fn own_addresses(conn: &Connection) -> Result<Vec<String>, Failure> {
+    let mut st = conn
+        .prepare_cached("SELECT address FROM own_addresses ORDER BY position, address")
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_failure)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+}
+
+/// Add one of our own addresses (appended after the existing ones). False if present.
+pub fn add_own_address(tx: &Transaction, address: &str) -> Result<bool, Failure> {
+    if address.is_empty() || address.contains(['\r', '\n']) {
+        return Err(Failure::usage(format!(
+            "bad address '{}': it must be non-empty, without CR or LF",
+            address.escape_debug()
+        )));
+    }
+    let n = tx
+        .execute(
+            "INSERT OR IGNORE INTO own_addresses(address, position)
+             VALUES (?1, (SELECT coalesce(max(position), -1) + 1 FROM own_addresses))",
+            [address],
+        )
+        .map_err(db_failure)?;
+    Ok(n > 0)
+}
+
+/// A rate window: at most `count` accepted messages per `secs` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rate {
+    pub count: u64,
+    pub secs: u64,
+}
+
+/// The routing policy and matching parameters, read once per message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub own_addresses: Vec<String>,
+    pub accept_unsigned: bool,
+    pub accept_unknown_signed: bool,
+    pub rate_peer: Option<Rate>,
+    pub rate_global: Option<Rate>,
+    pub max_body_bytes: u64,
+    pub max_header_lines: u64,
+    pub reputation_floor: Option<f64>,
+    pub clock_skew_secs: u64,
+    pub matcher: String,
+    pub metric: String,
+    pub compressor: String,
+    pub related_rank: String,
+    pub context_bytes: u64,
+    pub max_peers_scored: u64,
+    pub distance_threshold: f64,
+    pub margin: f64,
+    pub match_k: u64,
+    pub match_threshold: f64,
+    pub forwards_per_match: u64,
+    pub max_forwards: u64,
+    pub related_k: u64,
+    pub client_address: Option<String>,
+}
+
+impl Settings {
+    /// Read every setting (defaults for the unset ones). A stored value that does not
+    /// validate (edited by hand) is a configuration error (78) naming the key.
+    pub fn load(conn: &Connection) -> Result<Settings, Failure> {
+        let mut map = std::collections::HashMap::new();
+        {
+            let mut st = conn
+                .prepare_cached("SELECT key, value FROM settings")
+                .map_err(db_failure)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_failure)?;
+            for r in rows {
+                let (k, v) = r.map_err(db_failure)?;
+                map.insert(k, v);
+            }
+        }
+        let val = |key: &str| -> Result<String, Failure> {
+            let raw = map
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| spec(key).map(|s| s.default).unwrap_or("").to_string());
+            validate(key, &raw)
+                .map_err(|f| Failure::config(f.message).context("state file setting"))
+        };
+        let count = |key: &str| -> Result<u64, Failure> { Ok(val(key)?.parse().unwrap_or(0)) };
+        let num = |key: &str| -> Result<f64, Failure> { Ok(val(key)?.parse().unwrap_or(0.0)) };
+        let rate = |key: &str| -> Result<Option<Rate>, Failure> {
+            Ok(parse_rate(&val(key)?).map(|(count, secs)| Rate { count, secs }))
+        };
+        let client = val("client_address")?;
+        Ok(Settings {
+            own_addresses: own_addresses(conn)?,
+            accept_unsigned: val("unsigned")? == "accept",
+            accept_unknown_signed: val("unknown_signed")? == "accept",
+            rate_peer: rate("rate_peer")?,
+            rate_global: rate("rate_global")?,
+            max_body_bytes: count("max_body_bytes")?,
+            max_header_lines: count("max_header_lines")?,
+            reputation_floor: val("reputation_floor")?.parse().ok(),
+            clock_skew_secs: count("clock_skew_secs")?,
+            matcher: val("matcher")?,
+            metric: val("metric")?,
+            compressor: val("compressor")?,
+            related_rank: val("related_rank")?,
+            context_bytes: count("context_bytes")?,
+            max_peers_scored: count("max_peers_scored")?,
+            distance_threshold: num("distance_threshold")?,
+            margin: num("margin")?,
+            match_k: count("match_k")?,
+            match_threshold: num("match_threshold")?,
+            forwards_per_match: count("forwards_per_match")?,
+            max_forwards: count("max_forwards")?,
+            related_k: count("related_k")?,
+            client_address: (!client.is_empty()).then_some(client),
+        })
+    }
+
+    /// Our primary address, if the state file was initialised.
+    pub fn primary_address(&self) -> Option<&str> {
+        self.own_addresses.first().map(String::as_str)
+    }
+
+    /// Is `addr` one of ours?
+    pub fn is_own(&self, addr: &[u8]) -> bool {
+        self.own_addresses.iter().any(|a| a.as_bytes() == addr)
+    }
+
+    /// The wire rules incoming messages are checked against.
+    pub fn rules(&self) -> crate::wire::Rules {
+        let mut r = crate::wire::Rules::default();
+        r.limits.max_header_lines = self.max_header_lines as usize;
+        r.skew_secs = self.clock_skew_secs.min(u32::MAX as u64) as u32;
+        r.own_addresses = self
+            .own_addresses
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert_eq!(validate("unsigned", "REJECT").unwrap(), "reject");
+        assert_eq!(validate("unsigned", "maybe").unwrap_err().code, 78);
+        assert_eq!(validate("nonsense", "1").unwrap_err().code, 64);
+        assert_eq!(validate("rate_peer", "10/60").unwrap(), "10/60");
+        assert_eq!(validate("rate_peer", "10/0").unwrap_err().code, 78);
+        assert_eq!(validate("reputation_floor", "-2").unwrap(), "-2");
+        assert_eq!(validate("margin", "-1").unwrap_err().code, 78);
+        for s in SPECS {
+            validate(s.key, s.default).unwrap();
+        }
+    }
+}

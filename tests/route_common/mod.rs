@@ -1,0 +1,137 @@
+//! Helpers for the cmr-route / cmr-post integration tests: a temporary state file and the
+//! real binaries.
+#![allow(dead_code)]
+
+use cmr::sign::{self, Key, Scheme};
+use cmr::wire::{self, Message, Timestamp};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub const ME: &str = "http://router.test/cmr";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+}
+
+impl Env {
+    /// A fresh state file initialised with our address.
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.sqlite");
+        let e = Env { dir, state };
+        let o = e.route(&["init", "--address", ME], b"");
+        assert!(
+            o.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        e
+    }
+
+    fn run(&self, bin: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(bin);
+        c.arg("--state").arg(&self.state).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut ch = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ch.stdin.take().unwrap().write_all(stdin).unwrap();
+        ch.wait_with_output().unwrap()
+    }
+
+    pub fn route(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_cmr-route"), args, stdin, &[])
+    }
+
+    pub fn route_env(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_cmr-route"), args, stdin, env)
+    }
+
+    pub fn post(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_cmr-post"), args, stdin, &[])
+    }
+
+    /// Route one message with --json; returns the exit code and the decision.
+    pub fn route_json(&self, msg: &[u8], extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(extra);
+        let o = self.route(&a, msg);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let v = serde_json::from_str(out.lines().next().unwrap_or("null")).unwrap_or_else(|e| {
+            panic!(
+                "bad JSON ({e}): {out} / stderr {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code().unwrap_or(-1), v)
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.state).unwrap()
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.db()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.route(args, b"");
+        assert!(
+            o.status.success(),
+            "cmr-route {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+/// A timestamp `secs_ago` seconds in the past, with microseconds, unique per call.
+pub fn past(secs_ago: i64) -> Timestamp {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = Timestamp::now();
+    Timestamp::from_unix(
+        n.unix_secs() - secs_ago,
+        N.fetch_add(1, Ordering::Relaxed) % 1_000_000 * 1000,
+        6,
+    )
+}
+
+/// An unsigned message created by `from` (one header line).
+pub fn msg(from: &str, body: &str) -> Message {
+    Message::compose(
+        &[(past(60), from.as_bytes())],
+        body.as_bytes(),
+        &wire::Rules::default(),
+    )
+    .unwrap()
+}
+
+/// A message created by `origin` and forwarded to us by `via` (two header lines).
+pub fn msg2(via: &str, origin: &str, body: &str) -> Message {
+    let t0 = past(120);
+    let t1 = past(30);
+    Message::compose(
+        &[(t1, via.as_bytes()), (t0, origin.as_bytes())],
+        body.as_bytes(),
+        &wire::Rules::default(),
+    )
+    .unwrap()
+}
+
+pub fn signed(m: Message, scheme: Scheme, key: &[u8]) -> Vec<u8> {
+    sign::sign(m, scheme, &Key::new(key.to_vec())).encode()
+}
+
+pub fn hex(b: &[u8]) -> String {
+    wire::hex(b)
+}

@@ -1,0 +1,595 @@
+//! cmr-route and cmr-post end to end: the real binaries on a temporary state file.
+
+mod route_common;
+use cmr::sign::{self, Key, Scheme};
+use cmr::wire::{self, Timestamp};
+use route_common::*;
+
+const ALICE: &str = "http://alice.test/cmr";
+const CAROL: &str = "mailto:carol@carol.test";
+const DAVE: &str = "udp://192.0.2.4:5000/cmr";
+
+/// Rows of the tables a rejection must not touch, as text, for before/after comparison.
+fn snapshot(e: &Env) -> Vec<String> {
+    let db = e.db();
+    let mut out = Vec::new();
+    for (t, cols) in [
+        ("cache", "id, hex(bytes), sender, via"),
+        ("ids", "hex(key), cache_id"),
+        ("outbox", "id, dest, hex(bytes), hex(msg_key), state"),
+        ("peers", "address, scheme, hex(key), received, accepted, rejected, forwarded, reputation, last_id"),
+        ("clock", "last"),
+        ("settings", "key, value"),
+    ] {
+        let mut st = db.prepare(&format!("SELECT {cols} FROM {t} ORDER BY 1")).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                let mut s = String::from(t);
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    s.push_str(&format!(" {v:?}"));
+                }
+                Ok(s)
+            })
+            .unwrap();
+        out.extend(rows.map(|r| r.unwrap()));
+    }
+    out
+}
+
+#[test]
+fn duplicate_is_idempotent() {
+    let e = Env::new();
+    let (c, d) = e.route_json(&msg(ALICE, "Jupiter is the largest planet.").encode(), &[]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")));
+    let x = msg(CAROL, "Which planet is the largest one?");
+    let (_, d1) = e.route_json(&x.encode(), &[]);
+    assert_eq!(d1["outcome"], "accepted");
+    let forwards = d1["forwards"].as_array().unwrap().len();
+    assert!(forwards > 0, "{d1}");
+    let (cache, ids, outbox) = (e.count("cache"), e.count("ids"), e.count("outbox"));
+    let clock = e
+        .db()
+        .query_row("SELECT last FROM clock", [], |r| r.get::<_, String>(0))
+        .unwrap();
+
+    // The same message again, and a copy of it forwarded by another router: both carry an
+    // ID already in the cache.
+    let (c2, d2) = e.route_json(&x.encode(), &["--strict"]);
+    assert_eq!((c2, d2["outcome"].as_str()), (0, Some("duplicate")), "{d2}");
+    assert_eq!(d2["duplicate_of"], d1["cache_id"]);
+    let copy = x.prepend(&past(1), b"http://other-router.test/").unwrap();
+    let (c3, d3) = e.route_json(&copy.encode(), &[]);
+    assert_eq!((c3, d3["outcome"].as_str()), (0, Some("duplicate")), "{d3}");
+    assert_eq!(
+        (e.count("cache"), e.count("ids"), e.count("outbox")),
+        (cache, ids, outbox),
+        "a duplicate must change nothing"
+    );
+    let clock2 = e
+        .db()
+        .query_row("SELECT last FROM clock", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    assert_eq!(clock, clock2);
+    let logged: i64 = e
+        .db()
+        .query_row(
+            "SELECT count(*) FROM log WHERE outcome = 'duplicate'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(logged, 2);
+}
+
+#[test]
+fn rejections_change_nothing_and_strict_exit_codes() {
+    let e = Env::new();
+    e.ok(&["peer", "add", ALICE, "--key-hex", &hex(b"alice-key")]);
+    e.route_json(
+        &msg(CAROL, "Mercury is the innermost planet.").encode(),
+        &[],
+    );
+    let before = snapshot(&e);
+
+    let good = msg(DAVE, "Venus is the hottest planet.").encode();
+    let mut bad_lf = good.clone();
+    bad_lf.remove(1); // "0\n": the signature line ends with a bare LF
+    let future = format!(
+        "0\r\n{} {DAVE}\r\n\r\n2\r\nhi",
+        Timestamp::now().plus_secs(3600)
+    );
+    let own = format!("0\r\n{} {ME}\r\n\r\n2\r\nhi", past(5));
+    let forged = signed(
+        msg(ALICE, "Send me your keys"),
+        Scheme::HmacSha256,
+        b"not-alice-key",
+    );
+    let unsigned_from_keyed = msg(ALICE, "unsigned but claims alice").encode();
+    let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
+        ("bare LF", bad_lf, 65, "malformed:line-ending"),
+        ("future", future.into_bytes(), 65, "malformed:future"),
+        ("own address", own.into_bytes(), 65, "malformed:own-address"),
+        ("empty", Vec::new(), 65, "malformed:empty-input"),
+        ("forged", forged, 77, "signature"),
+        (
+            "unsigned from keyed",
+            unsigned_from_keyed,
+            77,
+            "unsigned-from-keyed-peer",
+        ),
+    ];
+    for (name, m, strict, code) in cases {
+        let (c, d) = e.route_json(&m, &[]);
+        assert_eq!(c, 0, "{name}: A3 rejection exits 0 without --strict");
+        assert_eq!(d["outcome"], "rejected", "{name}: {d}");
+        assert!(
+            d["reason_code"].as_str().unwrap().starts_with(code),
+            "{name}: {d}"
+        );
+        assert!(!d["reason"].as_str().unwrap().is_empty());
+        let (c, _) = e.route_json(&m, &["--strict"]);
+        assert_eq!(c, strict, "{name}: --strict exit code");
+        assert_eq!(
+            snapshot(&e),
+            before,
+            "{name}: a rejection must change no state"
+        );
+    }
+
+    // Policy: unsigned messages refused.
+    e.ok(&["policy", "unsigned", "reject"]);
+    let before = snapshot(&e);
+    let (c, d) = e.route_json(&good, &["--strict"]);
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("unsigned")),
+        "{d}"
+    );
+    assert_eq!(snapshot(&e), before);
+    // The human text names the reason.
+    let o = e.route(&[], &good);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("policy unsigned=reject"));
+}
+
+#[test]
+fn forwards_parse_carry_our_newer_line_and_are_signed_per_destination() {
+    let e = Env::new();
+    let ka = b"alice shared key".to_vec();
+    let kc = b"foo".to_vec();
+    e.ok(&["peer", "add", ALICE, "--key-hex", &hex(&ka)]);
+    e.ok(&[
+        "peer",
+        "add",
+        CAROL,
+        "--scheme",
+        "sha256",
+        "--key-hex",
+        &hex(&kc),
+    ]);
+    e.ok(&["policy", "margin", "1"]); // every scored peer gets the message
+    let bodies = [
+        (
+            ALICE,
+            "The planet Jupiter is the largest planet in the solar system.",
+        ),
+        (
+            CAROL,
+            "The planet Saturn has the most visible rings of any planet.",
+        ),
+        (DAVE, "The planet Mercury is the closest planet to the sun."),
+    ];
+    for (from, b) in bodies {
+        let m = msg(from, b);
+        let raw = match from {
+            ALICE => signed(m, Scheme::HmacSha256, &ka),
+            CAROL => signed(m, Scheme::Sha256, &kc),
+            _ => m.encode(),
+        };
+        let (c, d) = e.route_json(&raw, &[]);
+        assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+        if from != DAVE {
+            assert_eq!(d["verified"], true);
+        }
+    }
+    // A message forwarded through another router, about planets: matches all three.
+    let x = msg2(
+        "http://hop.test/",
+        "http://origin.test/",
+        "Which planet is the largest planet?",
+    );
+    let (_, d) = e.route_json(&x.encode(), &["--explain"]);
+    assert!(d["forwards"].as_array().unwrap().len() >= 3, "{d}");
+
+    let db = e.db();
+    let mut st = db
+        .prepare("SELECT id, dest, bytes, msg_key FROM outbox ORDER BY id")
+        .unwrap();
+    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(rows.len() >= 5, "{rows:?}");
+    let mut stamps = Vec::new();
+    let mut dests = std::collections::HashSet::new();
+    for (id, dest, bytes, key) in &rows {
+        // Parses under the strict rules of the receiving peer (its own address may not
+        // appear; nothing in the future).
+        let rules = wire::Rules {
+            own_addresses: vec![dest.as_bytes().to_vec()],
+            ..wire::Rules::default()
+        };
+        let m = wire::parse(bytes, &rules).unwrap_or_else(|err| panic!("outbox {id}: {err}"));
+        assert_eq!(
+            m.sender().address,
+            ME.as_bytes(),
+            "outbox {id}: our line first"
+        );
+        let ids: Vec<_> = m.ids().collect();
+        assert!(ids.len() >= 2, "outbox {id}: our line was prepended");
+        assert!(
+            ids[0].time() > ids[1].time(),
+            "outbox {id}: newer timestamp"
+        );
+        assert_eq!(
+            &m.origin().key(),
+            key,
+            "outbox {id}: msg_key is the creator line"
+        );
+        stamps.push(ids[0].time());
+        match dest.as_str() {
+            ALICE => sign::verify(&m, Scheme::HmacSha256, &Key::new(ka.clone())).unwrap(),
+            CAROL => sign::verify(&m, Scheme::Sha256, &Key::new(kc.clone())).unwrap(),
+            _ => assert!(!m.signature().is_signed(), "outbox {id}: no key, unsigned"),
+        }
+        assert!(
+            dests.insert((dest.clone(), key.clone())),
+            "same (dest, message) twice"
+        );
+    }
+    // Clock values: unique and increasing in outbox order.
+    for w in stamps.windows(2) {
+        assert!(w[1] > w[0], "{} then {}", w[0], w[1]);
+    }
+    // Y went back to the origin and the hop of X.
+    assert!(rows.iter().any(|r| r.1 == "http://origin.test/"));
+    assert!(rows.iter().any(|r| r.1 == "http://hop.test/"));
+    // outbox --json parses and lists the same rows.
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["outbox", "--json"])).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), rows.len());
+}
+
+#[test]
+fn forged_signature_does_not_lower_the_honest_peers_standing() {
+    let e = Env::new();
+    let key = b"alice-bob".to_vec();
+    e.ok(&["peer", "add", ALICE, "--key-hex", &hex(&key)]);
+    let rep = |e: &Env| -> (f64, i64, i64) {
+        e.db()
+            .query_row(
+                "SELECT reputation, rejected, accepted FROM peers WHERE address = ?1",
+                [ALICE],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    let (_, d) = e.route_json(
+        &signed(msg(ALICE, "hello from alice"), Scheme::HmacSha256, &key),
+        &[],
+    );
+    assert_eq!(d["verified"], true);
+    let honest = rep(&e);
+    assert_eq!(honest, (1.0, 0, 1));
+    for i in 0..5 {
+        let forged = signed(
+            msg(ALICE, &format!("forged {i}")),
+            Scheme::HmacSha256,
+            b"guess",
+        );
+        let (c, d) = e.route_json(&forged, &["--strict", "--via", "http"]);
+        assert_eq!((c, d["reason_code"].as_str()), (77, Some("signature")));
+    }
+    assert_eq!(rep(&e), honest, "forgeries must not touch alice's standing");
+    let bad: i64 = e
+        .db()
+        .query_row(
+            "SELECT value FROM counters WHERE scope = 'via:http' AND name = 'bad_signature'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bad, 5);
+    // With a reputation floor alice still gets through.
+    e.ok(&["policy", "reputation_floor", "0.5"]);
+    let (_, d) = e.route_json(
+        &signed(msg(ALICE, "still alice"), Scheme::HmacSha256, &key),
+        &[],
+    );
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    // But a verified message refused by policy is alice's doing: that does count.
+    e.ok(&["policy", "max_body_bytes", "4"]);
+    let (_, d) = e.route_json(
+        &signed(msg(ALICE, "too long"), Scheme::HmacSha256, &key),
+        &[],
+    );
+    assert_eq!(d["reason_code"], "size");
+    let (r, rejected, _) = rep(&e);
+    assert_eq!((r, rejected), (1.0, 1), "2 accepted (+2), 1 refused (-1)");
+}
+
+#[test]
+fn cmr_post_returns_related_messages_and_queues_forwards() {
+    let e = Env::new();
+    for (from, b) in [
+        (ALICE, "Jupiter is the largest planet in the solar system."),
+        (ALICE, "Saturn is the second largest planet, with rings."),
+        (
+            CAROL,
+            "Knead the dough, let it rise, then bake the bread for forty minutes.",
+        ),
+        (
+            DAVE,
+            "The referee blew the whistle and the match ended in a draw.",
+        ),
+    ] {
+        let (_, d) = e.route_json(&msg(from, b).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted");
+    }
+    let cache = e.count("cache");
+    // --search: related messages, nothing stored.
+    let o = e.post(
+        &["--search", "--json", "-k", "2"],
+        b"Which planet is the largest?",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["related"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("Jupiter"),
+        "{v}"
+    );
+    assert_eq!(e.count("cache"), cache);
+
+    let o = e.post(&["--json"], b"Which planet is the largest?");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["related"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("largest planet"),
+        "{v}"
+    );
+    assert!(v["related"].as_array().unwrap().len() >= 2);
+    assert_eq!(e.count("cache"), cache + 1);
+    let id = v["message_id"].as_str().unwrap();
+    assert!(id.ends_with(ME), "client address defaults to ours: {id}");
+    let d = &v["decision"];
+    assert_eq!(d["outcome"], "posted");
+    assert_eq!(d["best_peer"], ALICE, "{d}");
+    let fw = d["forwards"].as_array().unwrap();
+    assert!(fw.iter().any(|f| f["dest"] == ALICE), "{d}");
+    // The forwards carry our address once, as the creator, with the original ID.
+    let db = e.db();
+    let bytes: Vec<u8> = db
+        .query_row(
+            "SELECT bytes FROM outbox WHERE dest = ?1 ORDER BY id DESC",
+            [ALICE],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let m = wire::parse(&bytes, &wire::Rules::default()).unwrap();
+    assert_eq!(m.ids().len(), 1);
+    assert_eq!(String::from_utf8_lossy(&m.origin().line()), id);
+    // Human output lists the related messages.
+    let o = e.post(&[], b"Tell me about the largest planet");
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("related messages") && t.contains("Jupiter"),
+        "{t}"
+    );
+    // A1: a message arriving later that matches the post is kept for the client.
+    let (_, d) = e.route_json(
+        &msg(
+            CAROL,
+            "Jupiter is the largest planet: it is the answer you asked for.",
+        )
+        .encode(),
+        &[],
+    );
+    let post_match = d["matched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["origin"].as_str().unwrap().ends_with(ME))
+        .unwrap_or_else(|| panic!("{d}"))["origin"]
+        .clone();
+    let o = e.post(&["--replies", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = v["replies"].as_array().unwrap();
+    assert!(
+        r.iter()
+            .any(|x| x["post_id"] == post_match && x["message"]["sender"] == CAROL),
+        "{v}"
+    );
+    let o = e.post(&["--replies", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["replies"].as_array().unwrap().len(), 0, "shown once");
+    // Empty body: 65, nothing stored.
+    let o = e.post(&[], b"");
+    assert_eq!(o.status.code(), Some(65));
+}
+
+#[test]
+fn compensatory_reply_when_the_best_peer_is_a_sender() {
+    let e = Env::new();
+    // Only 3.2 routing: with A3 matching on, related messages would already have gone
+    // back to alice, leaving no compensatory reply to send.
+    e.ok(&["policy", "match_k", "0"]);
+    e.route_json(
+        &msg(
+            DAVE,
+            "Neptune is the outermost planet, an ice giant planet.",
+        )
+        .encode(),
+        &[],
+    );
+    e.route_json(
+        &msg(CAROL, "Bake the bread in a hot oven until golden.").encode(),
+        &[],
+    );
+    for b in [
+        "Jupiter is the largest planet; planets orbit the sun.",
+        "Saturn is a gas giant planet with rings around the planet.",
+        "Mars is the red planet, a small rocky planet.",
+    ] {
+        e.route_json(&msg(ALICE, b).encode(), &[]);
+    }
+    let (_, d) = e.route_json(
+        &msg(ALICE, "Venus is the hottest planet, a rocky planet.").encode(),
+        &[],
+    );
+    assert_eq!(d["best_peer"], ALICE, "{d}");
+    let fw = d["forwards"].as_array().unwrap();
+    let z: Vec<_> = fw.iter().filter(|f| f["what"] == "z").collect();
+    assert_eq!(z.len(), 1, "{d}");
+    assert_eq!(z[0]["dest"], ALICE);
+    // The reply is not one of alice's own messages.
+    let zid = z[0]["cache_id"].as_i64().unwrap();
+    let sender: String = e
+        .db()
+        .query_row("SELECT sender FROM cache WHERE id = ?1", [zid], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_ne!(sender, ALICE);
+    assert!(
+        !fw.iter().any(|f| f["what"] == "x" && f["dest"] == ALICE),
+        "X never goes back to its sender"
+    );
+}
+
+#[test]
+fn policy_rate_window_and_key_exchange_hand_off() {
+    let e = Env::new();
+    e.ok(&["policy", "rate_peer", "2/60"]);
+    for i in 0..2 {
+        let (_, d) = e.route_json(&msg(DAVE, &format!("message {i}")).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted");
+    }
+    let (c, d) = e.route_json(&msg(DAVE, "message 3").encode(), &["--strict"]);
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("rate-peer")),
+        "{d}"
+    );
+    let (_, d) = e.route_json(&msg(CAROL, "someone else").encode(), &[]);
+    assert_eq!(d["outcome"], "accepted");
+
+    // A5: key-exchange bodies are never cached or routed.
+    let cache = e.count("cache");
+    let (c, d) = e.route_json(
+        &msg(CAROL, "Clear key exchange=666f6f").encode(),
+        &["--via", "https"],
+    );
+    assert_eq!(c, 0);
+    assert_ne!(d["outcome"], "accepted");
+    assert_eq!(e.count("cache"), cache);
+}
+
+#[test]
+fn administration() {
+    let e = Env::new();
+    // Bad values: 78; unknown keys: 64; good values are normalised.
+    assert_eq!(
+        e.route(&["policy", "unsigned", "perhaps"], b"")
+            .status
+            .code(),
+        Some(78)
+    );
+    assert_eq!(
+        e.route(&["policy", "no_such_key", "1"], b"").status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        e.ok(&["policy", "unsigned", "REJECT"]).trim(),
+        "unsigned = reject"
+    );
+    assert_eq!(e.ok(&["policy", "unsigned"]).trim(), "reject");
+    e.ok(&["policy", "--unset", "unsigned"]);
+    assert_eq!(e.ok(&["policy", "unsigned"]).trim(), "accept");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["policy", "--json"])).unwrap();
+    assert_eq!(v["metric"]["value"], "conditional");
+    // Peers.
+    assert_eq!(
+        e.route(&["peer", "add", ALICE, "--key-hex", "xyz"], b"")
+            .status
+            .code(),
+        Some(64)
+    );
+    assert_eq!(
+        e.route(&["peer", "add", ALICE, "--scheme", "md5"], b"")
+            .status
+            .code(),
+        Some(64)
+    );
+    e.ok(&["peer", "add", ALICE, "--key-hex", "666f6f"]);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["peer", "list", "--json"])).unwrap();
+    assert_eq!(v[0]["address"], ALICE);
+    assert_eq!(v[0]["has_key"], true);
+    assert!(
+        !e.ok(&["peer", "list", "--json"]).contains("666f6f"),
+        "keys are never printed"
+    );
+    e.ok(&["peer", "remove", ALICE]);
+    assert_eq!(
+        e.route(&["peer", "remove", ALICE], b"").status.code(),
+        Some(66)
+    );
+    // Cache.
+    let m = msg(DAVE, "cached body text");
+    e.route_json(&m.encode(), &[]);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["cache", "list", "--json"])).unwrap();
+    assert_eq!(v[0]["sender"], DAVE);
+    let id_line = String::from_utf8_lossy(&m.origin().line()).into_owned();
+    assert!(e
+        .ok(&["cache", "show", &id_line])
+        .contains("cached body text"));
+    let raw = e.route(&["cache", "show", "1", "--raw"], b"");
+    assert_eq!(raw.stdout, m.encode());
+    assert_eq!(
+        e.route(&["cache", "show", "99"], b"").status.code(),
+        Some(66)
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["stats", "--json"])).unwrap();
+    assert_eq!(v["cache"], 1);
+    // Explicit `route` subcommand and FILE argument.
+    let f = e.dir.path().join("m.txt");
+    std::fs::write(&f, msg(CAROL, "from a file").encode()).unwrap();
+    assert!(e
+        .ok(&["route", f.to_str().unwrap()])
+        .starts_with("accepted"));
+    assert_eq!(e.route(&["/no/such/file"], b"").status.code(), Some(66));
+    // A stream of two messages.
+    let mut s = msg(CAROL, "one").encode();
+    s.extend(msg(DAVE, "two").encode());
+    assert_eq!(e.ok(&["-q"]).len(), 0);
+    let out = String::from_utf8_lossy(&e.route(&["--json"], &s).stdout).into_owned();
+    assert_eq!(out.lines().count(), 2);
+    // A state file that was never initialised: 78.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cmr-route"))
+        .arg("--state")
+        .arg(e.dir.path().join("fresh.sqlite"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&e.state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
