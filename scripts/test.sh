@@ -5,3 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --all-targets
+# Mail, UDP, SSH and cron over the real Postfix, xinetd, sshd and crond (root, loopback):
+bash tests/integration/udp-xinetd.sh
+bash tests/integration/sshd.sh
+bash tests/integration/postfix.sh
+bash tests/integration/cron.sh
+bash tests/integration/appendix-a.sh
