@@ -20,6 +20,7 @@ fi
 need_packages postfix xinetd openssh-server openssh-client sqlite3 python3
 build
 ensure_user cmrtest
+lock_postfix
 HOME_T=$(getent passwd cmrtest | cut -d: -f6)
 
 PA=$(free_port udp)

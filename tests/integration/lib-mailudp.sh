@@ -52,6 +52,26 @@ build() {
     export PATH="$BIN:$PATH"
 }
 
+# Postfix is one per host: scripts that reconfigure it take turns (bounded wait). A lock
+# directory holding the owner's pid (daemons started later must not inherit a lock fd).
+lock_postfix() {
+    local d=/tmp/cmr-test-postfix.lock
+    for _ in $(seq 900); do
+        if mkdir "$d" 2>/dev/null; then
+            echo $$ >"$d/pid"
+            at_exit "rm -rf $d"
+            return 0
+        fi
+        # A holder that died without cleaning up.
+        local p
+        p=$(cat "$d/pid" 2>/dev/null || true)
+        if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then rm -rf "$d"; continue; fi
+        sleep 1
+    done
+    echo "another test has held Postfix for 15 minutes"
+    exit 1
+}
+
 # An unprivileged user for daemons' deliveries (Postfix pipe, sshd forced command, xinetd).
 ensure_user() {
     local u=$1

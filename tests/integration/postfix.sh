@@ -13,6 +13,7 @@ fi
 need_packages postfix sqlite3 python3 openssl
 build
 ensure_user cmrtest
+lock_postfix
 HOME_T=$(getent passwd cmrtest | cut -d: -f6)
 
 RS="$WORK/bob/state.sqlite"     # pipe transport deliveries
