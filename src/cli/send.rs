@@ -31,8 +31,9 @@ Addresses:
 Settings live in the state file (cmr-send --settings lists them, --set KEY=VALUE sets \
 them): send_timeout, outbox_max_attempts, outbox_max_age, outbox_backoff_base, \
 outbox_backoff_max, outbox_claim_timeout, smtp_from, smtp_sendmail, smtp_relay, \
-ssh_command, ssh_identity, ssh_known_hosts, ssh_options. Command-line options override \
-them for one run.";
+smtp_relay_ca, ssh_command, ssh_identity, ssh_known_hosts, ssh_options, http_trust_file, \
+http_handshake. Command-line options override them for one run; a peer's own row \
+(cmr-route peer) can add HTTP options for that destination.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -66,10 +67,10 @@ pub struct Args {
     /// Send every due outbox row (for cron)
     #[arg(long)]
     pub outbox: bool,
-    /// List outbox rows (queued, sending, dead; with --all also sent)
+    /// List outbox rows (queued, sending, dead; with --all also the delivered ones)
     #[arg(long)]
     pub list: bool,
-    /// With --list: include rows already sent
+    /// With --list: include the delivered (destination, message) pairs
     #[arg(long, requires = "list")]
     pub all: bool,
     /// Requeue dead-lettered rows: all, or the one with this id
