@@ -11,3 +11,6 @@ bash tests/integration/sshd.sh
 bash tests/integration/postfix.sh
 bash tests/integration/cron.sh
 bash tests/integration/appendix-a.sh
+# HTTP, HTTPS and the A4.5 handshake over the real xinetd and curl (root, loopback):
+bash tests/integration/http-inetd.sh
+bash tests/integration/http-handshake.sh

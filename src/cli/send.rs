@@ -42,6 +42,8 @@ Examples:
   cmr-send --to ssh://cmr@bob.example/bob --ssh-identity ~/.ssh/cmr_ed25519 msg.cmr
   cmr-send --outbox                      drain what is due (crontab: */5 * * * *)
   cmr-send --outbox --json               ... and print {sent, deferred, dead, skipped}
+  cmr-send --outbox --print --for http://bob.example/cmr | cmr-route --state bob.sqlite
+                                         hand Bob's messages over a pipe (or a file)
   cmr-send --list                        queued, in-flight and dead rows
   cmr-send --retry-dead                  requeue every dead row (or --retry-dead ID)
   cmr-send --set smtp_relay='smtp://relay.example:587?tls=required' --set send_timeout=30
@@ -67,6 +69,13 @@ pub struct Args {
     /// Send every due outbox row (for cron)
     #[arg(long)]
     pub outbox: bool,
+    /// With --outbox: write the due messages to standard output as one stream instead of
+    /// sending them (store and forward over a pipe or a file); each is marked sent once written
+    #[arg(long, requires = "outbox", conflicts_with = "json")]
+    pub print: bool,
+    /// With --outbox: only the rows for this destination address
+    #[arg(long = "for", value_name = "ADDRESS", requires = "outbox")]
+    pub for_dest: Option<String>,
     /// List outbox rows (queued, sending, dead; with --all also the delivered ones)
     #[arg(long)]
     pub list: bool,
@@ -318,13 +327,25 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     // --outbox
-    let (o, policy) = options(args, Some(&state))?;
-    let report = outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
-        let od = o
-            .for_destination(&state, a)
-            .map_err(|f| transport::SendError::Permanent(f.message))?;
-        transport::send(a, b, &od)
-    })?;
+    let (o, mut policy) = options(args, Some(&state))?;
+    policy.only_dest = args.for_dest.clone();
+    let report = if args.print {
+        // The "transport" is our stdout: a row is delivered once its bytes are written and
+        // flushed. A2 messages are self-delimiting, so the stream needs no framing.
+        let mut sink = std::io::stdout().lock();
+        outbox::drain(&state, &policy, args.verbose, &mut |_, b| {
+            sink.write_all(b)
+                .and_then(|_| sink.flush())
+                .map_err(|e| transport::SendError::Transient(format!("writing stdout: {e}")))
+        })?
+    } else {
+        outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
+            let od = o
+                .for_destination(&state, a)
+                .map_err(|f| transport::SendError::Permanent(f.message))?;
+            transport::send(a, b, &od)
+        })?
+    };
 
     if args.json {
         writeln!(
