@@ -111,7 +111,6 @@ fn rejections_change_nothing_and_strict_exit_codes() {
         ("bare LF", bad_lf, 65, "malformed:line-ending"),
         ("future", future.into_bytes(), 65, "malformed:future"),
         ("own address", own.into_bytes(), 65, "malformed:own-address"),
-        ("empty", Vec::new(), 65, "malformed:empty-input"),
         ("forged", forged, 77, "signature"),
         (
             "unsigned from keyed",
@@ -137,6 +136,13 @@ fn rejections_change_nothing_and_strict_exit_codes() {
             "{name}: a rejection must change no state"
         );
     }
+    // An empty stream is zero messages: nothing decided, nothing logged, exit 0; a shell
+    // user asking for --strict is told there was no message (66).
+    let out = e.route(&["--json"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "no decision for an empty stream");
+    assert_eq!(e.route(&["--strict"], &[]).status.code(), Some(66));
+    assert_eq!(snapshot(&e), before, "an empty stream changes no state");
 
     // Policy: unsigned messages refused.
     e.ok(&["policy", "unsigned", "reject"]);
