@@ -64,6 +64,7 @@ as_bob "$R" policy --state "$BS" unsigned reject >/dev/null
 "$BIN/cmr-send" --state "$AS" --set smtp_from=alice@cmr.test
 
 echo "# Bob's ingress: Postfix pipe and sshd forced command"
+postfix_lock
 cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"
 cp -p /etc/postfix/master.cf "$WORK/master.cf.orig"
 WAS_RUNNING=no

@@ -129,6 +129,13 @@ need_postfix() {
     need_packages postfix
 }
 
+# postfix_lock: Postfix is one per host, so scripts that reconfigure it take turns: this
+# waits (bounded) for the lock and holds it until the script exits.
+postfix_lock() {
+    exec {POSTFIX_LOCK_FD}>/run/lock/cmr-test-postfix.lock
+    flock -w 900 "$POSTFIX_LOCK_FD" || { echo "Postfix is busy with another test (lock)"; exit 1; }
+}
+
 # postfix_pipe RECIPIENT USER COMMAND...: Postfix (loopback only, domain cmr.test) delivers
 # mail for RECIPIENT to COMMAND through a `pipe` transport run as USER. The host's
 # configuration is kept and put back on exit. Postfix logs to $MAILLOG.
@@ -136,6 +143,7 @@ MAILLOG=/var/log/cmr-test-postfix.log
 postfix_pipe() {
     local rcpt=$1 user=$2
     shift 2
+    postfix_lock
     cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"
     cp -p /etc/postfix/master.cf "$WORK/master.cf.orig"
     POSTFIX_WAS_RUNNING=no
@@ -149,7 +157,8 @@ postfix_pipe() {
     postconf -M "cmr/unix=cmr unix - n n - - pipe user=$user argv=$*"
     : >"$MAILLOG"
     newaliases
-    if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix start; fi
+    # The daemons must not inherit the lock.
+    if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix start {POSTFIX_LOCK_FD}>&-; fi
     for _ in $(seq 50); do postfix status >/dev/null 2>&1 && break; sleep 0.1; done
 }
 

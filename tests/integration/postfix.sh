@@ -25,6 +25,7 @@ init_state "$RS" mailto:bob@cmr.test cmrtest
 init_state "$FS" mailto:cmrtest@cmr.test cmrtest
 
 # Keep the host's Postfix configuration and put it back afterwards.
+postfix_lock
 cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"
 cp -p /etc/postfix/master.cf "$WORK/master.cf.orig"
 WAS_RUNNING=no
