@@ -12,7 +12,9 @@
 #          mailto:bob@cmr.test               (Postfix pipe -> cmr-recv --mail)
 #
 # One address per scheme on each side: the address a router uses with a peer (in the key
-# derivation and on its forwards) is its first one with the peer's scheme.
+# derivation and on the lines it prepends to forwards) is its first one with the peer's
+# scheme. Alice posts with --from her address for Bob's scheme: a post goes out under its
+# creator's address, and Bob checks the signature with the key he holds for that address.
 #
 # For each of Bob's addresses Alice runs `cmr-keyx init BOB --clear` and drains her outbox
 # as cron would. Over ssh:// and https:// both ends then hold the same key (`cmr-keyx show
