@@ -14,3 +14,4 @@ bash tests/integration/appendix-a.sh
 # HTTP, HTTPS and the A4.5 handshake over the real xinetd and curl (root, loopback):
 bash tests/integration/http-inetd.sh
 bash tests/integration/http-handshake.sh
+bash tests/integration/keyx-channels.sh
