@@ -25,19 +25,7 @@ finish() {
 trap finish EXIT
 
 # Install what the script needs (we are root); `apt-get update` at most once per boot.
-need_packages() {
-    local missing=()
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        if [ ! -e /tmp/.cmr-apt-updated ]; then
-            apt-get update -qq && touch /tmp/.cmr-apt-updated
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
-            "${missing[@]}" >/dev/null
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 # Build the tools and copy them where unprivileged daemons' users can run them.
 build() {
