@@ -864,20 +864,19 @@ impl<'a> Parser<'a, '_> {
         let start = self.pos;
         let rest = &self.input[start..];
         let window = &rest[..rest.len().min(max.saturating_add(2))];
-        for (i, &c) in window.iter().enumerate() {
-            match c {
-                b'\n' => {
-                    if i > 0 && window[i - 1] == b'\r' {
-                        self.pos = start + i + 1;
-                        self.line += 1;
-                        return Ok((&rest[..i - 1], start));
-                    }
-                    return self.err(Defect::BareLf, start + i);
+        // The first CR or LF decides: CR LF ends the line, anything else is a defect.
+        if let Some(i) = memchr::memchr2(b'\r', b'\n', window) {
+            if window[i] == b'\n' {
+                return self.err(Defect::BareLf, start + i);
+            }
+            match window.get(i + 1) {
+                Some(b'\n') => {
+                    self.pos = start + i + 2;
+                    self.line += 1;
+                    return Ok((&rest[..i], start));
                 }
-                b'\r' if i + 1 < window.len() && window[i + 1] != b'\n' => {
-                    return self.err(Defect::BareCr, start + i);
-                }
-                _ => {}
+                Some(_) => return self.err(Defect::BareCr, start + i),
+                None => {} // CR at the window's end: too long, or unterminated
             }
         }
         if window.len() < rest.len() {
@@ -1160,7 +1159,7 @@ impl<R: BufRead> Reader<R> {
             }
             let room = (max + 2).saturating_sub(self.buf.len() - start);
             let take = &avail[..avail.len().min(room.max(1))];
-            if let Some(i) = take.iter().position(|&c| c == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', take) {
                 self.buf.extend_from_slice(&take[..=i]);
                 self.inner.consume(i + 1);
                 return Ok(true);
@@ -1240,7 +1239,7 @@ impl<R: BufRead> Reader<R> {
     }
 
     fn finish(&mut self, m: Message, used: usize) -> Result<Option<Message>, ReadError> {
-        self.line += self.buf[..used].iter().filter(|&&c| c == b'\n').count();
+        self.line += memchr::memchr_iter(b'\n', &self.buf[..used]).count();
         self.offset += used;
         Ok(Some(m))
     }

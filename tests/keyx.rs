@@ -204,6 +204,33 @@ fn rsa_exchange_over_pipes_both_derivations() {
 }
 
 #[test]
+fn show_prints_a_key_id_both_ends_agree_on() {
+    let (a, b) = exchange("--dh", "hardened");
+    let show = |p: &Peer, peer: &str| -> serde_json::Value {
+        serde_json::from_slice(&p.keyx_ok(&["show", peer, "--json"])).unwrap()
+    };
+    let (sa, sb) = (show(&a, BOB), show(&b, ALICE));
+    let id = sa["key_id"].as_str().expect("a key id").to_string();
+    assert_eq!(id.len(), 16, "{sa}");
+    assert_eq!(sa["key_id"], sb["key_id"], "same key, same id");
+    let key = a.key_for(BOB).unwrap();
+    assert!(!id.contains(&wire::hex(&key)[..16]), "not the key itself");
+    // Another key, another id; the text form shows it too.
+    a.keyx_ok(&["set", BOB, "--key-hex", "00112233445566778899aabbccddeeff"]);
+    assert_ne!(show(&a, BOB)["key_id"], sb["key_id"]);
+    let text = String::from_utf8(a.keyx_ok(&["show", BOB])).unwrap();
+    assert!(
+        text.contains(&format!(
+            "key {}",
+            show(&a, BOB)["key_id"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    a.keyx_ok(&["forget", BOB]);
+    assert!(show(&a, BOB)["key_id"].is_null() || a.keyx(&["show", BOB]).status.code() == Some(66));
+}
+
+#[test]
 fn dh_exchange_over_pipes_both_derivations() {
     exchange("--dh", "hardened");
     exchange("--dh", "spec");

@@ -353,3 +353,38 @@ fn stale_claims_are_taken_over() {
         .unwrap();
     assert_eq!(st, "sending", "a fresh claim is left to its run");
 }
+
+/// `--outbox --print --for DEST`: the rows for DEST come out as one message stream, in
+/// queue order, and are marked sent; rows for other destinations stay queued.
+#[test]
+fn print_exports_one_destination_as_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.sqlite");
+    enqueue(&state, "http://bob.example/cmr", 0..3);
+    enqueue(&state, "http://carol.example/cmr", 3..5);
+    let out = send(
+        &state,
+        &["--outbox", "--print", "--for", "http://bob.example/cmr"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let want: Vec<u8> = (0..3).flat_map(message).collect();
+    assert_eq!(out.stdout, want, "the three messages for bob, concatenated");
+    let rules = cmr::wire::Rules::unchecked_time();
+    let stream: Vec<_> = cmr::wire::Reader::new(&out.stdout[..], rules)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stream.len(), 3);
+    // Nothing left for bob; carol's two still queued, and a second export prints nothing.
+    let list = String::from_utf8(send(&state, &["--list"]).stdout).unwrap();
+    assert_eq!(list.matches("carol.example").count(), 2, "{list}");
+    assert!(!list.contains("bob.example"), "{list}");
+    let again = send(
+        &state,
+        &["--outbox", "--print", "--for", "http://bob.example/cmr"],
+    );
+    assert_eq!(again.status.code(), Some(0));
+    assert!(again.stdout.is_empty());
+    // --print with --json would mix the report into the stream: refused as a usage error.
+    let mixed = send(&state, &["--outbox", "--print", "--json"]);
+    assert_eq!(mixed.status.code(), Some(64));
+}

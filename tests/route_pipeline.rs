@@ -111,7 +111,6 @@ fn rejections_change_nothing_and_strict_exit_codes() {
         ("bare LF", bad_lf, 65, "malformed:line-ending"),
         ("future", future.into_bytes(), 65, "malformed:future"),
         ("own address", own.into_bytes(), 65, "malformed:own-address"),
-        ("empty", Vec::new(), 65, "malformed:empty-input"),
         ("forged", forged, 77, "signature"),
         (
             "unsigned from keyed",
@@ -137,6 +136,13 @@ fn rejections_change_nothing_and_strict_exit_codes() {
             "{name}: a rejection must change no state"
         );
     }
+    // An empty stream is zero messages: nothing decided, nothing logged, exit 0; a shell
+    // user asking for --strict is told there was no message (66).
+    let out = e.route(&["--json"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "no decision for an empty stream");
+    assert_eq!(e.route(&["--strict"], &[]).status.code(), Some(66));
+    assert_eq!(snapshot(&e), before, "an empty stream changes no state");
 
     // Policy: unsigned messages refused.
     e.ok(&["policy", "unsigned", "reject"]);
@@ -807,4 +813,57 @@ fn decision_log_is_pruned_by_count_and_by_age() {
     let o = e.route(&["-q", "-"], &one.repeat(100));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(ids(&e), (171, 230, 400));
+}
+
+/// A router with several addresses: a post created under its primary (http) address goes
+/// to an ssh peer under our ssh address, the one that peer shares its key with, so the
+/// peer can check the signature; the creator line below it is kept.
+#[test]
+fn a_post_goes_out_under_our_address_for_the_destination() {
+    let e = Env::new();
+    let ssh_me = "ssh://router@router.test/cmr";
+    let bob = "ssh://bob@bob.test/cmr";
+    let key = b"bob and router share this key";
+    let o = e.route(&["init", "--address", ME, "--address", ssh_me], b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = e.route(
+        &[
+            "peer",
+            "add",
+            bob,
+            "--scheme",
+            "hmac-sha256",
+            "--key-hex",
+            &hex(key),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let body = "Saturn has rings and dozens of moons; Titan is the largest of Saturn's moons.";
+    let (_, d) = e.route_json(&signed(msg(bob, body), Scheme::HmacSha256, key), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    assert_eq!(d["verified"], true, "{d}");
+
+    let o = e.post(
+        &["--json"],
+        b"How many moons does Saturn have, and which is the largest?",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes: Vec<u8> = e
+        .db()
+        .query_row("SELECT bytes FROM outbox WHERE dest = ?1", [bob], |r| {
+            r.get(0)
+        })
+        .expect("the post is queued for bob");
+    let f = wire::parse(&bytes, &wire::Rules::default()).unwrap();
+    let lines: Vec<String> = f.ids().map(|i| i.address_str().into_owned()).collect();
+    assert_eq!(
+        lines,
+        vec![ssh_me.to_string(), ME.to_string()],
+        "our ssh line, then the creator"
+    );
+    assert!(
+        sign::verify(&f, Scheme::HmacSha256, &sign::Key::new(key.to_vec())).is_ok(),
+        "signed with the key bob shares with our ssh address"
+    );
 }

@@ -448,7 +448,10 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
 
 fn describe(s: &db::PeerStatus) -> String {
     let mut parts = vec![
-        if s.has_key { "key" } else { "no key" }.to_string(),
+        match &s.key_id {
+            Some(id) => format!("key {id}"),
+            None => "no key".to_string(),
+        },
         s.scheme.clone(),
         format!(
             "derive {}{}",

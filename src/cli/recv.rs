@@ -21,13 +21,15 @@ Ingress adapter: reads what the host's own machinery delivers, extracts the CMR 
 and hands it to the router (as cmr-route would, in the same process and transaction), or \
 with --print writes the raw message to standard output for a pipeline.
 
-  --mail    an RFC 5322 mail on stdin (Postfix pipe, .forward, procmail); the CMR message \
-is the body or the first MIME part that parses (base64 and quoted-printable are decoded)
-  --udp     inetd/xinetd `dgram wait` service: the socket is fd 0; datagrams `tag LF \
-message` are read until --idle seconds pass without one
-  --ssh     sshd forced command (authorized_keys: restrict,command=\"cmr-recv --ssh --peer \
-NAME\"); the message(s) on stdin; SSH_ORIGINAL_COMMAND is never executed
-  --http, --https   inetd HTTP(S) service (RFC 1867 upload, A4.2/A4.3)
+Modes:
+  --mail           an RFC 5322 mail on stdin (Postfix pipe, .forward, procmail)
+  --udp            inetd/xinetd dgram wait: datagrams `tag LF message` on fd 0
+  --ssh            sshd forced command: message(s) on stdin
+  --http, --https  inetd nowait: one HTTP(S) request (RFC 1867 upload, A4.2, A4.3)
+
+--mail takes the body, or the first MIME part that parses (base64 and quoted-printable are \
+decoded). --udp reads datagrams until --idle seconds pass without one. --ssh never runs \
+SSH_ORIGINAL_COMMAND; it only compares it with --tag.
 
 Under inetd fd 2 is the socket: --udp, --http and --https log to syslog unless --log \
 names a file.";
@@ -40,7 +42,7 @@ Examples:
                      * ^Subject: cmr
                      | cmr-recv --mail
   xinetd (dgram):    server_args = --udp --tag bob --log syslog
-  authorized_keys:   restrict,command=\"cmr-recv --ssh --peer ssh://alice@a.example/alice\" ssh-ed25519 AAAA...
+  authorized_keys:   restrict,command=\"cmr-recv --ssh --peer ADDR\" ssh-ed25519 AAAA...
   cmr-recv --mail --print < mail.eml | cmr-parse --json
 
 Exit status: 0 handled (a message the router rejects per A3 is logged, still 0), 65 no

@@ -248,6 +248,12 @@ fn route_cmd(st: &mut State, r: &RouteArgs, json: bool) -> Result<u8, Failure> {
         let f = std::fs::File::open(&r.file).map_err(|e| Failure::from(e).context(&r.file))?;
         route::receive_stream(st, std::io::BufReader::new(f), r.via, &opts)?
     };
+    if decisions.is_empty() && r.strict {
+        return Err(Failure::no_input(format!(
+            "{}: no message on input",
+            crate::cli::input_name(&r.file)
+        )));
+    }
     let mut text = String::new();
     for d in &decisions {
         if json {

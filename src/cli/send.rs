@@ -31,8 +31,9 @@ Addresses:
 Settings live in the state file (cmr-send --settings lists them, --set KEY=VALUE sets \
 them): send_timeout, outbox_max_attempts, outbox_max_age, outbox_backoff_base, \
 outbox_backoff_max, outbox_claim_timeout, smtp_from, smtp_sendmail, smtp_relay, \
-ssh_command, ssh_identity, ssh_known_hosts, ssh_options. Command-line options override \
-them for one run.";
+smtp_relay_ca, ssh_command, ssh_identity, ssh_known_hosts, ssh_options, http_trust_file, \
+http_handshake. Command-line options override them for one run; a peer's own row \
+(cmr-route peer) can add HTTP options for that destination.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,6 +42,8 @@ Examples:
   cmr-send --to ssh://cmr@bob.example/bob --ssh-identity ~/.ssh/cmr_ed25519 msg.cmr
   cmr-send --outbox                      drain what is due (crontab: */5 * * * *)
   cmr-send --outbox --json               ... and print {sent, deferred, dead, skipped}
+  cmr-send --outbox --print --for http://bob.example/cmr | cmr-route --state bob.sqlite
+                                         hand Bob's messages over a pipe (or a file)
   cmr-send --list                        queued, in-flight and dead rows
   cmr-send --retry-dead                  requeue every dead row (or --retry-dead ID)
   cmr-send --set smtp_relay='smtp://relay.example:587?tls=required' --set send_timeout=30
@@ -66,10 +69,17 @@ pub struct Args {
     /// Send every due outbox row (for cron)
     #[arg(long)]
     pub outbox: bool,
-    /// List outbox rows (queued, sending, dead; with --all also sent)
+    /// With --outbox: write the due messages to standard output as one stream instead of
+    /// sending them (store and forward over a pipe or a file); each is marked sent once written
+    #[arg(long, requires = "outbox", conflicts_with = "json")]
+    pub print: bool,
+    /// With --outbox: only the rows for this destination address
+    #[arg(long = "for", value_name = "ADDRESS", requires = "outbox")]
+    pub for_dest: Option<String>,
+    /// List outbox rows (queued, sending, dead; with --all also the delivered ones)
     #[arg(long)]
     pub list: bool,
-    /// With --list: include rows already sent
+    /// With --list: include the delivered (destination, message) pairs
     #[arg(long, requires = "list")]
     pub all: bool,
     /// Requeue dead-lettered rows: all, or the one with this id
@@ -124,6 +134,9 @@ pub struct Args {
     /// smtp://user:pass@relay:587?tls=required (smtp_relay)
     #[arg(long, value_name = "URL")]
     pub relay: Option<String>,
+    /// PEM certificates to trust for the SMTP relay's TLS; TLS then required (smtp_relay_ca)
+    #[arg(long, value_name = "PEM")]
+    pub relay_ca: Option<PathBuf>,
     /// PEM certificates to trust for https:// peers (http_trust_file)
     #[arg(long, value_name = "PEM")]
     pub http_trust: Option<PathBuf>,
@@ -197,6 +210,9 @@ fn options(args: &Args, state: Option<&State>) -> Result<(SendOptions, outbox::P
     }
     if args.relay.is_some() {
         o.mail.relay = args.relay.clone();
+    }
+    if args.relay_ca.is_some() {
+        o.mail.relay_ca = args.relay_ca.clone();
     }
     if args.http_trust.is_some() {
         o.http.trust_file = args.http_trust.clone();
@@ -311,13 +327,25 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     // --outbox
-    let (o, policy) = options(args, Some(&state))?;
-    let report = outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
-        let od = o
-            .for_destination(&state, a)
-            .map_err(|f| transport::SendError::Permanent(f.message))?;
-        transport::send(a, b, &od)
-    })?;
+    let (o, mut policy) = options(args, Some(&state))?;
+    policy.only_dest = args.for_dest.clone();
+    let report = if args.print {
+        // The "transport" is our stdout: a row is delivered once its bytes are written and
+        // flushed. A2 messages are self-delimiting, so the stream needs no framing.
+        let mut sink = std::io::stdout().lock();
+        outbox::drain(&state, &policy, args.verbose, &mut |_, b| {
+            sink.write_all(b)
+                .and_then(|_| sink.flush())
+                .map_err(|e| transport::SendError::Transient(format!("writing stdout: {e}")))
+        })?
+    } else {
+        outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
+            let od = o
+                .for_destination(&state, a)
+                .map_err(|f| transport::SendError::Permanent(f.message))?;
+            transport::send(a, b, &od)
+        })?
+    };
 
     if args.json {
         writeln!(

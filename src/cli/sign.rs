@@ -31,7 +31,7 @@ Examples:
   cmr-sign --key-hex 666f6f --scheme sha256 unsigned.msg > signed.msg
   cmr-sign --verify --key-file ~/.cmr/bob.key signed.msg && echo good
   cmr-sign --strip signed.msg > unsigned.msg
-  cmr-sign --strip in.msg | cmr-sign --key-file bob.key | cmr-send ...
+  cmr-sign --strip in.msg | cmr-sign --key-file carol.key > resigned.msg
 
 Exit status: 0 done (or verified), 77 signature does not verify (or the message is
 unsigned), 65 malformed message, 66 no input, 64 usage error (e.g. no key).";
@@ -55,7 +55,7 @@ pub struct Args {
     /// The shared key as hex digits
     #[arg(long, value_name = "HEX", conflicts_with = "key_file")]
     pub key_hex: Option<String>,
-    /// Read the shared key from PATH (hex digits, or raw bytes: see above)
+    /// Read the shared key from PATH (hex digits, or raw bytes: see --help)
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
     /// Check the signature instead of signing: exit 0 when it matches, 77 when not

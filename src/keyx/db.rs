@@ -540,6 +540,8 @@ fn default_group(id: u32) -> super::dh::Group {
 pub struct PeerStatus {
     pub peer: String,
     pub has_key: bool,
+    /// [`key_id`] of the key held, so both ends can check they hold the same one.
+    pub key_id: Option<String>,
     pub scheme: String,
     pub derive: String,
     /// Whether the derivation is the peer's own setting (else the default).
@@ -551,6 +553,17 @@ pub struct PeerStatus {
     pub last_method: Option<String>,
     pub last_exchange: Option<String>,
     pub exchanges: i64,
+}
+
+/// A key's fingerprint: the first 8 bytes of SHA-256 over a fixed label and the key, in
+/// hex. Both peers compute the same one for the same key; it tells no more about the key
+/// than any message signed with it.
+pub fn key_id(key: &Key) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cmr key id\0");
+    h.update(key.bytes());
+    crate::wire::hex(&h.finalize()[..8])
 }
 
 /// Status of `peer` (None when nothing at all is known about it).
@@ -589,6 +602,7 @@ pub fn status(tx: &Transaction, peer: &str) -> Result<Option<PeerStatus>, Failur
     Ok(Some(PeerStatus {
         peer: peer.to_string(),
         has_key: p.as_ref().is_some_and(|p| p.key.is_some()),
+        key_id: p.as_ref().and_then(|p| p.key.as_ref()).map(key_id),
         scheme: p.map(|p| p.scheme).unwrap_or_default().to_string(),
         derive: store.derive_mode(peer)?.to_string(),
         derive_set: derive_own.is_some(),

@@ -7,9 +7,13 @@
 //! T comes from the state file's clock inside the caller's write transaction: unique,
 //! strictly increasing across processes, newer than the header's newest line.
 //!
-//! A message one of our own clients created (cmr-post) already carries one of our
-//! addresses as its creator line. It is forwarded as it is (no second line of ours, since
-//! A2 forbids an address twice in a header), so its original ID is kept.
+//! Our line names the address of ours that suits the destination (`our_address_for`): the
+//! destination shares its key with that address, so that is the line it checks the
+//! signature against. A message that already carries that address (one our own client
+//! created under it with cmr-post) is forwarded as it is, keeping its original ID: A2
+//! forbids an address twice in a header. A router with several addresses may so add a line
+//! naming another of its addresses above its client's creator line; the addresses differ,
+//! so A2 holds, and the destination sees the sender it shares a key with.
 
 use crate::exit::Failure;
 use crate::sign;
@@ -46,16 +50,14 @@ pub fn build(
     msg: &Message,
     dest: &str,
 ) -> Result<Built, Failure> {
-    let carries_ours = msg.ids().any(|i| settings.is_own(i.address));
-    let (fwd, timestamp) = if carries_ours {
+    let ours = our_address_for(settings, dest)
+        .ok_or_else(|| Failure::config("no address of ours: run cmr-route init --address ADDR"))?;
+    let (fwd, timestamp) = if msg.has_address(ours.as_bytes()) {
         (
             msg.clone().with_signature(crate::wire::Signature::Unsigned),
             None,
         )
     } else {
-        let ours = our_address_for(settings, dest).ok_or_else(|| {
-            Failure::config("no address of ours: run cmr-route init --address ADDR")
-        })?;
         let t = clock::next(tx, Some(&msg.sender().time()))?;
         let f = msg.prepend(&t, ours.as_bytes()).map_err(|e| {
             Failure::software(format!(

@@ -30,6 +30,9 @@ pub struct MailOptions {
     /// An SMTP relay URL instead of sendmail, e.g. `smtp://user:pass@relay:587?tls=required`
     /// (STARTTLS) or `smtps://relay:465`.
     pub relay: Option<String>,
+    /// PEM certificate(s) to trust for the relay's TLS besides the public roots (a private
+    /// CA); with it, TLS is required even when the URL does not say so.
+    pub relay_ca: Option<PathBuf>,
 }
 
 impl Default for MailOptions {
@@ -38,6 +41,7 @@ impl Default for MailOptions {
             from: None,
             sendmail: PathBuf::from("/usr/sbin/sendmail"),
             relay: None,
+            relay_ca: None,
         }
     }
 }
@@ -67,6 +71,7 @@ impl MailOptions {
             o.sendmail = s.into();
         }
         o.relay = setting(conn, "smtp_relay")?;
+        o.relay_ca = setting(conn, "smtp_relay_ca")?.map(PathBuf::from);
         Ok(o)
     }
 
@@ -154,17 +159,51 @@ pub fn send(to: &str, cmr: &[u8], o: &MailOptions) -> Result<(), SendError> {
     let from = o.sender_address();
     let mail = compose(to, &from, cmr)?;
     match &o.relay {
-        Some(url) => send_relay(url, &mail),
+        Some(url) => send_relay(url, o.relay_ca.as_deref(), &mail),
         None => send_sendmail(&o.sendmail, &from, to, &mail.formatted()),
     }
 }
 
-fn send_relay(url: &str, mail: &lettre::Message) -> Result<(), SendError> {
+/// The host part of an SMTP URL (`smtp://user:pass@host:port/ehlo?tls=...`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let auth = rest.split(['/', '?']).next()?;
+    let hp = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    let host = if let Some(v6) = hp.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hp.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+fn send_relay(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    mail: &lettre::Message,
+) -> Result<(), SendError> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::Transport;
-    let t = lettre::SmtpTransport::from_url(url)
-        .map_err(|e| SendError::Permanent(format!("smtp_relay {url:?}: {e}")))?
-        .build();
-    t.send(mail).map(|_| ()).map_err(|e| {
+    let perm = |m: String| SendError::Permanent(m);
+    let mut b = lettre::SmtpTransport::from_url(url)
+        .map_err(|e| perm(format!("smtp_relay {url:?}: {e}")))?;
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| SendError::from_io(&format!("smtp_relay_ca {}", ca.display()), &e))?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| perm(format!("smtp_relay_ca {}: {e}", ca.display())))?;
+        let host = url_host(url).ok_or_else(|| perm(format!("smtp_relay {url:?}: no host")))?;
+        let params = TlsParameters::builder(host.to_string())
+            .add_root_certificate(cert)
+            .build_rustls()
+            .map_err(|e| perm(format!("smtp_relay TLS: {e}")))?;
+        b = b.tls(if url.starts_with("smtps:") {
+            Tls::Wrapper(params)
+        } else {
+            Tls::Required(params)
+        });
+    }
+    b.build().send(mail).map(|_| ()).map_err(|e| {
         if e.is_permanent() {
             SendError::Permanent(format!("SMTP relay: {e}"))
         } else {
@@ -357,6 +396,18 @@ mod tests {
             Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
             0\r\n2008/09/01 00:00:53 udp://192.168.0.102:53/dns-tunnel\r\n\r\n14\r\nHello W=\r\norld!\r\n\r\n--XX--\r\n";
         assert_eq!(extract(mail.as_bytes(), &rules()).unwrap(), MSG);
+    }
+
+    #[test]
+    fn relay_url_host() {
+        assert_eq!(
+            url_host("smtp://u:p@relay.example:587?tls=required"),
+            Some("relay.example")
+        );
+        assert_eq!(url_host("smtps://relay.example"), Some("relay.example"));
+        assert_eq!(url_host("smtp://[::1]:25"), Some("::1"));
+        assert_eq!(url_host("smtp://127.0.0.1:25/ehlo.name"), Some("127.0.0.1"));
+        assert_eq!(url_host("relay"), None);
     }
 
     #[test]

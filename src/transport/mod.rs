@@ -412,6 +412,12 @@ pub const SETTINGS: &[(&str, &str, SettingKind, &str)] = &[
         SettingKind::Text,
         "SMTP relay URL instead of sendmail, e.g. smtp://user:pass@relay:587?tls=required",
     ),
+    (
+        "smtp_relay_ca",
+        "",
+        SettingKind::Text,
+        "PEM certificates to trust for the relay's TLS (a private CA); TLS then required",
+    ),
     ("ssh_command", "ssh", SettingKind::Text, "the ssh client"),
     (
         "ssh_identity",
@@ -430,6 +436,18 @@ pub const SETTINGS: &[(&str, &str, SettingKind, &str)] = &[
         "",
         SettingKind::Text,
         "extra ssh -o options, space-separated",
+    ),
+    (
+        "http_trust_file",
+        "",
+        SettingKind::Text,
+        "PEM certificates to trust for https:// peers (besides the system roots)",
+    ),
+    (
+        "http_handshake",
+        "",
+        SettingKind::Text,
+        "our own http(s) address: send by the A4.5 handshake instead of a POST",
     ),
 ];
 
@@ -570,6 +588,27 @@ pub fn send(addr: &Address, bytes: &[u8], opts: &SendOptions) -> Result<(), Send
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_settings_can_be_set_and_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = crate::state::State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
+        st.write(|tx| {
+            set_setting(tx, "http_trust_file", Some("/etc/cmr/peer.pem"))?;
+            set_setting(tx, "http_handshake", Some("http://alice.example/"))
+        })
+        .unwrap();
+        let o = SendOptions::from_settings(st.conn()).unwrap();
+        assert_eq!(
+            o.http.trust_file.as_deref(),
+            Some(std::path::Path::new("/etc/cmr/peer.pem"))
+        );
+        assert!(o.http.handshake.is_some());
+        st.write(|tx| set_setting(tx, "http_trust_file", None))
+            .unwrap();
+        let o = SendOptions::from_settings(st.conn()).unwrap();
+        assert!(o.http.trust_file.is_none());
+    }
 
     #[test]
     fn parses_every_form() {

@@ -48,6 +48,8 @@ pub struct Policy {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub claim_timeout: Duration,
+    /// Only rows for this destination (`cmr-send --outbox --for ADDRESS`).
+    pub only_dest: Option<String>,
 }
 
 impl Default for Policy {
@@ -58,6 +60,7 @@ impl Default for Policy {
             backoff_base: Duration::from_secs(60),
             backoff_max: Duration::from_secs(6 * 3600),
             claim_timeout: Duration::from_secs(900),
+            only_dest: None,
         }
     }
 }
@@ -78,6 +81,7 @@ impl Policy {
             backoff_base: secs("outbox_backoff_base", d.backoff_base)?,
             backoff_max: secs("outbox_backoff_max", d.backoff_max)?,
             claim_timeout: secs("outbox_claim_timeout", d.claim_timeout)?,
+            only_dest: None,
         })
     }
 
@@ -137,6 +141,7 @@ pub fn claim_next(
                 "SELECT id FROM outbox WHERE {} \
                  AND id NOT IN (SELECT value FROM json_each(?2)) \
                  AND dest NOT IN (SELECT value FROM json_each(?3)) \
+                 AND (?4 IS NULL OR dest = ?4) \
                  ORDER BY {}, id LIMIT 1",
                 due(),
                 jd("next_attempt")
@@ -146,7 +151,8 @@ pub fn claim_next(
                 params![
                     policy.claim_timeout.as_secs_f64(),
                     serde_json::to_string(skip_ids).unwrap_or_else(|_| "[]".into()),
-                    serde_json::to_string(skip_dests).unwrap_or_else(|_| "[]".into())
+                    serde_json::to_string(skip_dests).unwrap_or_else(|_| "[]".into()),
+                    policy.only_dest
                 ],
                 |r| r.get(0),
             )

@@ -50,9 +50,9 @@ if [ "${CMR_SKIP_REAL_CRON:-}" != 1 ]; then
     echo "# the real cron daemon (waits at most 75 s for the next minute)"
     queue 6 8 "drained by crond"
     # /etc/cron.d format has a user field.
-    sed -E "s|^(\*/1 \* \* \* \*) |\1 root |" "$WORK/crontab" >/etc/cron.d/cmr-test
-    chmod 644 /etc/cron.d/cmr-test
-    at_exit "rm -f /etc/cron.d/cmr-test"
+    sed -E "s|^(\*/1 \* \* \* \*) |\1 root |" "$WORK/crontab" >/etc/cron.d/cmr-test-$$
+    chmod 644 /etc/cron.d/cmr-test-$$
+    at_exit "rm -f /etc/cron.d/cmr-test-$$"
     STARTED_CRON=no
     if ! pgrep -x cron >/dev/null; then
         cron -f -L 15 &

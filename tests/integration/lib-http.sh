@@ -8,17 +8,7 @@ WORK=$(mktemp -d /tmp/cmr-http-test.XXXXXX)
 FAILS=0
 PASSES=0
 
-# Install what the script needs (we are root); `apt-get update` once.
-need_packages() {
-    local missing=()
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 build() {
     local flag=()

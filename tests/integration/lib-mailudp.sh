@@ -25,19 +25,7 @@ finish() {
 trap finish EXIT
 
 # Install what the script needs (we are root); `apt-get update` at most once per boot.
-need_packages() {
-    local missing=()
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        if [ ! -e /tmp/.cmr-apt-updated ]; then
-            apt-get update -qq && touch /tmp/.cmr-apt-updated
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
-            "${missing[@]}" >/dev/null
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 # Build the tools and copy them where unprivileged daemons' users can run them.
 build() {
@@ -50,6 +38,27 @@ build() {
     done
     BIN="$WORK/bin"
     export PATH="$BIN:$PATH"
+}
+
+# Postfix is one per host: scripts that reconfigure it take turns (bounded wait). A lock
+# directory holding the owner's pid (daemons started later must not inherit a lock fd).
+lock_postfix() {
+    local d=/tmp/cmr-test-postfix.lock
+    [ "$(cat "$d/pid" 2>/dev/null)" = "$$" ] && return 0 # already ours
+    for _ in $(seq 900); do
+        if mkdir "$d" 2>/dev/null; then
+            echo $$ >"$d/pid"
+            at_exit "rm -rf $d"
+            return 0
+        fi
+        # A holder that died without cleaning up.
+        local p
+        p=$(cat "$d/pid" 2>/dev/null || true)
+        if [ -n "$p" ] && ! kill -0 "$p" 2>/dev/null; then rm -rf "$d"; continue; fi
+        sleep 1
+    done
+    echo "another test has held Postfix for 15 minutes"
+    exit 1
 }
 
 # An unprivileged user for daemons' deliveries (Postfix pipe, sshd forced command, xinetd).
@@ -118,6 +127,87 @@ wait_for() {
 make_msg() {
     local ts=${4:-$(date -u '+%Y/%m/%d %H:%M:%S.%N')}
     printf '0\r\n%s %s\r\n\r\n%d\r\n%s' "$ts" "$2" "${#3}" "$3" >"$1"
+}
+
+# need_postfix: Postfix installed as "Local only" (mail name cmr.test), if it is not yet.
+need_postfix() {
+    if ! dpkg -s postfix >/dev/null 2>&1; then
+        echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+        echo "postfix postfix/mailname string cmr.test" | debconf-set-selections
+    fi
+    need_packages postfix
+}
+
+# postfix_pipe RECIPIENT USER COMMAND...: Postfix (loopback only, domain cmr.test) delivers
+# mail for RECIPIENT to COMMAND through a `pipe` transport run as USER. The host's
+# configuration is kept and put back on exit. Postfix logs to $MAILLOG.
+MAILLOG=/var/log/cmr-test-postfix.log
+postfix_pipe() {
+    local rcpt=$1 user=$2
+    shift 2
+    lock_postfix
+    cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"
+    cp -p /etc/postfix/master.cf "$WORK/master.cf.orig"
+    POSTFIX_WAS_RUNNING=no
+    postfix status >/dev/null 2>&1 && POSTFIX_WAS_RUNNING=yes
+    at_exit 'cp -p "$WORK/main.cf.orig" /etc/postfix/main.cf; cp -p "$WORK/master.cf.orig" /etc/postfix/master.cf;
+        if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix stop; fi'
+    echo "$rcpt cmr:" >"$WORK/transport"
+    postconf -e "mydestination = cmr.test, localhost" "inet_interfaces = loopback-only" \
+        "transport_maps = texthash:$WORK/transport" "maillog_file = $MAILLOG" \
+        "cmr_destination_recipient_limit = 1" "local_recipient_maps ="
+    postconf -M "cmr/unix=cmr unix - n n - - pipe user=$user argv=$*"
+    : >"$MAILLOG"
+    newaliases
+    # The daemons must not inherit the lock.
+    if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix start {POSTFIX_LOCK_FD}>&-; fi
+    for _ in $(seq 50); do postfix status >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+# private_sshd PORT USER KEYS: an sshd on 127.0.0.1:PORT that lets only USER in, by the
+# authorized_keys lines in file KEYS (forced commands); its host key is in
+# $WORK/known_hosts for clients. Stopped on exit.
+private_sshd() {
+    local port=$1 user=$2 keys=$3
+    mkdir -p /run/sshd "$WORK/sshd"
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/sshd/hostkey"
+    chmod 644 "$keys"
+    echo "[127.0.0.1]:$port $(cat "$WORK/sshd/hostkey.pub")" >>"$WORK/known_hosts"
+    cat >"$WORK/sshd/config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $WORK/sshd/hostkey
+PidFile $WORK/sshd/pid
+AuthorizedKeysFile $keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+StrictModes no
+AllowUsers $user
+CONF
+    /usr/sbin/sshd -f "$WORK/sshd/config" -D -E "$WORK/sshd/log" &
+    at_exit "kill $!"
+    for _ in $(seq 50); do
+        ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port " && return 0
+        sleep 0.1
+    done
+    echo "sshd did not listen on $port"; cat "$WORK/sshd/log"; return 1
+}
+
+# private_xinetd CONF: xinetd with the configuration file CONF (services bound to
+# 127.0.0.1); waits until every service's port is bound. Stopped on exit.
+private_xinetd() {
+    local conf=$1 port proto
+    xinetd -f "$conf" -pidfile "$conf.pid" -dontfork -filelog "$conf.log" &
+    at_exit "kill $!"
+    awk '/^service/ {p=""; t=""} /port *=/ {p=$3} /protocol *=/ {t=$3} /^}/ && p {print p, t; p=""}' "$conf" |
+        while read -r port proto; do
+            for _ in $(seq 50); do
+                if [ "$proto" = udp ]; then ss -lun; else ss -ltn; fi 2>/dev/null | grep -q "127.0.0.1:$port " && break
+                sleep 0.1
+            done
+        done
 }
 
 summary() {

@@ -10,9 +10,10 @@ if ! dpkg -s postfix >/dev/null 2>&1; then
     echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
     echo "postfix postfix/mailname string cmr.test" | debconf-set-selections
 fi
-need_packages postfix sqlite3 python3
+need_packages postfix sqlite3 python3 openssl
 build
 ensure_user cmrtest
+lock_postfix
 HOME_T=$(getent passwd cmrtest | cut -d: -f6)
 
 RS="$WORK/bob/state.sqlite"     # pipe transport deliveries
@@ -25,6 +26,15 @@ init_state "$RS" mailto:bob@cmr.test cmrtest
 init_state "$FS" mailto:cmrtest@cmr.test cmrtest
 
 # Keep the host's Postfix configuration and put it back afterwards.
+# A private CA and a certificate for the relay at 127.0.0.1 (STARTTLS).
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=cmr-test-ca \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$WORK/relay.key" -out "$WORK/relay.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext.cnf"
+openssl x509 -req -in "$WORK/relay.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+    -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/relay.pem" 2>/dev/null
+
 cp -p /etc/postfix/main.cf "$WORK/main.cf.orig"
 cp -p /etc/postfix/master.cf "$WORK/master.cf.orig"
 WAS_RUNNING=no
@@ -47,7 +57,10 @@ postconf -e "mydestination = cmr.test, localhost" \
     "maillog_file = $MAILLOG" \
     "cmr_destination_recipient_limit = 1" \
     "local_recipient_maps =" \
-    "smtpd_tls_security_level = none" \
+    "smtpd_tls_security_level = may" \
+    "smtpd_tls_cert_file = $WORK/relay.pem" \
+    "smtpd_tls_key_file = $WORK/relay.key" \
+    "smtpd_tls_loglevel = 1" \
     "cmrquiet_destination_recipient_limit = 1"
 postconf -M "cmr/unix=cmr unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --state $RS --log $LOG"
 postconf -M "cmrquiet/unix=cmrquiet unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --no-message-exit 0 --state $RS --log $LOG"
@@ -126,6 +139,22 @@ check "bob's cache holds it" 1 "$(cache_has "$RS" "Hello through the relay")"
 set +e; err=$("${SEND[@]}" --relay smtp://127.0.0.1:25 --to mailto:nobody@elsewhere.invalid "$WORK/m6" 2>&1); rc=$?; set -e
 check "a relay refusing the recipient (5xx) is permanent: 69" 69 "$rc"
 check_contains "  with the relay's answer" "SMTP relay" "$err"
+
+echo "# through the relay with STARTTLS, trusting a private CA"
+make_msg "$WORK/m7" mailto:alice@cmr.test "Hello over STARTTLS"
+clear_log
+set +e
+err=$("${SEND[@]}" --relay 'smtp://127.0.0.1:25?tls=required' --to mailto:bob@cmr.test "$WORK/m7" 2>&1); rc=$?
+set -e
+check "without the CA the relay's certificate is refused: 75 (retry after fixing trust)" 75 "$rc"
+check_contains "  and says so" "SMTP relay" "$err"
+set +e
+"${SEND[@]}" --relay 'smtp://127.0.0.1:25?tls=required' --relay-ca "$WORK/ca.pem" --to mailto:bob@cmr.test "$WORK/m7"; rc=$?
+set -e
+check "with --relay-ca: STARTTLS, exit 0" 0 "$rc"
+check "delivered" sent "$(delivery_status bob@cmr.test)"
+check_contains "Postfix logged a TLS session" "TLS connection established from" "$(cat "$MAILLOG")"
+check "bob's cache holds it" 1 "$(cache_has "$RS" "Hello over STARTTLS")"
 
 echo "# mail without a CMR part: bounced with a clear reason, no state change"
 before=$(cache_count "$RS")
