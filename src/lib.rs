@@ -4,8 +4,10 @@
 //! - [`wire`]: the A2 message format, strict parse and byte-exact encode.
 //! - [`sign`]: signature schemes (the spec's SHA-256(k | header | body), and HMAC-SHA-256).
 //! - [`exit`]: sysexits codes and the error every tool ends in.
+//! - [`compress`]: compressors, the native word model and the routing distances (3.2).
 //! - [`log`]: diagnostics to stderr, a file or syslog.
 pub mod cli;
+pub mod compress;
 pub mod exit;
 pub mod keyx;
 pub mod log;

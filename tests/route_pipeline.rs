@@ -329,6 +329,10 @@ fn forged_signature_does_not_lower_the_honest_peers_standing() {
 #[test]
 fn cmr_post_returns_related_messages_and_queues_forwards() {
     let e = Env::new();
+    // Which of six cached messages ranks first is the deflate baseline's answer (shared
+    // substrings); the word model's idf says little in so small a cache. The mechanism
+    // checked here does not depend on the compressor.
+    e.ok(&["policy", "compressor", "deflate"]);
     for (from, b) in [
         (ALICE, "Jupiter is the largest planet in the solar system."),
         (ALICE, "Saturn is the second largest planet, with rings."),

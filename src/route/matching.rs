@@ -46,6 +46,7 @@ pub trait Matcher {
         -> Result<Vec<(i64, f64)>, Failure>;
     /// A cached message left the cache.
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
+        crate::compress::model::forget(&mut crate::compress::store::SqlStore::new(tx), cache_id)?;
         tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
             .map_err(db_failure)?;
         Ok(())
@@ -59,9 +60,13 @@ pub trait Matcher {
     fn name(&self) -> String;
 }
 
-/// The matcher the settings ask for.
+/// The matcher the settings ask for: the native model (`compressor = model`, the
+/// default, see docs/routing.md) or a general-purpose compressor.
 pub fn from_settings(s: &Settings) -> Result<Box<dyn Matcher>, Failure> {
     match s.matcher.as_str() {
+        "compression" if s.compressor == "model" => Ok(Box::new(
+            crate::compress::matcher::ModelMatcher::from_settings(s)?,
+        )),
         "compression" => Ok(Box::new(CompressionMatcher::from_settings(s)?)),
         other => Err(Failure::config(format!("unknown matcher '{other}'"))),
     }
@@ -145,6 +150,8 @@ pub enum Metric {
     Spec,
     /// D(X, Y) - C(Y).
     Relative,
+    /// NCD(X, Y) = (C(XY) - min(C(X), C(Y))) / max(C(X), C(Y)).
+    Ncd,
 }
 
 impl Metric {
@@ -153,6 +160,7 @@ impl Metric {
             "conditional" => Ok(Metric::Conditional),
             "spec" => Ok(Metric::Spec),
             "relative" => Ok(Metric::Relative),
+            "ncd" => Ok(Metric::Ncd),
             o => Err(Failure::config(format!("unknown metric '{o}'"))),
         }
     }
@@ -190,6 +198,13 @@ impl CompressionMatcher {
             Metric::Relative => {
                 let cy = c.size(context) as f64;
                 c.conditional(x, context) as f64 + cond - cy
+            }
+            Metric::Ncd => {
+                // already normalised
+                let cy = c.size(context) as f64;
+                let cxf = cx as f64;
+                let cxy = (cy + cond).min(cxf + c.conditional(x, context) as f64);
+                return (cxy - cxf.min(cy)) / cxf.max(cy).max(1.0);
             }
         };
         raw / cx.max(1) as f64
@@ -277,15 +292,18 @@ impl Matcher for CompressionMatcher {
         &self,
         tx: &Transaction,
         cache_id: i64,
-        _peer: &str,
+        peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
-        tx.prepare_cached("INSERT INTO cache_fts(rowid, body) VALUES (?1, ?2)")
-            .map_err(db_failure)?
-            .execute(rusqlite::params![cache_id, text])
-            .map_err(db_failure)?;
-        Ok(())
+        // the engine's model stays current too, so the `compressor` setting can change at
+        // any time
+        crate::compress::model::learn(
+            &mut crate::compress::store::SqlStore::new(tx),
+            cache_id,
+            peer,
+            body,
+        )?;
+        crate::compress::matcher::fts_learn(tx, cache_id, body)
     }
 
     fn peer_scores(
@@ -351,6 +369,7 @@ impl Matcher for CompressionMatcher {
             Metric::Conditional => "conditional",
             Metric::Spec => "spec",
             Metric::Relative => "relative",
+            Metric::Ncd => "ncd",
         };
         format!(
             "compression({m}, {c}, {} byte contexts)",

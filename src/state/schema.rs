@@ -146,4 +146,6 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     crate::transport::outbox::MIGRATION,
     // 6: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
     crate::transport::handshake::MIGRATION,
+    // 7: the routing engine's word model (engine_*; compress::store).
+    crate::compress::store::SCHEMA,
 ];

@@ -94,14 +94,14 @@ pub const SPECS: &[Spec] = &[
     Spec {
         key: "metric",
         default: "conditional",
-        kind: Kind::Choice(&["conditional", "spec", "relative"]),
-        help: "routing metric: conditional = C(Y X)-C(Y), spec = D(X,Y), relative = D(X,Y)-C(Y)",
+        kind: Kind::Choice(&["conditional", "spec", "relative", "ncd"]),
+        help: "routing metric: conditional = C(Y X)-C(Y), spec = D(X,Y), relative = D(X,Y)-C(Y), ncd = normalised compression distance",
     },
     Spec {
         key: "compressor",
-        default: "deflate",
-        kind: Kind::Choice(&["deflate", "xz"]),
-        help: "compressor behind the metric",
+        default: "model",
+        kind: Kind::Choice(&["model", "deflate", "xz"]),
+        help: "compressor behind the metric: model = word model kept in the state file (fast, most accurate; docs/routing.md), deflate or xz over each peer's recent bodies",
     },
     Spec {
         key: "related_rank",

@@ -1,0 +1,259 @@
+//! The native model as the router's matching engine ([`crate::route::matching::Matcher`]).
+//!
+//! Scores follow the router's convention: lower = closer, and normalised so that the 3.3
+//! thresholds do not depend on the message size.
+//! - peer scores (3.2): `cond` (default) C(X|Y_i) / C(X) over the words of X the cache
+//!   knows (words no cached message contains say nothing about where X belongs), where
+//!   C(X) is the code length under the background model of the whole cache: 1.0 means
+//!   "no better than the cache as a whole", and differences are shares of X's size as for
+//!   the general-purpose compressors. `spec` D(X,Y_i) / C(X); `relative`
+//!   (D(X,Y_i) - C(Y_i)) / C(X); `ncd` NCD(X, Y_i) (see [`super::model`]).
+//! - related messages (A3): 1 - closeness(m) / max closeness, closeness in bits as in
+//!   [`super::related`] (shared rare words plus the gain of m's peer): 0 for a message
+//!   holding all of X's known words from the best peer, 1 for one sharing nothing.
+//!
+//! A message is scored once per routing decision even though the router asks for peer
+//! scores and related messages separately: the last scoring is kept for the same body.
+
+use super::model::{self, Global, PeerStats, Scored, Term};
+use super::related::{self, QueryView, RelatedOptions};
+use super::store::{db_failure, SqlStore, Store};
+use super::Metric;
+use crate::exit::Failure;
+use crate::route::matching::Matcher;
+use crate::state::settings::Settings;
+use rusqlite::{Connection, Transaction};
+use std::cell::RefCell;
+
+struct Last {
+    body: Vec<u8>,
+    g: Global,
+    peers: Vec<PeerStats>,
+    terms: Vec<Term>,
+    scored: Scored,
+}
+
+/// The native word model behind the router.
+pub struct ModelMatcher {
+    pub metric: Metric,
+    pub opts: RelatedOptions,
+    last: RefCell<Option<Last>>,
+}
+
+impl ModelMatcher {
+    pub fn new(metric: Metric) -> ModelMatcher {
+        ModelMatcher {
+            metric,
+            opts: RelatedOptions::default(),
+            last: RefCell::new(None),
+        }
+    }
+
+    /// From the `metric` setting: conditional, spec, relative or ncd.
+    pub fn from_settings(s: &Settings) -> Result<ModelMatcher, Failure> {
+        let metric = match s.metric.as_str() {
+            "conditional" => Metric::Cond,
+            "spec" => Metric::D,
+            "relative" => Metric::DRel,
+            "ncd" => Metric::Ncd,
+            o => return Err(Failure::config(format!("unknown metric '{o}'"))),
+        };
+        Ok(ModelMatcher::new(metric))
+    }
+
+    /// Score `body` against every peer the model knows (or reuse the last scoring).
+    fn with_scored<T>(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+        f: impl FnOnce(&mut SqlStore<'_>, &Last) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let mut st = SqlStore::new(conn);
+        let mut last = self.last.borrow_mut();
+        if last.as_ref().is_none_or(|l| l.body != body) {
+            let g = st.global()?;
+            let peers = st.all_peers()?;
+            let terms = model::terms(body);
+            let scored = model::score(&mut st, &g, &terms, &peers)?;
+            *last = Some(Last {
+                body: body.to_vec(),
+                g,
+                peers,
+                terms,
+                scored,
+            });
+        }
+        match last.as_ref() {
+            Some(l) => f(&mut st, l),
+            None => Err(Failure::software("engine: no scoring")),
+        }
+    }
+
+    fn forget_last(&self) {
+        self.last.borrow_mut().take();
+    }
+}
+
+/// Learn every cached message the model does not hold yet (a state file whose cache
+/// predates the engine's tables), oldest first, in the caller's transaction. Returns how
+/// many were learned.
+pub fn reindex(tx: &Transaction) -> Result<usize, Failure> {
+    let rows: Vec<(i64, String, Vec<u8>)> = {
+        let mut st = tx
+            .prepare(
+                "SELECT id, sender, substr(bytes, body_offset + 1) FROM cache
+                 WHERE id NOT IN (SELECT id FROM engine_docs) ORDER BY id",
+            )
+            .map_err(db_failure)?;
+        let it = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_failure)?;
+        it.collect::<Result<_, _>>().map_err(db_failure)?
+    };
+    let mut store = SqlStore::new(tx);
+    for (id, sender, body) in &rows {
+        model::learn(&mut store, *id, sender, body)?;
+    }
+    Ok(rows.len())
+}
+
+/// The baseline's full-text index entry for a cached body.
+pub fn fts_learn(tx: &Transaction, cache_id: i64, body: &[u8]) -> Result<(), Failure> {
+    let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
+    tx.prepare_cached("INSERT INTO cache_fts(rowid, body) VALUES (?1, ?2)")
+        .map_err(db_failure)?
+        .execute(rusqlite::params![cache_id, text])
+        .map_err(db_failure)?;
+    Ok(())
+}
+
+impl Matcher for ModelMatcher {
+    fn learn(
+        &self,
+        tx: &Transaction,
+        cache_id: i64,
+        peer: &str,
+        body: &[u8],
+    ) -> Result<(), Failure> {
+        self.forget_last();
+        model::learn(&mut SqlStore::new(tx), cache_id, peer, body)?;
+        // keep the baseline's index current too, so the `compressor` setting can change
+        // at any time
+        fts_learn(tx, cache_id, body)
+    }
+
+    fn peer_scores(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+        peers: &[String],
+    ) -> Result<Vec<(String, f64)>, Failure> {
+        let metric = self.metric;
+        self.with_scored(conn, body, |_, l| {
+            let sc = &l.scored;
+            let cx = sc.cx.max(1.0);
+            let mut out = Vec::with_capacity(peers.len());
+            for want in peers {
+                // a peer we have no message from has no context (the baseline skips it too)
+                let Some(i) = l.peers.iter().position(|p| &p.address == want) else {
+                    continue;
+                };
+                if l.peers[i].messages == 0 {
+                    continue;
+                }
+                let s = match metric {
+                    Metric::Cond if sc.cx_known > 0.0 => sc.cond_known[i] / sc.cx_known,
+                    Metric::Cond => sc.cond[i] / cx,
+                    Metric::D | Metric::DRel => sc.distance(metric, i, &l.peers[i]) / cx,
+                    Metric::Ncd => sc.distance(metric, i, &l.peers[i]),
+                };
+                out.push((want.clone(), s));
+            }
+            Ok(out)
+        })
+    }
+
+    fn related(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+        k: usize,
+    ) -> Result<Vec<(i64, f64)>, Failure> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let opts = self.opts;
+        self.with_scored(conn, body, |st, l| {
+            let view = QueryView::new(&l.g, &l.terms, &l.scored, &l.peers, &opts);
+            let top = view.max_closeness().max(1e-9);
+            let r = related::related(st, &view, &l.terms, &l.scored, k, &opts)?;
+            // related() returns -closeness
+            Ok(r.into_iter().map(|(id, s)| (id, 1.0 + s / top)).collect())
+        })
+    }
+
+    fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
+        self.forget_last();
+        model::forget(&mut SqlStore::new(tx), cache_id)?;
+        tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
+            .map_err(db_failure)?;
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        let m = match self.metric {
+            Metric::Cond => "conditional",
+            Metric::D => "spec",
+            Metric::DRel => "relative",
+            Metric::Ncd => "ncd",
+        };
+        format!("model({m}, word model with peer statistics in the state file)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{cache, State};
+    use crate::wire::{Message, Rules, Timestamp};
+
+    #[test]
+    fn reindex_learns_what_the_cache_holds_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
+        let msgs = [
+            ("http://a.test/", "Jupiter is the largest planet."),
+            ("http://b.test/", "Bake the bread in a hot oven."),
+            ("http://a.test/", "Saturn has rings; it is a planet too."),
+        ];
+        state
+            .write(|tx| {
+                for (n, (from, body)) in msgs.iter().enumerate() {
+                    let t = Timestamp::from_unix(1_700_000_000 + n as i64, 0, 0);
+                    let m = Message::compose(
+                        &[(t, from.as_bytes())],
+                        body.as_bytes(),
+                        &Rules::unchecked_time(),
+                    )
+                    .unwrap();
+                    cache::insert(tx, &m, from, "pipe", false, false)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(state.write(reindex).unwrap(), 3);
+        assert_eq!(state.write(reindex).unwrap(), 0);
+        let m = ModelMatcher::new(Metric::Cond);
+        let peers = vec!["http://a.test/".to_string(), "http://b.test/".to_string()];
+        let s = m
+            .peer_scores(state.conn(), b"which planet has rings", &peers)
+            .unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[0].1 < s[1].1, "{s:?}");
+        let r = m
+            .related(state.conn(), b"which planet has rings", 1)
+            .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, 3, "{r:?}");
+    }
+}
