@@ -867,3 +867,42 @@ fn a_post_goes_out_under_our_address_for_the_destination() {
         "signed with the key bob shares with our ssh address"
     );
 }
+
+/// 3.1: a post from our own client reaches the best peer even when no peer is within the
+/// 3.3 distance threshold (`post_routing best`, the default); `post_routing threshold`
+/// holds posts to the threshold as well. Relayed messages keep the threshold either way.
+#[test]
+fn a_clients_post_reaches_the_best_peer_even_without_a_good_match() {
+    let e = Env::new();
+    e.route_json(
+        &msg(ALICE, "Knead the dough, let it rise, then bake the bread.").encode(),
+        &[],
+    );
+    let post = |body: &[u8]| -> serde_json::Value {
+        let o = e.post(&["--json", "--explain"], body);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        serde_json::from_str(&out).unwrap_or_else(|err| panic!("{err}: {out}"))
+    };
+    let v = post(b"Which moon of Saturn is the largest?");
+    let d = &v["decision"];
+    assert!(d["scores"][0]["score"].as_f64().unwrap() > 0.95, "{v}");
+    let f = d["forwards"].as_array().unwrap();
+    assert_eq!(f.len(), 1, "{v}");
+    assert_eq!(f[0]["dest"], ALICE);
+    assert!(d["notes"].to_string().contains("post_routing"), "{v}");
+
+    e.ok(&["policy", "post_routing", "threshold"]);
+    let v = post(b"How many rings does Neptune have?");
+    assert_eq!(
+        v["decision"]["forwards"].as_array().unwrap().len(),
+        0,
+        "{v}"
+    );
+    let o = e.route(&["policy", "post_routing", "sometimes"], b"");
+    assert_eq!(
+        o.status.code(),
+        Some(78),
+        "a bad value is refused as a configuration error"
+    );
+}

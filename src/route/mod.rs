@@ -800,7 +800,19 @@ pub(crate) fn accept(
     };
 
     // 3.2 / 3.3: route X to the best peer, and to peers within the margin of it.
-    let selected = selected_peers(settings, &plan.scores);
+    let mut selected = selected_peers(settings, &plan.scores);
+    if client && selected.is_empty() && settings.post_to_best {
+        // 3.1: Alice "doesn't know who might know, but knows Bob ... She asks Bob." The 3.3
+        // threshold bounds what a router relays; a new post from our own client is one
+        // message, and it goes at least to the best peer we know.
+        if let Some(best) = plan.scores.first() {
+            d.notes.push(format!(
+                "3.1: our client's post goes to the best peer although its score {:.4} is above distance_threshold {} (post_routing best)",
+                best.1, settings.distance_threshold
+            ));
+            selected.push(best.clone());
+        }
+    }
     if !plan.scores.is_empty() && selected.is_empty() {
         d.notes.push(format!(
             "3.3: best score {:.4} is above distance_threshold {}: not routed to a peer",

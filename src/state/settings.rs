@@ -128,6 +128,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.3: no peer is sent a message unless its score is at most this",
     },
     Spec {
+        key: "post_routing",
+        default: "best",
+        kind: Kind::Choice(&["best", "threshold"]),
+        help: "3.1: our own client's post goes to the best peer even above distance_threshold (best), or only within it (threshold)",
+    },
+    Spec {
         key: "margin",
         default: "0.02",
         kind: Kind::Number,
@@ -353,6 +359,8 @@ pub struct Settings {
     pub context_bytes: u64,
     pub max_peers_scored: u64,
     pub distance_threshold: f64,
+    /// A client's post reaches at least the best peer, whatever its score.
+    pub post_to_best: bool,
     pub margin: f64,
     pub match_k: u64,
     pub match_threshold: f64,
@@ -410,6 +418,7 @@ impl Settings {
             context_bytes: count("context_bytes")?,
             max_peers_scored: count("max_peers_scored")?,
             distance_threshold: num("distance_threshold")?,
+            post_to_best: val("post_routing")? == "best",
             margin: num("margin")?,
             match_k: count("match_k")?,
             match_threshold: num("match_threshold")?,

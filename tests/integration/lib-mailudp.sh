@@ -159,8 +159,7 @@ postfix_pipe() {
     postconf -M "cmr/unix=cmr unix - n n - - pipe user=$user argv=$*"
     : >"$MAILLOG"
     newaliases
-    # The daemons must not inherit the lock.
-    if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix start {POSTFIX_LOCK_FD}>&-; fi
+    if [ "$POSTFIX_WAS_RUNNING" = yes ]; then postfix reload; else postfix start; fi
     for _ in $(seq 50); do postfix status >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
