@@ -139,10 +139,11 @@ impl State {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(db_failure)?;
         // Every message may be a process of its own (inetd, an MTA pipe). By default the last
-        // connection to close checkpoints the WAL into the database and deletes it: three
-        // more fsyncs and a WAL rebuilt by the next process, for every message. Commits are
-        // already durable in the WAL (synchronous=FULL), so leave checkpoints to SQLite's
-        // automatic ones (every 1000 pages), which some later commit runs.
+        // connection to close checkpoints the WAL into the database and deletes it: more
+        // fsyncs and a new WAL file for every message. Commits are already durable in the
+        // WAL (synchronous=FULL), so a process leaves the WAL as it is, and `write` truncates
+        // it once it has grown past WAL_TRUNCATE_BYTES (a new process reads the whole WAL to
+        // rebuild its index, so it must stay short).
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -217,9 +218,29 @@ impl State {
             .map_err(db_failure)?;
         let v = f(&tx)?; // dropping tx on error rolls back
         tx.commit().map_err(db_failure)?;
+        self.trim_wal();
         Ok(v)
     }
+
+    /// After a commit: once the WAL is past [`WAL_TRUNCATE_BYTES`], copy it into the
+    /// database and truncate it. Best effort: the commit is already durable, and a reader
+    /// holding the WAL only postpones this to a later commit.
+    fn trim_wal(&self) {
+        let wal = self.path.with_extension(match self.path.extension() {
+            Some(e) => format!("{}-wal", e.to_string_lossy()),
+            None => "-wal".into(),
+        });
+        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+        if big {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
+
+/// WAL size past which a commit checkpoints and truncates it (see `State::open`).
+const WAL_TRUNCATE_BYTES: u64 = 1 << 20;
 
 /// Create the file (and its directory) readable by its owner only, before SQLite opens it.
 fn create_private(path: &Path) -> Result<(), Failure> {
