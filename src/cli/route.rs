@@ -186,26 +186,10 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> std::process::ExitCode {
-    exit::run("cmr-route", || match Args::try_parse() {
-        Ok(args) => run(args),
-        Err(e) => Ok(clap_exit(e)),
-    })
-}
-
-/// Print a clap error or help text; 0 for --help and --version, 64 for usage errors.
-pub fn clap_exit(e: clap::Error) -> u8 {
-    let _ = e.print();
-    if e.use_stderr() {
-        exit::USAGE
-    } else {
-        exit::OK
-    }
+    super::main_with("cmr-route", |a: &Args| super::log_option(&a.log), run)
 }
 
 fn run(args: Args) -> Result<u8, Failure> {
-    if let Some(l) = &args.log {
-        crate::log::set_sink(crate::log::Sink::parse(l));
-    }
     let json = args.json;
     let mut st = State::open(args.state.as_deref())?;
     match args.cmd {
