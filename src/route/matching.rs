@@ -46,10 +46,7 @@ pub trait Matcher {
         -> Result<Vec<(i64, f64)>, Failure>;
     /// A cached message left the cache.
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
-        crate::compress::model::forget(&mut crate::compress::store::SqlStore::new(tx), cache_id)?;
-        tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
-            .map_err(db_failure)?;
-        Ok(())
+        crate::compress::matcher::forget_indexes(tx, cache_id)
     }
     /// Bytes needed to code `x` after `context` (C(context x) - C(context)); used to pick
     /// the compensatory reply of 3.2.
@@ -301,15 +298,7 @@ impl Matcher for CompressionMatcher {
         peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        // the engine's model stays current too, so the `compressor` setting can change at
-        // any time
-        crate::compress::model::learn(
-            &mut crate::compress::store::SqlStore::new(tx),
-            cache_id,
-            peer,
-            body,
-        )?;
-        crate::compress::matcher::fts_learn(tx, cache_id, body)
+        crate::compress::matcher::learn_indexes(tx, cache_id, peer, body)
     }
 
     fn peer_scores(
