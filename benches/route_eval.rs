@@ -452,12 +452,7 @@ fn print(name: &str, f: &Figures, args: &Args) {
 
 fn main() {
     let args = Args::parse();
-    let corpus = args.corpus.clone().unwrap_or_else(|| {
-        let shared = std::env::var_os("CMR_SHARED")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-        shared.join("corpus/fortunes_topics.jsonl")
-    });
+    let corpus = args.corpus.clone().unwrap_or_else(common::default_corpus);
     let items = match read_corpus(&corpus) {
         Ok(i) => i,
         Err(f) => {

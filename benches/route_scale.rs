@@ -187,12 +187,7 @@ fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), St
 
 fn main() {
     let args = Args::parse();
-    let corpus = args.corpus.clone().unwrap_or_else(|| {
-        let shared = std::env::var_os("CMR_SHARED")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-        shared.join("corpus/fortunes_topics.jsonl")
-    });
+    let corpus = args.corpus.clone().unwrap_or_else(common::default_corpus);
     let texts: Vec<String> = match read_corpus(&corpus) {
         Ok(items) => items.into_iter().map(|i| i.text).collect(),
         Err(f) => {

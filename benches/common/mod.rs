@@ -8,13 +8,22 @@ use cmr::state::settings::Settings;
 use cmr::state::{cache, peers, State};
 use cmr::wire::{self, Message, Timestamp};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 pub const ME: &str = "http://router.example/cmr";
 pub const CLIENT: &str = "http://client.example/cmr";
 pub const CMR_ROUTE: &str = env!("CARGO_BIN_EXE_cmr-route");
+
+/// The labelled corpus the routing benchmarks read by default:
+/// `$CMR_SHARED/corpus/fortunes_topics.jsonl`, `$CMR_SHARED` defaulting to `../shared`.
+pub fn default_corpus() -> PathBuf {
+    let shared = std::env::var_os("CMR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    shared.join("corpus/fortunes_topics.jsonl")
+}
 
 /// Run `cmr-route --state PATH ARGS...`; error with its stderr on failure.
 pub fn cmr_route(state: &Path, args: &[&str]) -> Result<(), String> {

@@ -168,11 +168,7 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
-    let args = match super::parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    exit::run("cmr-keyx", move || run(args))
+    super::main_with("cmr-keyx", |a: &Args| super::log_option(&a.log), run)
 }
 
 fn out(s: &str) -> Result<(), Failure> {
@@ -187,9 +183,6 @@ fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
 }
 
 pub fn run(args: Args) -> Result<u8, Failure> {
-    if let Some(l) = &args.log {
-        crate::log::set_sink(crate::log::Sink::parse(l));
-    }
     let st = State::open(args.state.as_deref())?;
     let json = args.json;
     match args.cmd {

@@ -80,6 +80,32 @@ pub fn parse_args<P: clap::Parser>() -> Result<P, ExitCode> {
     })
 }
 
+/// Every tool's `main`: parse the command line of `A` ([`parse_args`]: 0 after `--help` and
+/// `--version`, 64 on a usage error), send diagnostics to the sink `log_sink` picks from the
+/// arguments (usually `--log`; None keeps the default), then run `body` under [`exit::run`].
+pub fn main_with<A>(
+    tool: &str,
+    log_sink: impl FnOnce(&A) -> Option<crate::log::Sink>,
+    body: impl FnOnce(A) -> Result<u8, Failure> + std::panic::UnwindSafe,
+) -> ExitCode
+where
+    A: clap::Parser + std::panic::UnwindSafe,
+{
+    let args = match parse_args::<A>() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if let Some(sink) = log_sink(&args) {
+        crate::log::set_sink(sink);
+    }
+    exit::run(tool, move || body(args))
+}
+
+/// The sink named by a `--log` option, if given.
+pub fn log_option(log: &Option<String>) -> Option<crate::log::Sink> {
+    log.as_deref().map(crate::log::Sink::parse)
+}
+
 /// The A2 checking rules as command-line options, for every tool that reads messages.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RuleArgs {

@@ -1,6 +1,6 @@
 //! `cmr-parse`: validate A2 messages and show their parts.
 
-use super::{escape, input_name, parse_args, read_message_input, RuleArgs};
+use super::{escape, input_name, read_message_input, RuleArgs};
 use crate::exit::{self, Failure};
 use crate::wire::{self, Message, ReadError, Reader, Signature};
 use base64::Engine as _;
@@ -86,11 +86,7 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
-    let args = match parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    exit::run("cmr-parse", move || run(&args))
+    super::main_with("cmr-parse", |_: &Args| None, |args| run(&args))
 }
 
 /// The tool's work, for callers that already hold parsed arguments.

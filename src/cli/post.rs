@@ -83,10 +83,7 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> std::process::ExitCode {
-    exit::run("cmr-post", || match Args::try_parse() {
-        Ok(a) => run(a),
-        Err(e) => Ok(crate::cli::route::clap_exit(e)),
-    })
+    super::main_with("cmr-post", |a: &Args| super::log_option(&a.log), run)
 }
 
 fn related_item(n: usize, r: &Related) -> String {
@@ -117,9 +114,6 @@ fn related_text(rel: &[Related]) -> String {
 }
 
 fn run(a: Args) -> Result<u8, Failure> {
-    if let Some(l) = &a.log {
-        crate::log::set_sink(crate::log::Sink::parse(l));
-    }
     if a.replies {
         let st = State::open(a.state.as_deref())?;
         let r = post::replies(&st, a.all, !a.dry_run)?;

@@ -118,26 +118,7 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
-    };
-    // Before anything can be printed: under inetd fd 2 is the peer's socket.
-    match &args.log {
-        Some(l) => crate::log::set_sink(crate::log::Sink::parse(l)),
-        None if args.udp || args.http || args.https => {
-            crate::log::set_sink(crate::log::Sink::Syslog)
-        }
-        None => {}
-    }
-    exit::run("cmr-recv", move || {
+    super::main_with("cmr-recv", log_sink, |args| {
         let r = run(&args);
         // For --ssh and --mail, stderr is the sender's channel (the ssh client, the MTA's
         // bounce): tell them too when the log goes elsewhere.
@@ -148,6 +129,15 @@ pub fn main() -> ExitCode {
         }
         r
     })
+}
+
+/// Set before anything can be printed: under inetd fd 2 is the peer's socket.
+fn log_sink(args: &Args) -> Option<crate::log::Sink> {
+    match &args.log {
+        Some(l) => Some(crate::log::Sink::parse(l)),
+        None if args.udp || args.http || args.https => Some(crate::log::Sink::Syslog),
+        None => None,
+    }
 }
 
 /// Where extracted messages go: the router, or stdout.

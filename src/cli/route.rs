@@ -186,26 +186,10 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> std::process::ExitCode {
-    exit::run("cmr-route", || match Args::try_parse() {
-        Ok(args) => run(args),
-        Err(e) => Ok(clap_exit(e)),
-    })
-}
-
-/// Print a clap error or help text; 0 for --help and --version, 64 for usage errors.
-pub fn clap_exit(e: clap::Error) -> u8 {
-    let _ = e.print();
-    if e.use_stderr() {
-        exit::USAGE
-    } else {
-        exit::OK
-    }
+    super::main_with("cmr-route", |a: &Args| super::log_option(&a.log), run)
 }
 
 fn run(args: Args) -> Result<u8, Failure> {
-    if let Some(l) = &args.log {
-        crate::log::set_sink(crate::log::Sink::parse(l));
-    }
     let json = args.json;
     let mut st = State::open(args.state.as_deref())?;
     match args.cmd {
@@ -221,15 +205,20 @@ fn run(args: Args) -> Result<u8, Failure> {
     }
 }
 
-fn out() -> std::io::StdoutLock<'static> {
-    std::io::stdout().lock()
+fn emit(s: &str) -> Result<(), Failure> {
+    emit_bytes(s.as_bytes())
 }
 
-fn emit(s: &str) -> Result<(), Failure> {
-    let mut o = out();
-    o.write_all(s.as_bytes())
+fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(b)
         .and_then(|_| o.flush())
         .map_err(|e| Failure::from(e).context("writing output"))
+}
+
+/// `v` as one line of JSON on stdout.
+fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
+    emit(&format!("{}\n", to_json(v)?))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
@@ -414,10 +403,7 @@ fn init(st: &State, addresses: &[String], json: bool) -> Result<u8, Failure> {
     })?;
     let all = settings::own_addresses(st.conn())?;
     if json {
-        emit(&format!(
-            "{}\n",
-            to_json(&serde_json::json!({"state": st.path(), "addresses": all, "added": added}))?
-        ))?;
+        emit_json(&serde_json::json!({"state": st.path(), "addresses": all, "added": added}))?;
     } else {
         let mut s = format!("state file {}\n", st.path().display());
         for (i, a) in all.iter().enumerate() {
@@ -459,7 +445,7 @@ fn policy(
                         )
                     })
                     .collect();
-                emit(&format!("{}\n", to_json(&v)?))?;
+                emit_json(&v)?;
             } else {
                 let mut s = String::new();
                 for (sp, v) in rows {
@@ -493,7 +479,7 @@ fn policy(
             })?;
             let v = settings::get(st.conn(), &k)?.unwrap_or_else(|| sp.default.to_string());
             if json {
-                emit(&format!("{}\n", to_json(&serde_json::json!({ k: v }))?))?;
+                emit_json(&serde_json::json!({ k: v }))?;
             } else {
                 emit(&format!("{v}\n"))?;
             }
@@ -508,7 +494,7 @@ fn policy(
             if !json {
                 emit(&format!("{k} = {v}\n"))?;
             } else {
-                emit(&format!("{}\n", to_json(&serde_json::json!({ k: v }))?))?;
+                emit_json(&serde_json::json!({ k: v }))?;
             }
         }
     }
@@ -537,7 +523,7 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
             st.write(|tx| peers::add(tx, &address, scheme, key.as_ref()))?;
             let p = peers::get(st.conn(), &address)?;
             if json {
-                emit(&format!("{}\n", to_json(&p)?))?;
+                emit_json(&p)?;
             } else {
                 emit(&format!(
                     "peer {address}: scheme {scheme}, {}\n",
@@ -552,7 +538,7 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
         PeerCmd::List => {
             let all = peers::list(st.conn())?;
             if json {
-                emit(&format!("{}\n", to_json(&all)?))?;
+                emit_json(&all)?;
             } else {
                 let mut s = String::new();
                 for p in all {
@@ -620,7 +606,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                         })
                     })
                     .collect();
-                emit(&format!("{}\n", to_json(&v)?))?;
+                emit_json(&v)?;
             } else {
                 let mut s = String::new();
                 for c in rows {
@@ -651,10 +637,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                 Ok(n)
             })?;
             if json {
-                emit(&format!(
-                    "{}\n",
-                    to_json(&serde_json::json!({ "removed": n }))?
-                ))?;
+                emit_json(&serde_json::json!({ "removed": n }))?;
             } else {
                 emit(&format!("removed {n} cached message(s)\n"))?;
             }
@@ -666,10 +649,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
             }
             .ok_or_else(|| Failure::no_input(format!("no cached message {id}")))?;
             if raw {
-                let mut o = out();
-                o.write_all(&row.bytes)
-                    .and_then(|_| o.flush())
-                    .map_err(|e| Failure::from(e).context("writing output"))?;
+                emit_bytes(&row.bytes)?;
             } else if json {
                 let m = row.message()?;
                 let v = serde_json::json!({
@@ -678,7 +658,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                     "header": m.ids().map(|i| String::from_utf8_lossy(&i.line()).into_owned()).collect::<Vec<_>>(),
                     "body": String::from_utf8_lossy(m.body()),
                 });
-                emit(&format!("{}\n", to_json(&v)?))?;
+                emit_json(&v)?;
             } else {
                 let m = row.message()?;
                 let mut s = format!(
@@ -707,7 +687,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
 fn outbox_cmd(st: &State, json: bool) -> Result<u8, Failure> {
     let rows = outbox::list(st.conn())?;
     if json {
-        emit(&format!("{}\n", to_json(&rows)?))?;
+        emit_json(&rows)?;
     } else {
         let mut s = String::new();
         for r in rows {
@@ -764,7 +744,7 @@ fn stats(st: &State, json: bool) -> Result<u8, Failure> {
         "counters": counters.iter().map(|(s, k, v)| serde_json::json!({"scope": s, "name": k, "value": v})).collect::<Vec<_>>(),
     });
     if json {
-        emit(&format!("{}\n", to_json(&v)?))?;
+        emit_json(&v)?;
     } else {
         let mut s = format!("state file   {}\n", st.path().display());
         s.push_str(&format!(
@@ -809,7 +789,7 @@ fn stats(st: &State, json: bool) -> Result<u8, Failure> {
 fn log_cmd(st: &State, limit: usize, json: bool) -> Result<u8, Failure> {
     let rows = dlog::recent(st.conn(), limit)?;
     if json {
-        emit(&format!("{}\n", to_json(&rows)?))?;
+        emit_json(&rows)?;
     } else {
         let mut s = String::new();
         for r in rows {

@@ -153,21 +153,11 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
-    };
-    if let Some(l) = &args.log {
-        crate::log::set_sink(crate::log::Sink::parse(l));
-    }
-    exit::run("cmr-send", move || run(&args))
+    super::main_with(
+        "cmr-send",
+        |a: &Args| super::log_option(&a.log),
+        |args| run(&args),
+    )
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration, Failure> {

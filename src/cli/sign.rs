@@ -1,6 +1,6 @@
 //! `cmr-sign`: sign, re-sign, verify or strip the signature of an A2 message.
 
-use super::{input_name, parse_args, read_message_input, RuleArgs};
+use super::{input_name, read_message_input, RuleArgs};
 use crate::exit::{self, Failure};
 use crate::sign::{self, Key, Scheme};
 use crate::wire::{self, Signature};
@@ -73,11 +73,7 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
-    let args = match parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    exit::run("cmr-sign", move || run(&args))
+    super::main_with("cmr-sign", |_: &Args| None, |args| run(&args))
 }
 
 /// Read the key named by `--key-hex` / `--key-file`, None when neither is given.

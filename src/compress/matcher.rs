@@ -117,8 +117,29 @@ pub fn reindex(tx: &Transaction) -> Result<usize, Failure> {
     Ok(rows.len())
 }
 
+/// Add a cached message to both indexes every engine keeps current, so that the
+/// `compressor` setting can change at any time: the native model and the baselines'
+/// full-text index.
+pub fn learn_indexes(
+    tx: &Transaction,
+    cache_id: i64,
+    peer: &str,
+    body: &[u8],
+) -> Result<(), Failure> {
+    model::learn(&mut SqlStore::new(tx), cache_id, peer, body)?;
+    fts_learn(tx, cache_id, body)
+}
+
+/// Remove a cached message from both indexes of [`learn_indexes`].
+pub fn forget_indexes(tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
+    model::forget(&mut SqlStore::new(tx), cache_id)?;
+    tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
+        .map_err(db_failure)?;
+    Ok(())
+}
+
 /// The baseline's full-text index entry for a cached body.
-pub fn fts_learn(tx: &Transaction, cache_id: i64, body: &[u8]) -> Result<(), Failure> {
+fn fts_learn(tx: &Transaction, cache_id: i64, body: &[u8]) -> Result<(), Failure> {
     let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
     tx.prepare_cached("INSERT INTO cache_fts(rowid, body) VALUES (?1, ?2)")
         .map_err(db_failure)?
@@ -136,10 +157,7 @@ impl Matcher for ModelMatcher {
         body: &[u8],
     ) -> Result<(), Failure> {
         self.forget_last();
-        model::learn(&mut SqlStore::new(tx), cache_id, peer, body)?;
-        // keep the baseline's index current too, so the `compressor` setting can change
-        // at any time
-        fts_learn(tx, cache_id, body)
+        learn_indexes(tx, cache_id, peer, body)
     }
 
     fn peer_scores(
@@ -194,10 +212,7 @@ impl Matcher for ModelMatcher {
 
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
         self.forget_last();
-        model::forget(&mut SqlStore::new(tx), cache_id)?;
-        tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
-            .map_err(db_failure)?;
-        Ok(())
+        forget_indexes(tx, cache_id)
     }
 
     fn name(&self) -> String {

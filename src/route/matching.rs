@@ -46,10 +46,7 @@ pub trait Matcher {
         -> Result<Vec<(i64, f64)>, Failure>;
     /// A cached message left the cache.
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
-        crate::compress::model::forget(&mut crate::compress::store::SqlStore::new(tx), cache_id)?;
-        tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
-            .map_err(db_failure)?;
-        Ok(())
+        crate::compress::matcher::forget_indexes(tx, cache_id)
     }
     /// Bytes needed to code `x` after `context` (C(context x) - C(context)); used to pick
     /// the compensatory reply of 3.2.
@@ -238,17 +235,28 @@ pub fn query_terms(body: &[u8], max: usize) -> Vec<String> {
     terms
 }
 
+/// The FTS5 MATCH expression for `body`: its query terms, each quoted, joined by OR;
+/// None when the body has no terms.
+fn fts_query(body: &[u8]) -> Option<String> {
+    let terms = query_terms(body, 32);
+    if terms.is_empty() {
+        return None;
+    }
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
 /// FTS5 shortlist: cache rows whose bodies share words with `body`, best bm25 first.
 pub fn fts_shortlist(conn: &Connection, body: &[u8], limit: usize) -> Result<Vec<i64>, Failure> {
-    let terms = query_terms(body, 32);
-    if terms.is_empty() || limit == 0 {
-        return Ok(Vec::new());
-    }
-    let q = terms
-        .iter()
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let q = match fts_query(body) {
+        Some(q) if limit > 0 => q,
+        _ => return Ok(Vec::new()),
+    };
     let mut st = conn
         .prepare_cached(
             "SELECT rowid FROM cache_fts WHERE cache_fts MATCH ?1 ORDER BY bm25(cache_fts) LIMIT ?2",
@@ -263,15 +271,10 @@ pub fn fts_shortlist(conn: &Connection, body: &[u8], limit: usize) -> Result<Vec
 /// FTS5 alone: the `k` best bm25 matches, scored 1 - 1/(1 + |bm25|) so that lower is
 /// closer and scores fall in [0, 1).
 pub fn fts_ranked(conn: &Connection, body: &[u8], k: usize) -> Result<Vec<(i64, f64)>, Failure> {
-    let terms = query_terms(body, 32);
-    if terms.is_empty() || k == 0 {
-        return Ok(Vec::new());
-    }
-    let q = terms
-        .iter()
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let q = match fts_query(body) {
+        Some(q) if k > 0 => q,
+        _ => return Ok(Vec::new()),
+    };
     let mut st = conn
         .prepare_cached(
             "SELECT rowid, bm25(cache_fts) FROM cache_fts WHERE cache_fts MATCH ?1
@@ -295,15 +298,7 @@ impl Matcher for CompressionMatcher {
         peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        // the engine's model stays current too, so the `compressor` setting can change at
-        // any time
-        crate::compress::model::learn(
-            &mut crate::compress::store::SqlStore::new(tx),
-            cache_id,
-            peer,
-            body,
-        )?;
-        crate::compress::matcher::fts_learn(tx, cache_id, body)
+        crate::compress::matcher::learn_indexes(tx, cache_id, peer, body)
     }
 
     fn peer_scores(
