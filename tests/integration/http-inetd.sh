@@ -112,8 +112,11 @@ send_msg "$URL" "$WORK/m6"
 check "send(): exit 0" 0 $?
 check "  cached" 1 "$(cached_with "$S" "sent by send()")"
 printf 'garbage' >"$WORK/bad"
-rc=0; send_msg "$URL" "$WORK/bad" 2>"$WORK/err" || rc=$?
+# cmr-send checks a message before it leaves the host; the raw sender shows the server's verdict.
+rc=0; "$BIN/examples/http-peer" send "$URL" "$WORK/bad" 2>"$WORK/err" || rc=$?
 check "send() of a rejected message: permanent (69)" 69 "$rc"
+rc=0; send_msg "$URL" "$WORK/bad" 2>/dev/null || rc=$?
+check "cmr-send --to refuses it before sending (65)" 65 "$rc"
 check "  with the server's reason" yes "$(grep -q 'HTTP 400' "$WORK/err" && echo yes || echo no)"
 rc=0; send_msg "http://127.0.0.1:$(free_port)/" "$WORK/m6" 2>/dev/null || rc=$?
 check "send() to a closed port: transient (75)" 75 "$rc"

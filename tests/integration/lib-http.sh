@@ -31,9 +31,21 @@ recv_cmd() { # recv_cmd STATE LOG [--https CERT KEY] [more args]
     fi
 }
 
-# The sending command: exits 0, 75 (transient) or 69 (permanent).
-send_msg() { # send_msg URL FILE [--trust PEM] [--handshake OWN --state S]
-    "$BIN/examples/http-peer" send "$@"
+# The sending command: exits 0, 75 (transient) or 69 (permanent). cmr-send itself, but for
+# the A4.5 handshake and per-peer option strings, which the example front end takes directly.
+send_msg() { # send_msg URL FILE [--trust PEM] [--handshake OWN --state S] [--peer-options O]
+    local url=$1 file=$2
+    shift 2
+    case " $* " in
+    *" --handshake "* | *" --peer-options "*)
+        "$BIN/examples/http-peer" send "$url" "$file" "$@"
+        ;;
+    *)
+        local extra=()
+        if [ "${1:-}" = --trust ]; then extra=(--http-trust "$2"); fi
+        "$BIN/cmr-send" --to "$url" "${extra[@]}" "$file"
+        ;;
+    esac
 }
 
 free_port() {
