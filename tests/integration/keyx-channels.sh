@@ -167,9 +167,14 @@ bob_arrival() {
 
 # history ADDR TOPIC: Alice's router learns that ADDR talks about TOPIC (an unsigned message
 # from ADDR, routed before any key is shared with it): her posts on TOPIC then go to ADDR.
+# Bob is one peer with five addresses here, which no router can tell apart: Alice's router
+# would forward one address's history to Bob's other addresses (matching topics), and Bob
+# rightly refuses his own address in a header. History goes in with forwarding off.
 history() {
     make_msg "$WORK/h" "$1" "$2" "2026/01/01 00:00:0$3"
+    "$BIN/cmr-route" --state "$AS" policy max_forwards 0 >/dev/null
     "$BIN/cmr-route" --state "$AS" --quiet "$WORK/h"
+    "$BIN/cmr-route" --state "$AS" policy max_forwards 8 >/dev/null # the default
 }
 # signed_post FROM DEST TEXT: Alice posts TEXT as FROM; her router queues it to DEST signed.
 signed_post() {
