@@ -280,12 +280,7 @@ fn section_3_1_conversation_over_pipes() {
     }
 
     // Alice's client sees the answer.
-    let o = run(
-        env!("CARGO_BIN_EXE_cmr-post"),
-        &alice,
-        &["--replies", "--all"],
-        b"",
-    );
+    let o = run(env!("CARGO_BIN_EXE_cmr-post"), &alice, &["--replies"], b"");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Jupiter is the largest planet"), "{out}");
     assert!(out.contains(&x_id), "{out}");
