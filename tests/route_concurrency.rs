@@ -152,3 +152,141 @@ fn busy_database_past_the_timeout_is_tempfail_and_changes_nothing() {
     let (c, d) = e.route_json(&m.encode(), &["--strict"]);
     assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")));
 }
+
+/// The acceptance size: 8 processes each routing a stream of 250 distinct messages (2,000 in
+/// all) from several peers into one state file at once. Each message is cached exactly once,
+/// each forward queued exactly once; a process may fail only with 75 (EX_TEMPFAIL), and
+/// re-running its whole input then is a no-op for what it had already committed.
+#[test]
+fn eight_streams_of_250_into_one_state_file() {
+    let e = Env::new();
+    e.ok(&["policy", "margin", "0.5"]);
+    for (i, t) in TOPICS.iter().enumerate() {
+        let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted");
+    }
+    let seeded_cache = e.count("cache");
+    let seeded_ids = e.count("ids");
+
+    let procs = 8;
+    let per = 250;
+    let mut streams = Vec::new();
+    let mut origins = Vec::new();
+    for p in 0..procs {
+        let mut stream = Vec::new();
+        for j in 0..per {
+            let topic = TOPICS[(p + j) % TOPICS.len()];
+            // Several peers per process, so forwards go to several destinations.
+            let via = format!("http://peer{}.test/", (p * 3 + j) % 12);
+            let origin = format!("http://client{p}-{j}.test/");
+            let m = msg2(
+                &via,
+                &origin,
+                &format!("{topic} number {j} from stream {p} word{p}x{j}"),
+            );
+            origins.push(origin);
+            stream.extend(m.encode());
+        }
+        streams.push(stream);
+    }
+    let spawn = |s: &[u8]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cmr-route"))
+            .arg("--state")
+            .arg(&e.state)
+            .arg("--json")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = c.stdin.take().unwrap();
+        let s = s.to_vec();
+        let t = std::thread::spawn(move || {
+            let _ = w.write_all(&s);
+        });
+        (c, t)
+    };
+    let children: Vec<_> = streams.iter().map(|s| spawn(s)).collect();
+    let mut retry = Vec::new();
+    for (p, (c, t)) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        t.join().unwrap();
+        match o.status.code() {
+            Some(0) => {
+                let out = String::from_utf8_lossy(&o.stdout);
+                assert_eq!(out.lines().count(), per, "process {p}");
+                for l in out.lines() {
+                    let d: serde_json::Value = serde_json::from_str(l).unwrap();
+                    assert_eq!(d["outcome"], "accepted", "{d}");
+                }
+            }
+            Some(75) => retry.push(p),
+            other => panic!(
+                "process {p}: exit {other:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        }
+    }
+    // Re-deliver each failed stream whole, one at a time: what was committed is a duplicate.
+    for p in &retry {
+        let o = e.route(&["--json"], &streams[*p]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "retry {p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            let d: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(
+                d["outcome"] == "accepted" || d["outcome"] == "duplicate",
+                "{d}"
+            );
+        }
+    }
+    if !retry.is_empty() {
+        eprintln!("re-ran streams {retry:?} after exit 75");
+    }
+
+    let n = (procs * per) as i64;
+    assert_eq!(e.count("cache"), seeded_cache + n);
+    // Two ids (creator and forwarding peer) per message, each pointing at its one row.
+    assert_eq!(e.count("ids"), seeded_ids + 2 * n);
+    let db = e.db();
+    let one = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        one("SELECT count(DISTINCT cache_id) FROM ids"),
+        seeded_cache + n
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM ids WHERE cache_id NOT IN (SELECT id FROM cache)"),
+        0
+    );
+    // Every message is cached exactly once, under its creator.
+    let mut st = db
+        .prepare("SELECT count(*) FROM cache WHERE origin = ?1")
+        .unwrap();
+    for o in &origins {
+        let c: i64 = st.query_row([o], |r| r.get(0)).unwrap();
+        assert_eq!(c, 1, "{o}");
+    }
+    // Each forward queued exactly once: no (dest, message) twice in outbox + delivered.
+    assert_eq!(
+        one(
+            "SELECT count(*) FROM (SELECT dest, msg_key FROM (SELECT dest, msg_key FROM outbox \
+             UNION ALL SELECT dest, msg_key FROM delivered) GROUP BY dest, msg_key \
+             HAVING count(*) > 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM (SELECT cache_id, dest FROM outbox \
+             GROUP BY cache_id, dest HAVING count(*) > 1)"),
+        0
+    );
+    assert!(one("SELECT count(*) FROM outbox") >= n, "too few forwards");
+    assert_eq!(
+        one("SELECT count(*) FROM log WHERE outcome = 'accepted'"),
+        seeded_cache + n
+    );
+}
