@@ -135,3 +135,44 @@ pub fn signed(m: Message, scheme: Scheme, key: &[u8]) -> Vec<u8> {
 pub fn hex(b: &[u8]) -> String {
     wire::hex(b)
 }
+
+/// The end state after concurrent or interrupted deliveries of `origins` (one message
+/// each): every message cached exactly once under its creator, no ID pointing nowhere, no
+/// (destination, message) pair queued or delivered twice, one `accepted` log row each.
+pub fn assert_each_once(e: &Env, origins: &[String], seeded_cache: i64) {
+    let n = origins.len() as i64;
+    let db = e.db();
+    let one = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        one("SELECT count(DISTINCT cache_id) FROM ids"),
+        seeded_cache + n
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM ids WHERE cache_id NOT IN (SELECT id FROM cache)"),
+        0
+    );
+    let mut st = db
+        .prepare("SELECT count(*) FROM cache WHERE origin = ?1")
+        .unwrap();
+    for o in origins {
+        let c: i64 = st.query_row([o], |r| r.get(0)).unwrap();
+        assert_eq!(c, 1, "{o}");
+    }
+    assert_eq!(
+        one(
+            "SELECT count(*) FROM (SELECT dest, msg_key FROM (SELECT dest, msg_key FROM outbox \
+             UNION ALL SELECT dest, msg_key FROM delivered) GROUP BY dest, msg_key \
+             HAVING count(*) > 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM (SELECT cache_id, dest FROM outbox \
+             GROUP BY cache_id, dest HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM log WHERE outcome = 'accepted'"),
+        seeded_cache + n
+    );
+}
