@@ -906,3 +906,29 @@ fn a_clients_post_reaches_the_best_peer_even_without_a_good_match() {
         "a bad value is refused as a configuration error"
     );
 }
+
+/// 3.3 / A3 "if it cannot keep up with input": the global window counts every sender; past
+/// it a new message from anyone is refused (77 with --strict), and nothing is stored.
+#[test]
+fn global_rate_window_refuses_everyone_past_it() {
+    let e = Env::new();
+    e.ok(&["policy", "rate_global", "3/60"]);
+    for (i, from) in [ALICE, CAROL, DAVE].iter().enumerate() {
+        let (_, d) = e.route_json(&msg(from, &format!("message {i}")).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+    }
+    let before = e.count("cache");
+    let (c, d) = e.route_json(
+        &msg("http://erin.test/", "one too many").encode(),
+        &["--strict"],
+    );
+    assert_eq!(
+        (c, d["reason_code"].as_str()),
+        (77, Some("rate-global")),
+        "{d}"
+    );
+    assert_eq!(e.count("cache"), before, "a refusal stores nothing");
+    e.ok(&["policy", "rate_global", "off"]);
+    let (_, d) = e.route_json(&msg("http://erin.test/", "now it fits").encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+}
