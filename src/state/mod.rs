@@ -45,6 +45,8 @@ fn busy_wait(n: i32) -> bool {
 pub struct State {
     conn: Connection,
     path: PathBuf,
+    /// The WAL file's directory entry is not yet known to be on disk (see `write`).
+    wal_dir_sync: std::cell::Cell<bool>,
 }
 
 /// Map a SQLite error to a failure: transient trouble (busy, locked, disk full, I/O, cannot
@@ -110,6 +112,11 @@ impl State {
     pub fn open(path: Option<&Path>) -> Result<State, Failure> {
         let path = resolve_path(path)?;
         create_private(&path)?;
+        // SQLite is built with SQLITE_DISABLE_DIRSYNC (.cargo/config.toml): unmodified, it
+        // fsyncs the directory on every process's first WAL sync, one more disk wait per
+        // message. A directory needs syncing only when an entry in it is new: the state file
+        // (create_private) and the WAL file, when this process is the one that creates it.
+        let wal_new = !wal_path(&path).exists();
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -122,6 +129,7 @@ impl State {
         let st0 = State {
             conn,
             path: path.clone(),
+            wal_dir_sync: std::cell::Cell::new(false),
         };
         st0.set_busy_timeout(env_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT_MS))?;
         let conn = st0.conn;
@@ -149,7 +157,11 @@ impl State {
             true,
         )
         .map_err(db_failure)?;
-        let mut st = State { conn, path };
+        let mut st = State {
+            conn,
+            path,
+            wal_dir_sync: std::cell::Cell::new(wal_new),
+        };
         st.migrate()?;
         if env_timeout.is_none() {
             if let Some(ms) = settings::get(&st.conn, "busy_timeout_ms")? {
@@ -218,6 +230,12 @@ impl State {
             .map_err(db_failure)?;
         let v = f(&tx)?; // dropping tx on error rolls back
         tx.commit().map_err(db_failure)?;
+        if self.wal_dir_sync.get() {
+            // The commit is in the WAL; make the WAL's name durable too, before success is
+            // reported. A failure here is transient, like any other failed sync.
+            sync_dir(&self.path)?;
+            self.wal_dir_sync.set(false);
+        }
         self.trim_wal();
         Ok(v)
     }
@@ -226,10 +244,7 @@ impl State {
     /// database and truncate it. Best effort: the commit is already durable, and a reader
     /// holding the WAL only postpones this to a later commit.
     fn trim_wal(&self) {
-        let wal = self.path.with_extension(match self.path.extension() {
-            Some(e) => format!("{}-wal", e.to_string_lossy()),
-            None => "-wal".into(),
-        });
+        let wal = wal_path(&self.path);
         let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
         if big {
             let _ = self
@@ -241,6 +256,24 @@ impl State {
 
 /// WAL size past which a commit checkpoints and truncates it (see `State::open`).
 const WAL_TRUNCATE_BYTES: u64 = 1 << 20;
+
+/// The WAL file SQLite keeps beside the state file.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// fsync the directory holding `path`, so a new entry in it survives a crash.
+fn sync_dir(path: &Path) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Failure::temp(format!("syncing directory {}: {e}", dir.display())))
+}
 
 /// Create the file (and its directory) readable by its owner only, before SQLite opens it.
 fn create_private(path: &Path) -> Result<(), Failure> {
@@ -254,6 +287,7 @@ fn create_private(path: &Path) -> Result<(), Failure> {
                 .map_err(|e| Failure::from(e).context(dir.display()))?;
         }
     }
+    let new = !path.exists();
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -262,6 +296,9 @@ fn create_private(path: &Path) -> Result<(), Failure> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Failure::from(e).context(path.display()))?;
+    if new {
+        sync_dir(path)?;
+    }
     Ok(())
 }
 
