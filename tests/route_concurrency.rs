@@ -6,22 +6,10 @@ use route_common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const TOPICS: [&str; 4] = [
-    "planet orbit telescope comet star galaxy",
-    "bread oven flour dough yeast bake",
-    "goal referee match striker league cup",
-    "court judge lawyer verdict appeal trial",
-];
-
 #[test]
 fn concurrent_routers_lose_nothing_and_stamp_unique_increasing_times() {
     let e = Env::new();
-    e.ok(&["policy", "margin", "0.5"]);
-    // Seed: one peer per topic, so that every new message is routed and forwarded.
-    for (i, t) in TOPICS.iter().enumerate() {
-        let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
-        assert_eq!(d["outcome"], "accepted");
-    }
+    seed_topics(&e);
     let seeded_cache = e.count("cache");
     let seeded_outbox = e.count("outbox");
 
@@ -160,11 +148,7 @@ fn busy_database_past_the_timeout_is_tempfail_and_changes_nothing() {
 #[test]
 fn eight_streams_of_250_into_one_state_file() {
     let e = Env::new();
-    e.ok(&["policy", "margin", "0.5"]);
-    for (i, t) in TOPICS.iter().enumerate() {
-        let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
-        assert_eq!(d["outcome"], "accepted");
-    }
+    seed_topics(&e);
     let seeded_cache = e.count("cache");
     let seeded_ids = e.count("ids");
 

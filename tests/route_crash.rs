@@ -7,13 +7,6 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOPICS: [&str; 4] = [
-    "planet orbit telescope comet star galaxy",
-    "bread oven flour dough yeast bake",
-    "goal referee match striker league cup",
-    "court judge lawyer verdict appeal trial",
-];
-
 /// xorshift64*: a seeded generator, so that a failing run can be replayed (CMR_CRASH_SEED).
 struct Rng(u64);
 impl Rng {
@@ -52,11 +45,7 @@ fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let mut rng = Rng(seed | 1);
 
     let e = Env::new();
-    e.ok(&["policy", "margin", "0.5"]);
-    for (i, t) in TOPICS.iter().enumerate() {
-        let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
-        assert_eq!(d["outcome"], "accepted");
-    }
+    seed_topics(&e);
     let seeded_cache = e.count("cache");
     let seeded_ids = e.count("ids");
 

@@ -176,3 +176,21 @@ pub fn assert_each_once(e: &Env, origins: &[String], seeded_cache: i64) {
         seeded_cache + n
     );
 }
+
+/// Four topics, one seed peer each, for the concurrency and crash tests.
+pub const TOPICS: [&str; 4] = [
+    "planet orbit telescope comet star galaxy",
+    "bread oven flour dough yeast bake",
+    "goal referee match striker league cup",
+    "court judge lawyer verdict appeal trial",
+];
+
+/// Seed the cache with one message per topic from its own peer (margin 0.5, so that every
+/// new message is routed and forwarded).
+pub fn seed_topics(e: &Env) {
+    e.ok(&["policy", "margin", "0.5"]);
+    for (i, t) in TOPICS.iter().enumerate() {
+        let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted");
+    }
+}
