@@ -37,6 +37,16 @@ fn enqueue(state: &Path, dest: &str, range: std::ops::Range<usize>) {
     .unwrap();
 }
 
+/// A loopback UDP port with nothing behind it (bound, then released), and its address.
+fn closed_udp_dest() -> (u16, String) {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("udp://127.0.0.1:{port}/drain"))
+}
+
 fn send(state: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cmr-send"))
         .arg("--state")
@@ -168,11 +178,7 @@ fn destination_down_then_back_gets_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.sqlite");
     // A port with nothing behind it.
-    let port = {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let dest = format!("udp://127.0.0.1:{port}/drain");
+    let (port, dest) = closed_udp_dest();
     enqueue(&state, &dest, 0..10);
     let out = send(&state, &["--outbox", "--json", "--backoff-base", "0.2"]);
     assert_eq!(
@@ -229,11 +235,7 @@ fn destination_down_then_back_gets_everything_once() {
 fn dead_letters_are_listed_and_can_be_retried() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.sqlite");
-    let port = {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let dest = format!("udp://127.0.0.1:{port}/drain");
+    let (port, dest) = closed_udp_dest();
     enqueue(&state, &dest, 0..3);
     // A permanent failure (oversized for UDP) is dead at once.
     {
