@@ -117,11 +117,15 @@ pub fn new_token() -> String {
 }
 
 /// SQL: the rows due now (?1 = claim timeout in seconds). An unreadable time counts as due.
-fn due() -> String {
+/// `now` is the index of a parameter bound to `time_in(0.0)`: the clock that stamps
+/// `claimed_at` and `next_attempt`, so a row stamped a moment ago compares as past
+/// (SQLite's own `'now'` has only millisecond resolution).
+fn due(now: usize) -> String {
     let (na, ca) = (jd("next_attempt"), jd("claimed_at"));
+    let now = jd(&format!("?{now}"));
     format!(
-        "((state = 'queued' AND ({na} IS NULL OR {na} <= julianday('now')))
-          OR (state = 'sending' AND ({ca} IS NULL OR {ca} <= julianday('now') - ?1 / 86400.0)))"
+        "((state = 'queued' AND ({na} IS NULL OR {na} <= {now}))
+          OR (state = 'sending' AND ({ca} IS NULL OR {ca} <= {now} - ?1 / 86400.0)))"
     )
 }
 
@@ -143,7 +147,7 @@ pub fn claim_next(
                  AND dest NOT IN (SELECT value FROM json_each(?3)) \
                  AND (?4 IS NULL OR dest = ?4) \
                  ORDER BY {}, id LIMIT 1",
-                due(),
+                due(5),
                 jd("next_attempt")
             ))
             .map_err(db_failure)?
@@ -152,7 +156,8 @@ pub fn claim_next(
                     policy.claim_timeout.as_secs_f64(),
                     serde_json::to_string(skip_ids).unwrap_or_else(|_| "[]".into()),
                     serde_json::to_string(skip_dests).unwrap_or_else(|_| "[]".into()),
-                    policy.only_dest
+                    policy.only_dest,
+                    time_in(0.0)
                 ],
                 |r| r.get(0),
             )
@@ -364,12 +369,13 @@ pub fn drain(
                     "SELECT count(*) FROM outbox WHERE {} AND state = 'queued' AND dest IN \
                      (SELECT value FROM json_each(?2)) AND id NOT IN \
                      (SELECT value FROM json_each(?3))",
-                    due()
+                    due(4)
                 ),
                 params![
                     policy.claim_timeout.as_secs_f64(),
                     serde_json::to_string(&down).unwrap_or_default(),
-                    serde_json::to_string(&tried).unwrap_or_default()
+                    serde_json::to_string(&tried).unwrap_or_default(),
+                    time_in(0.0)
                 ],
                 |r| r.get(0),
             )
