@@ -453,13 +453,30 @@ fn compensatory_reply_when_the_best_peer_is_a_sender() {
         &msg(CAROL, "Bake the bread in a hot oven until golden.").encode(),
         &[],
     );
+    let mut replies = Vec::new();
     for b in [
         "Jupiter is the largest planet; planets orbit the sun.",
         "Saturn is a gas giant planet with rings around the planet.",
         "Mars is the red planet, a small rocky planet.",
     ] {
-        e.route_json(&msg(ALICE, b).encode(), &[]);
+        let (_, d) = e.route_json(&msg(ALICE, b).encode(), &[]);
+        for f in d["forwards"].as_array().unwrap() {
+            if f["what"] == "z" {
+                replies.push(f["cache_id"].as_i64().unwrap());
+            }
+        }
     }
+    // The first reply is the one Alice gains most from: about her topic (planets), not
+    // the bread. (Never the same message to her twice: the next reply is another one.)
+    let first: String = e
+        .db()
+        .query_row(
+            "SELECT sender FROM cache WHERE id = ?1",
+            [replies[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(first, DAVE, "replies {replies:?}");
     let (_, d) = e.route_json(
         &msg(ALICE, "Venus is the hottest planet, a rocky planet.").encode(),
         &[],
@@ -591,6 +608,28 @@ fn administration() {
     // Cache.
     let m = msg(DAVE, "cached body text");
     e.route_json(&m.encode(), &[]);
+    // The baselines' full-text index exists only while one of them is selected, and is
+    // built from the cache when it is.
+    let fts_tables = |e: &Env| -> i64 {
+        e.db()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'cache_fts'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(fts_tables(&e), 0, "no full-text index with the model");
+    e.ok(&["policy", "compressor", "deflate"]);
+    let indexed: i64 = e
+        .db()
+        .query_row(
+            "SELECT count(*) FROM cache_fts WHERE cache_fts MATCH 'cached'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1, "built from the cache");
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["cache", "list", "--json"])).unwrap();
     assert_eq!(v[0]["sender"], DAVE);
     let id_line = String::from_utf8_lossy(&m.origin().line()).into_owned();
@@ -630,6 +669,12 @@ fn administration() {
         )
         .unwrap();
     assert_eq!(indexed, 0, "pruned bodies leave the full-text index");
+    e.ok(&["policy", "--unset", "compressor"]);
+    assert_eq!(
+        fts_tables(&e),
+        0,
+        "dropped with the switch back to the model"
+    );
     // --dry-run decides and reports but stores nothing; --explain speaks to people.
     let before = (e.count("cache"), e.count("log"), e.count("outbox"));
     let o = e.route(

@@ -117,24 +117,79 @@ pub fn reindex(tx: &Transaction) -> Result<usize, Failure> {
     Ok(rows.len())
 }
 
-/// Add a cached message to both indexes every engine keeps current, so that the
-/// `compressor` setting can change at any time: the native model and the baselines'
-/// full-text index.
+/// Add a cached message to the indexes: the native model always (so that the `compressor`
+/// setting can go back to `model` at any time), and the baselines' full-text index when it
+/// exists (only while a baseline compressor is selected: [`sync_fts`]).
 pub fn learn_indexes(
     tx: &Transaction,
     cache_id: i64,
     peer: &str,
     body: &[u8],
+    fts: bool,
 ) -> Result<(), Failure> {
     model::learn(&mut SqlStore::new(tx), cache_id, peer, body)?;
-    fts_learn(tx, cache_id, body)
+    if fts {
+        ensure_fts(tx)?;
+        fts_learn(tx, cache_id, body)?;
+    }
+    Ok(())
 }
 
-/// Remove a cached message from both indexes of [`learn_indexes`].
-pub fn forget_indexes(tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
+/// Remove a cached message from the indexes of [`learn_indexes`].
+pub fn forget_indexes(tx: &Transaction, cache_id: i64, fts: bool) -> Result<(), Failure> {
     model::forget(&mut SqlStore::new(tx), cache_id)?;
-    tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
+    if fts && fts_exists(tx)? {
+        tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
+            .map_err(db_failure)?;
+    }
+    Ok(())
+}
+
+/// Whether the full-text index exists.
+pub fn fts_exists(conn: &Connection) -> Result<bool, Failure> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'cache_fts'",
+    )
+    .map_err(db_failure)?
+    .query_row([], |r| r.get::<_, i64>(0))
+    .map(|n| n > 0)
+    .map_err(db_failure)
+}
+
+/// Create the full-text index of the cache and fill it, if it does not exist.
+fn ensure_fts(tx: &Transaction) -> Result<(), Failure> {
+    if fts_exists(tx)? {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);",
+    )
+    .map_err(db_failure)?;
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut st = tx
+            .prepare("SELECT id, substr(bytes, body_offset + 1) FROM cache ORDER BY id")
+            .map_err(db_failure)?;
+        let it = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_failure)?;
+        it.collect::<Result<_, _>>().map_err(db_failure)?
+    };
+    for (id, body) in &rows {
+        fts_learn(tx, *id, body)?;
+    }
+    Ok(())
+}
+
+/// Keep the full-text index in step with the `compressor` setting: the general-purpose
+/// baselines (`deflate`, `xz`) shortlist related messages with it, the native model does
+/// not. With the model it does not exist, and a routed message costs no FTS5 writes; a
+/// switch to a baseline builds it afresh from the cache.
+pub fn sync_fts(tx: &Transaction, compressor: &str) -> Result<(), Failure> {
+    tx.execute_batch("DROP TABLE IF EXISTS cache_fts;")
         .map_err(db_failure)?;
+    if compressor != "model" {
+        ensure_fts(tx)?;
+    }
     Ok(())
 }
 
@@ -157,7 +212,7 @@ impl Matcher for ModelMatcher {
         body: &[u8],
     ) -> Result<(), Failure> {
         self.forget_last();
-        learn_indexes(tx, cache_id, peer, body)
+        learn_indexes(tx, cache_id, peer, body, false)
     }
 
     fn peer_scores(
@@ -210,9 +265,32 @@ impl Matcher for ModelMatcher {
         })
     }
 
+    /// C(Z) - C(Z | peer) under the model: the bits the peer's own statistics save on each
+    /// candidate (the words of X are not added to his context: they are one message among
+    /// the many his statistics hold). Reads one word row per word of the candidates.
+    fn reply_gains(
+        &self,
+        conn: &Connection,
+        peer: &str,
+        x: &[u8],
+        zs: &[&[u8]],
+    ) -> Result<Vec<f64>, Failure> {
+        self.with_scored(conn, x, |st, l| {
+            let Some(p) = l.peers.iter().find(|p| p.address == peer) else {
+                return Ok(vec![0.0; zs.len()]);
+            };
+            zs.iter()
+                .map(|z| {
+                    let s = model::score(st, &l.g, &model::terms(z), std::slice::from_ref(p))?;
+                    Ok(s.cx - s.cond[0])
+                })
+                .collect()
+        })
+    }
+
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
         self.forget_last();
-        forget_indexes(tx, cache_id)
+        forget_indexes(tx, cache_id, false)
     }
 
     fn name(&self) -> String {

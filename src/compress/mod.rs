@@ -323,6 +323,34 @@ pub fn general_scores(
         .collect()
 }
 
+/// Hasher for keys that are already well mixed (word hashes, cache ids): one multiply
+/// (Fibonacci hashing) in place of SipHash, which costs more than the lookups it guards.
+/// The worst case an adversary can force is bounded by [`model::MAX_TERMS`] per message.
+#[derive(Default, Clone, Copy)]
+pub struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64)
+    }
+}
+
+/// A map keyed by word hashes or cache ids.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<MulHasher>>;
+/// A set of word hashes.
+pub type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<MulHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,7 +60,7 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// The distinct words of `body`, in order of first occurrence.
 pub fn terms(body: &[u8]) -> Vec<Term> {
     let mut out: Vec<Term> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = super::FastSet::default();
     let mut i = 0;
     while i < body.len() && out.len() < MAX_TERMS {
         if !is_word_byte(body[i]) {

@@ -23,8 +23,8 @@
 
 use super::model::{Global, PeerStats, Scored, Term};
 use super::store::{Doc, Store};
+use super::FastMap;
 use crate::exit::Failure;
-use std::collections::HashMap;
 
 /// Knobs of the related-message search.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,7 +52,7 @@ const B: f64 = 0.75;
 
 /// What the exact scorer needs about X.
 pub struct QueryView {
-    idf: HashMap<u64, f64>,
+    idf: FastMap<u64, f64>,
     gain: Vec<f64>,
     avg_len: f64,
     weight: f64,
@@ -67,7 +67,7 @@ impl QueryView {
         opts: &RelatedOptions,
     ) -> QueryView {
         let docs = g.docs as f64 + 1.0;
-        let mut idf = HashMap::with_capacity(terms.len());
+        let mut idf = FastMap::with_capacity_and_hasher(terms.len(), Default::default());
         for (t, row) in terms.iter().zip(&scored.rows) {
             if let Some(r) = row {
                 if r.df > 0 {
@@ -149,7 +149,7 @@ pub fn related(
     probes.truncate(opts.probe);
     // approximate closeness: idf of the probed words (without length normalisation) plus
     // the gain of the message's peer, which the word rows carry along with the ids
-    let mut votes: HashMap<i64, f64> = HashMap::new();
+    let mut votes: FastMap<i64, f64> = FastMap::default();
     for &(_, i) in &probes {
         let w = view.idf.get(&terms[i].hash).copied().unwrap_or(0.0);
         if let Some(r) = &scored.rows[i] {

@@ -14,7 +14,7 @@
 //!   each divided by C(X), so that 1.0 means "the peer's context does not help" and the
 //!   3.3 thresholds do not depend on the message size.
 //! - related messages: a shortlist from the full-text index of the cache (`cache_fts`,
-//!   SQLite FTS5, ranked by bm25, the query made of the message's rarer-looking words),
+//!   SQLite FTS5, kept only while a baseline is selected, ranked by bm25, the query made of the message's rarer-looking words),
 //!   then each candidate scored exactly as (C(Y X) - C(Y)) / C(X). Never a scan of the
 //!   whole cache.
 
@@ -45,16 +45,39 @@ pub trait Matcher {
     fn related(&self, conn: &Connection, body: &[u8], k: usize)
         -> Result<Vec<(i64, f64)>, Failure>;
     /// A cached message left the cache.
-    fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
-        crate::compress::matcher::forget_indexes(tx, cache_id)
-    }
-    /// Bytes needed to code `x` after `context` (C(context x) - C(context)); used to pick
-    /// the compensatory reply of 3.2.
-    fn cost(&self, context: &[u8], x: &[u8]) -> f64 {
-        Compressor::Deflate.conditional(context, x) as f64
+    fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure>;
+    /// 3.2 compensatory reply: for each candidate body Z, what `peer` (one of X's senders)
+    /// would save on Z given what he sent us and X: C(Z) - C(Z | peer's context, X).
+    /// Higher = the better reply. By default with deflate over the peer's most recent
+    /// 8 KB followed by X ("Alice can concatenate other messages from Bob to X").
+    fn reply_gains(
+        &self,
+        conn: &Connection,
+        peer: &str,
+        x: &[u8],
+        zs: &[&[u8]],
+    ) -> Result<Vec<f64>, Failure> {
+        compressor_reply_gains(Compressor::Deflate, conn, peer, x, zs)
     }
     /// A short name for `--explain`.
     fn name(&self) -> String;
+}
+
+/// [`Matcher::reply_gains`] with a general-purpose compressor: C(Z) - (C(B X Z) - C(B X)),
+/// B the peer's most recent 8 KB.
+fn compressor_reply_gains(
+    c: Compressor,
+    conn: &Connection,
+    peer: &str,
+    x: &[u8],
+    zs: &[&[u8]],
+) -> Result<Vec<f64>, Failure> {
+    let mut ctx = state::cache::peer_context(conn, peer, 8 << 10)?;
+    ctx.extend_from_slice(x);
+    Ok(zs
+        .iter()
+        .map(|z| c.size(z) as f64 - c.conditional(&ctx, z) as f64)
+        .collect())
 }
 
 /// The matcher the settings ask for: the native model (`compressor = model`, the
@@ -298,7 +321,11 @@ impl Matcher for CompressionMatcher {
         peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        crate::compress::matcher::learn_indexes(tx, cache_id, peer, body)
+        crate::compress::matcher::learn_indexes(tx, cache_id, peer, body, true)
+    }
+
+    fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
+        crate::compress::matcher::forget_indexes(tx, cache_id, true)
     }
 
     fn peer_scores(
@@ -325,7 +352,9 @@ impl Matcher for CompressionMatcher {
         body: &[u8],
         k: usize,
     ) -> Result<Vec<(i64, f64)>, Failure> {
-        if k == 0 {
+        // The index is built by the first message learned after a switch to a baseline
+        // (or by `cmr-route policy compressor`); until then nothing is shortlisted.
+        if k == 0 || !crate::compress::matcher::fts_exists(conn)? {
             return Ok(Vec::new());
         }
         if !self.rescore {
@@ -351,8 +380,14 @@ impl Matcher for CompressionMatcher {
         Ok(scored)
     }
 
-    fn cost(&self, context: &[u8], x: &[u8]) -> f64 {
-        self.compressor.conditional(context, x) as f64
+    fn reply_gains(
+        &self,
+        conn: &Connection,
+        peer: &str,
+        x: &[u8],
+        zs: &[&[u8]],
+    ) -> Result<Vec<f64>, Failure> {
+        compressor_reply_gains(self.compressor, conn, peer, x, zs)
     }
 
     fn name(&self) -> String {

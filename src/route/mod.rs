@@ -582,9 +582,10 @@ fn selected_peers(settings: &Settings, scores: &[(String, f64)]) -> Vec<(String,
 /// Bounded approximation: the candidates are the shortlist of cached messages related to X
 /// (at most 16), without Bob in their headers. D(Zj, rest of cache) (what Zj costs Alice to
 /// keep, as it is not redundant with her cache) is approximated by C(Zj), and D(X, Zj) by
-/// the cost of Zj after Bob's context ("Alice can concatenate other messages from Bob to
-/// X", here his most recent 8 KB) followed by X. Dj ≈ C(Zj) - (C(B X Zj) - C(B X)): the
-/// bytes Bob saves on Zj. Best first.
+/// the cost of Zj given Bob's context ("Alice can concatenate other messages from Bob to
+/// X"): Dj ≈ C(Zj) - C(Zj | Bob), what Bob saves on Zj ([`Matcher::reply_gains`]: his
+/// peer model for the native engine, his most recent 8 KB followed by X for the
+/// general-purpose compressors). Best first.
 fn compensation_candidates(
     conn: &rusqlite::Connection,
     matcher: &dyn Matcher,
@@ -592,9 +593,8 @@ fn compensation_candidates(
     peer: &str,
 ) -> Result<Vec<i64>, Failure> {
     let short = matcher.related(conn, x.body(), 16)?;
-    let mut ctx = cache::peer_context(conn, peer, 8 << 10)?;
-    ctx.extend_from_slice(x.body());
-    let mut scored = Vec::new();
+    let mut ids = Vec::new();
+    let mut bodies = Vec::new();
     for (id, _) in short {
         let Some(z) = cache::get(conn, id)? else {
             continue;
@@ -603,9 +603,12 @@ fn compensation_candidates(
         if zm.has_address(peer.as_bytes()) {
             continue; // Bob is one of its senders
         }
-        let gain = matcher.cost(&[], z.body()) - matcher.cost(&ctx, z.body());
-        scored.push((id, gain));
+        ids.push(id);
+        bodies.push(zm.body().to_vec());
     }
+    let zs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
+    let gains = matcher.reply_gains(conn, peer, x.body(), &zs)?;
+    let mut scored: Vec<(i64, f64)> = ids.into_iter().zip(gains).collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(scored.into_iter().map(|(i, _)| i).collect())
 }
@@ -628,20 +631,22 @@ pub fn receive_message(
     let matcher = matching::from_settings(settings)?;
     d.matcher = Some(matcher.name());
 
-    // Cheap checks first, without the write lock.
-    let dup = cache::find_duplicate(state.conn(), &msg)?;
-    if dup.is_none() {
-        let peer = check_signature(state, settings, &msg, opts, &mut d)?;
-        if d.outcome != Outcome::Rejected {
-            check_static_policy(settings, &msg, peer.as_ref(), &mut d);
-        }
-    }
+    // Cheap checks first, without the write lock, in one read snapshot.
     let control = crate::keyx::is_control(msg.body());
-    let plan = if dup.is_none() && d.outcome != Outcome::Rejected && !control {
-        plan(state, settings, matcher.as_ref(), &msg)?
-    } else {
-        Plan::default()
-    };
+    let plan = state.read(|conn| {
+        let dup = cache::find_duplicate(conn, &msg)?;
+        if dup.is_none() {
+            let peer = check_signature(state, settings, &msg, opts, &mut d)?;
+            if d.outcome != Outcome::Rejected {
+                check_static_policy(settings, &msg, peer.as_ref(), &mut d);
+            }
+        }
+        if dup.is_none() && d.outcome != Outcome::Rejected && !control {
+            plan(state, settings, matcher.as_ref(), &msg)
+        } else {
+            Ok(Plan::default())
+        }
+    })?;
 
     commit(state, opts, |tx| {
         // A3 duplicate, again under the lock: another process may have cached it meanwhile.

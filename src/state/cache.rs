@@ -204,7 +204,7 @@ pub fn peer_context(conn: &Connection, sender: &str, max_bytes: usize) -> Result
     let mut st = conn
         .prepare_cached(
             "SELECT substr(bytes, body_offset + 1) FROM cache
-             WHERE sender = ?1 AND client = 0 ORDER BY id DESC",
+             WHERE sender = ?1 AND client = 0 ORDER BY arrived_unix DESC, id DESC",
         )
         .map_err(db_failure)?;
     let mut rows = st.query([sender]).map_err(db_failure)?;

@@ -197,6 +197,10 @@ impl State {
             for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(have as usize) {
                 tx.execute_batch(sql)
                     .map_err(|e| db_failure(e).context(format!("schema migration {}", i + 1)))?;
+                if i + 1 == schema::FTS_ON_DEMAND {
+                    let c = settings::Settings::load(tx)?.compressor;
+                    crate::compress::matcher::sync_fts(tx, &c)?;
+                }
             }
             tx.execute_batch(&format!("PRAGMA user_version = {want}"))
                 .map_err(db_failure)?;
@@ -238,6 +242,27 @@ impl State {
         }
         self.trim_wal();
         Ok(v)
+    }
+
+    /// Run `f` inside one read transaction: every statement sees the same snapshot, and the
+    /// WAL read lock is taken once instead of once per statement. Nothing is written; the
+    /// transaction ends before this returns, whatever `f` returns.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<T, Failure> {
+        if !self.conn.is_autocommit() {
+            return f(&self.conn); // already inside a transaction
+        }
+        self.conn.execute_batch("BEGIN").map_err(db_failure)?;
+        let v = f(&self.conn);
+        if !self.conn.is_autocommit() {
+            let end = self.conn.execute_batch("COMMIT").map_err(db_failure);
+            if end.is_err() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            if v.is_ok() {
+                end?;
+            }
+        }
+        v
     }
 
     /// After a commit: once the WAL is past [`WAL_TRUNCATE_BYTES`], copy it into the

@@ -148,4 +148,11 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     crate::transport::handshake::MIGRATION,
     // 7: the routing engine's word model (engine_*; compress::store).
     crate::compress::store::SCHEMA,
+    // 8: the full-text index of migration 2 is kept only while a baseline compressor is
+    // selected (compress::matcher::sync_fts, run by State::migrate after this entry); the
+    // (sender, id) index repeats what (sender, arrived_unix) gives.
+    "DROP TABLE IF EXISTS cache_fts; DROP INDEX IF EXISTS cache_sender;",
 ];
+
+/// The migration after which [`crate::compress::matcher::sync_fts`] runs.
+pub const FTS_ON_DEMAND: usize = 8;

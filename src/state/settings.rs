@@ -282,6 +282,9 @@ pub fn get_or_default(conn: &Connection, key: &str) -> Result<String, Failure> {
 pub fn set(tx: &Transaction, key: &str, value: &str) -> Result<String, Failure> {
     let v = validate(key, value)?;
     set_raw(tx, key, &v)?;
+    if key == "compressor" {
+        crate::compress::matcher::sync_fts(tx, &v)?;
+    }
     Ok(v)
 }
 
@@ -298,10 +301,14 @@ pub fn set_raw(tx: &Transaction, key: &str, value: &str) -> Result<(), Failure> 
 
 /// Remove a key (back to its default).
 pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
-    Ok(tx
+    let gone = tx
         .execute("DELETE FROM settings WHERE key = ?1", [key])
         .map_err(db_failure)?
-        > 0)
+        > 0;
+    if key == "compressor" {
+        crate::compress::matcher::sync_fts(tx, &Settings::load(tx)?.compressor)?;
+    }
+    Ok(gone)
 }
 
 /// Our own addresses, primary first.
