@@ -16,7 +16,7 @@ SHARED=${CMR_SHARED:-../shared}
 CORPUS="$SHARED/corpus/fortunes_topics.jsonl"
 [ -r "$CORPUS" ] || { echo "bench-route: no corpus at $CORPUS" >&2; exit 66; }
 
-cargo build --release -q --bin cmr-route
+scripts/build-release.sh --quiet
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
