@@ -478,14 +478,12 @@ pub fn before_forward(
 /// Is (dest, message) held for first contact? The router may treat it like a queued forward
 /// (`outbox::seen`), so a message it has several reasons to forward is held once.
 pub fn is_held(conn: &rusqlite::Connection, dest: &str, msg_key: &[u8]) -> Result<bool, Failure> {
-    conn.query_row(
-        "SELECT 1 FROM keyx_held WHERE dest = ?1 AND msg_key = ?2",
-        rusqlite::params![dest, msg_key],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|r| r.is_some())
-    .map_err(db_failure)
+    conn.prepare_cached("SELECT 1 FROM keyx_held WHERE dest = ?1 AND msg_key = ?2")
+        .map_err(db_failure)?
+        .query_row(rusqlite::params![dest, msg_key], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(db_failure)
 }
 
 /// Start a new exchange with every peer that has held messages and no live request (its

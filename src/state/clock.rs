@@ -26,7 +26,9 @@ fn from_micros(us: i128) -> Timestamp {
 /// fractional digits.
 pub fn next(tx: &Transaction, newer_than: Option<&Timestamp>) -> Result<Timestamp, Failure> {
     let last: Option<String> = tx
-        .query_row("SELECT last FROM clock WHERE id = 1", [], |r| r.get(0))
+        .prepare_cached("SELECT last FROM clock WHERE id = 1")
+        .map_err(db_failure)?
+        .query_row([], |r| r.get(0))
         .optional()
         .map_err(db_failure)?;
     let mut t = micros(&Timestamp::now());
@@ -44,11 +46,11 @@ pub fn next(tx: &Transaction, newer_than: Option<&Timestamp>) -> Result<Timestam
     if ts.unix_secs() > 253_402_300_799 {
         return Err(Failure::software("clock: timestamp beyond 9999/12/31"));
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO clock(id, last) VALUES (1, ?1)
          ON CONFLICT(id) DO UPDATE SET last = excluded.last",
-        [ts.as_str()],
     )
+    .and_then(|mut st| st.execute([ts.as_str()]))
     .map_err(db_failure)?;
     Ok(ts)
 }

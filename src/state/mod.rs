@@ -125,6 +125,9 @@ impl State {
         )
         .map_err(db_failure)
         .map_err(|f| f.context(path.display()))?;
+        // Routing one message runs some fifty distinct statements, several of them once per
+        // forward; rusqlite's default cache of 16 would prepare them again and again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let env_timeout = busy_timeout_from_env()?;
         let st0 = State {
             conn,
@@ -278,6 +281,9 @@ impl State {
         }
     }
 }
+
+/// Prepared statements kept per connection (see `State::open`).
+const STATEMENT_CACHE: usize = 256;
 
 /// WAL size past which a commit checkpoints and truncates it (see `State::open`).
 const WAL_TRUNCATE_BYTES: u64 = 1 << 20;

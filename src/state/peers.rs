@@ -213,10 +213,8 @@ pub fn note_rejected_verified(tx: &Transaction, address: &str) -> Result<(), Fai
 
 /// Count a forward queued for a peer.
 pub fn note_forwarded(tx: &Transaction, address: &str) -> Result<(), Failure> {
-    tx.execute(
-        "UPDATE peers SET forwarded = forwarded + 1 WHERE address = ?1",
-        [address],
-    )
-    .map_err(db_failure)?;
+    tx.prepare_cached("UPDATE peers SET forwarded = forwarded + 1 WHERE address = ?1")
+        .and_then(|mut st| st.execute([address]))
+        .map_err(db_failure)?;
     Ok(())
 }

@@ -263,11 +263,11 @@ fn parse_rate(v: &str) -> Option<(u64, u64)> {
 
 /// The stored value of a key, None when unset.
 pub fn get(conn: &Connection, key: &str) -> Result<Option<String>, Failure> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-        r.get(0)
-    })
-    .optional()
-    .map_err(db_failure)
+    conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")
+        .map_err(db_failure)?
+        .query_row([key], |r| r.get(0))
+        .optional()
+        .map_err(db_failure)
 }
 
 /// The value of a known key, its default when unset.
