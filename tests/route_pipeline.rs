@@ -977,3 +977,28 @@ fn global_rate_window_refuses_everyone_past_it() {
     let (_, d) = e.route_json(&msg("http://erin.test/", "now it fits").encode(), &[]);
     assert_eq!(d["outcome"], "accepted", "{d}");
 }
+
+#[test]
+fn reindex_teaches_the_engine_what_the_cache_holds() {
+    let e = Env::new();
+    e.route_json(&msg(CAROL, "Bake the bread in a hot oven.").encode(), &[]);
+    // A cached row the engine never saw (a cache copied in by other means).
+    let planets = msg(DAVE, "Jupiter is the largest planet of all the planets.");
+    let state = cmr::state::State::open(Some(&e.state)).unwrap();
+    let row = state
+        .write(|tx| cmr::state::cache::insert(tx, &planets, DAVE, "pipe", false, false))
+        .unwrap();
+    drop(state);
+    let o = e.ok(&["cache", "reindex", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()["learned"],
+        1
+    );
+    assert_eq!(
+        e.ok(&["cache", "reindex"]).trim(),
+        "learned 0 cached message(s)"
+    );
+    // The engine now knows it: a question about planets matches that row.
+    let (_, d) = e.route_json(&msg(ALICE, "Which planet is the largest?").encode(), &[]);
+    assert_eq!(d["matched"][0]["cache_id"], row, "{d}");
+}

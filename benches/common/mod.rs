@@ -14,7 +14,14 @@ use std::time::Instant;
 
 pub const ME: &str = "http://router.example/cmr";
 pub const CLIENT: &str = "http://client.example/cmr";
-pub const CMR_ROUTE: &str = env!("CARGO_BIN_EXE_cmr-route");
+const CMR_ROUTE: &str = env!("CARGO_BIN_EXE_cmr-route");
+
+/// The `cmr-route` the end-to-end figures run: `$CMR_ROUTE_BIN` when set (the bench
+/// scripts set it to the tools as installed, `scripts/build-release.sh`), else the one
+/// cargo built for the benchmark.
+pub fn route_bin() -> std::ffi::OsString {
+    std::env::var_os("CMR_ROUTE_BIN").unwrap_or_else(|| CMR_ROUTE.into())
+}
 
 /// The labelled corpus the routing benchmarks read by default:
 /// `$CMR_SHARED/corpus/fortunes_topics.jsonl`, `$CMR_SHARED` defaulting to `../shared`.
@@ -27,7 +34,7 @@ pub fn default_corpus() -> PathBuf {
 
 /// Run `cmr-route --state PATH ARGS...`; error with its stderr on failure.
 pub fn cmr_route(state: &Path, args: &[&str]) -> Result<(), String> {
-    let o = Command::new(CMR_ROUTE)
+    let o = Command::new(route_bin())
         .arg("--state")
         .arg(state)
         .args(args)
@@ -110,7 +117,7 @@ pub struct Fresh {
 /// Route `raw` in a fresh `cmr-route --dry-run --json` process.
 pub fn route_fresh(state: &Path, raw: &[u8]) -> Result<Fresh, String> {
     let t = Instant::now();
-    let mut child = Command::new(CMR_ROUTE)
+    let mut child = Command::new(route_bin())
         .arg("--state")
         .arg(state)
         .args(["--dry-run", "--json", "--log", "none", "-"])
@@ -174,7 +181,9 @@ pub fn rss_via_time(state: &Path, raw: &[u8]) -> Option<(f64, f64)> {
         return None;
     }
     let mut c = Command::new("/usr/bin/time")
-        .args(["-f", "%M %U %S", CMR_ROUTE, "--state"])
+        .args(["-f", "%M %U %S"])
+        .arg(route_bin())
+        .arg("--state")
         .arg(state)
         .args(["--dry-run", "--json", "--log", "none", "-"])
         .stdin(Stdio::piped())

@@ -170,6 +170,11 @@ pub enum CacheCmd {
         #[arg(long, value_name = "KEEP")]
         keep: usize,
     },
+    /// Bring the routing engine up to date with the cache: the word model learns every cached
+    /// message it does not hold yet (a state file older than the engine, rows copied in by
+    /// other means), and the baselines' full-text index is rebuilt when one of them is the
+    /// `compressor`. Safe to run at any time; a second run learns nothing.
+    Reindex,
     /// Show one cached message: by row number, or by any message ID of its header
     /// ("YYYY/MM/DD HH:MM:SS ADDRESS").
     Show {
@@ -640,6 +645,19 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
                 emit_json(&serde_json::json!({ "removed": n }))?;
             } else {
                 emit(&format!("removed {n} cached message(s)\n"))?;
+            }
+        }
+        CacheCmd::Reindex => {
+            let n = st.write(|tx| {
+                let n = crate::compress::matcher::reindex(tx)?;
+                let compressor = settings::Settings::load(tx)?.compressor;
+                crate::compress::matcher::sync_fts(tx, &compressor)?;
+                Ok(n)
+            })?;
+            if json {
+                emit_json(&serde_json::json!({ "learned": n }))?;
+            } else {
+                emit(&format!("learned {n} cached message(s)\n"))?;
             }
         }
         CacheCmd::Show { id, raw } => {

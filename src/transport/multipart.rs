@@ -113,7 +113,11 @@ pub fn boundary_of(content_type: &str) -> Option<Result<String, String>> {
         None => return Some(Err(format!("{main} without a boundary parameter"))),
     };
     // RFC 2046 5.1.1: boundary := 0*69<bchars> bcharsnospace
-    if b.is_empty() || b.len() > 70 || b.ends_with(' ') || b.bytes().any(|c| c < 32 || c > 126) {
+    if b.is_empty()
+        || b.len() > 70
+        || b.ends_with(' ')
+        || b.bytes().any(|c| !(32..=126).contains(&c))
+    {
         return Some(Err(format!("invalid multipart boundary {b:?}")));
     }
     Some(Ok(b))
