@@ -15,7 +15,7 @@
 //! A message is scored once per routing decision even though the router asks for peer
 //! scores and related messages separately: the last scoring is kept for the same body.
 
-use super::model::{self, Global, PeerStats, Scored, Term};
+use super::model::{self, Global, PeerStats, Scored, Term, TermRow};
 use super::related::{self, QueryView, RelatedOptions};
 use super::store::{db_failure, SqlStore, Store};
 use super::Metric;
@@ -26,6 +26,9 @@ use rusqlite::{Connection, Transaction};
 use std::cell::RefCell;
 
 struct Last {
+    /// `PRAGMA data_version` read before the rows below: while it is unchanged, no other
+    /// connection has committed, and the rows are still what the file holds.
+    version: i64,
     body: Vec<u8>,
     g: Global,
     peers: Vec<PeerStats>,
@@ -71,11 +74,13 @@ impl ModelMatcher {
         let mut st = SqlStore::new(conn);
         let mut last = self.last.borrow_mut();
         if last.as_ref().is_none_or(|l| l.body != body) {
+            let version = data_version(conn)?;
             let g = st.global()?;
             let peers = st.all_peers()?;
             let terms = model::terms(body);
             let scored = model::score(&mut st, &g, &terms, &peers)?;
             *last = Some(Last {
+                version,
                 body: body.to_vec(),
                 g,
                 peers,
@@ -92,6 +97,31 @@ impl ModelMatcher {
     fn forget_last(&self) {
         self.last.borrow_mut().take();
     }
+
+    /// The word rows of the last scoring of `body`, if no other connection has committed
+    /// since they were read (the router scores X, then learns it in its write transaction:
+    /// its words' rows need not be read twice). Clears the last scoring.
+    fn take_rows(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+    ) -> Result<Vec<(u64, Option<TermRow>)>, Failure> {
+        let Some(l) = self.last.borrow_mut().take() else {
+            return Ok(Vec::new());
+        };
+        if l.body != body || data_version(conn)? != l.version {
+            return Ok(Vec::new());
+        }
+        Ok(l.terms.iter().map(|t| t.hash).zip(l.scored.rows).collect())
+    }
+}
+
+/// SQLite's count of commits by other connections (`PRAGMA data_version`).
+fn data_version(conn: &Connection) -> Result<i64, Failure> {
+    conn.prepare_cached("PRAGMA data_version")
+        .map_err(db_failure)?
+        .query_row([], |r| r.get(0))
+        .map_err(db_failure)
 }
 
 /// Learn every cached message the model does not hold yet (a state file whose cache
@@ -127,7 +157,18 @@ pub fn learn_indexes(
     body: &[u8],
     fts: bool,
 ) -> Result<(), Failure> {
-    model::learn(&mut SqlStore::new(tx), cache_id, peer, body)?;
+    learn_with(tx, SqlStore::new(tx), cache_id, peer, body, fts)
+}
+
+fn learn_with(
+    tx: &Transaction,
+    mut store: SqlStore<'_>,
+    cache_id: i64,
+    peer: &str,
+    body: &[u8],
+    fts: bool,
+) -> Result<(), Failure> {
+    model::learn(&mut store, cache_id, peer, body)?;
     if fts {
         ensure_fts(tx)?;
         fts_learn(tx, cache_id, body)?;
@@ -211,8 +252,8 @@ impl Matcher for ModelMatcher {
         peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        self.forget_last();
-        learn_indexes(tx, cache_id, peer, body, false)
+        let rows = self.take_rows(tx, body)?;
+        learn_with(tx, SqlStore::primed(tx, rows), cache_id, peer, body, false)
     }
 
     fn peer_scores(

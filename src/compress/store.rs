@@ -158,11 +158,29 @@ pub fn db_failure(e: rusqlite::Error) -> Failure {
 /// Statistics in the state file. Writes must run inside the caller's transaction.
 pub struct SqlStore<'c> {
     conn: &'c Connection,
+    /// Word rows known to be current (read in this state of the file), each served once
+    /// instead of read again.
+    primed: super::FastMap<u64, Option<TermRow>>,
 }
 
 impl<'c> SqlStore<'c> {
     pub fn new(conn: &'c Connection) -> SqlStore<'c> {
-        SqlStore { conn }
+        SqlStore {
+            conn,
+            primed: Default::default(),
+        }
+    }
+
+    /// A store that answers `term` for these words from `rows` (which the caller knows to
+    /// be what the file holds now) instead of reading them again.
+    pub fn primed(
+        conn: &'c Connection,
+        rows: impl IntoIterator<Item = (u64, Option<TermRow>)>,
+    ) -> SqlStore<'c> {
+        SqlStore {
+            conn,
+            primed: rows.into_iter().collect(),
+        }
     }
     /// Create the engine's tables if they are missing.
     pub fn create(conn: &Connection) -> Result<(), Failure> {
@@ -295,6 +313,9 @@ impl Store for SqlStore<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
     }
     fn term(&mut self, hash: u64) -> Result<Option<TermRow>, Failure> {
+        if let Some(row) = self.primed.remove(&hash) {
+            return Ok(row);
+        }
         let mut s = self
             .conn
             .prepare_cached("SELECT df, counts, recent FROM engine_terms WHERE hash = ?1")
@@ -321,6 +342,7 @@ impl Store for SqlStore<'_> {
         }))
     }
     fn set_term(&mut self, hash: u64, row: &TermRow) -> Result<(), Failure> {
+        self.primed.remove(&hash);
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO engine_terms(hash, df, counts, recent) VALUES (?1, ?2, ?3, ?4)",
@@ -369,6 +391,7 @@ impl Store for SqlStore<'_> {
         Ok(())
     }
     fn delete_term(&mut self, hash: u64) -> Result<(), Failure> {
+        self.primed.remove(&hash);
         self.conn
             .prepare_cached("DELETE FROM engine_terms WHERE hash = ?1")
             .and_then(|mut s| s.execute([hash as i64]))

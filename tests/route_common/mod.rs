@@ -175,6 +175,86 @@ pub fn assert_each_once(e: &Env, origins: &[String], seeded_cache: i64) {
         one("SELECT count(*) FROM log WHERE outcome = 'accepted'"),
         seeded_cache + n
     );
+    assert_engine_matches_cache(e);
+}
+
+/// The routing engine's word statistics are exactly what learning the cache from scratch,
+/// in cache order, gives: whatever interleaving of processes built them.
+pub fn assert_engine_matches_cache(e: &Env) {
+    use cmr::compress::model::{self, TermRow};
+    use cmr::compress::store::{MemStore, Store};
+    use std::collections::BTreeMap;
+    let db = e.db();
+    let mut mem = MemStore::default();
+    let mut st = db
+        .prepare("SELECT id, sender, substr(bytes, body_offset + 1) FROM cache ORDER BY id")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (id, sender, body) = row.unwrap();
+        model::learn(&mut mem, id, &sender, &body).unwrap();
+    }
+    // (hash -> (df, peer address -> count)) from both sides
+    let mem_peers: Vec<String> = mem
+        .all_peers()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.address)
+        .collect();
+    let want: BTreeMap<i64, (u64, BTreeMap<String, u32>)> = mem
+        .terms
+        .iter()
+        .map(|(h, r)| {
+            let c = r
+                .counts
+                .iter()
+                .map(|&(p, c)| (mem_peers[p as usize].clone(), c))
+                .collect();
+            (*h as i64, (r.df, c))
+        })
+        .collect();
+    let db_peers: BTreeMap<i64, String> = db
+        .prepare("SELECT idx, address FROM engine_peers")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let have: BTreeMap<i64, (u64, BTreeMap<String, u32>)> = db
+        .prepare("SELECT hash, df, counts FROM engine_terms")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .unwrap()
+        .map(|r| {
+            let (h, df, counts) = r.unwrap();
+            let c = TermRow::decode_counts(&counts)
+                .unwrap()
+                .into_iter()
+                .map(|(p, c)| (db_peers[&(p as i64)].clone(), c))
+                .collect();
+            (h, (df as u64, c))
+        })
+        .collect();
+    assert_eq!(have.len(), want.len(), "distinct words");
+    assert!(have == want, "word statistics differ from the cache's");
+    let docs: i64 = db
+        .query_row("SELECT docs FROM engine_global", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(docs as u64, mem.g.docs);
 }
 
 /// Four topics, one seed peer each, for the concurrency and crash tests.
