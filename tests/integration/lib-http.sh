@@ -11,9 +11,12 @@ PASSES=0
 source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 build() {
-    local flag=()
-    [ "$PROFILE" = release ] && flag=(--release)
-    (cd "$ROOT" && cargo build -q "${flag[@]}" --example http-peer --bins)
+    if [ "$PROFILE" = release ]; then
+        # the tools as installed (statically linked where that is the default)
+        (cd "$ROOT" && cargo build -q --release --example http-peer && scripts/build-release.sh --quiet)
+    else
+        (cd "$ROOT" && cargo build -q --example http-peer --bins)
+    fi
 }
 
 # The receiving command: `cmr-recv --http` once it exists, else the example front end.

@@ -29,9 +29,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 # Build the tools and copy them where unprivileged daemons' users can run them.
 build() {
-    local flag=()
-    [ "$PROFILE" = release ] && flag=(--release)
-    (cd "$ROOT" && cargo build -q "${flag[@]}" --bins)
+    if [ "$PROFILE" = release ]; then
+        # the tools as installed (statically linked where that is the default)
+        (cd "$ROOT" && scripts/build-release.sh --quiet)
+    else
+        (cd "$ROOT" && cargo build -q --bins)
+    fi
     mkdir -p "$WORK/bin"
     for b in "$ROOT/target/$PROFILE"/cmr-*; do
         [ -x "$b" ] && [ -f "$b" ] && install -m 755 "$b" "$WORK/bin/"
