@@ -599,6 +599,47 @@ fn administration() {
         })
         .unwrap();
     assert_eq!(key, b"foo");
+    // Per-peer sending options for http(s) peers, checked before they are stored.
+    let web = "https://web.test/cmr";
+    e.ok(&[
+        "peer",
+        "add",
+        web,
+        "--options",
+        "trust=/etc/cmr/web.pem timeout=20",
+    ]);
+    assert!(e
+        .ok(&["peer", "list"])
+        .contains("options=\"trust=/etc/cmr/web.pem timeout=20\""));
+    for (bad, why) in [
+        ("trsut=/x.pem", "unknown"),
+        ("timeout=soon", "seconds"),
+        ("handshake=ftp://x", "not an http(s) address"),
+    ] {
+        let o = e.route(&["peer", "add", web, "--options", bad], b"");
+        assert_eq!(o.status.code(), Some(64), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(why),
+            "{bad}: {o:?}"
+        );
+    }
+    let o = e.route(&["peer", "add", CAROL, "--options", "timeout=5"], b"");
+    assert_eq!(o.status.code(), Some(64), "options are for http(s) peers");
+    let opts = |e: &Env| -> Option<String> {
+        e.db()
+            .query_row("SELECT options FROM peers WHERE address = ?1", [web], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        opts(&e).as_deref(),
+        Some("trust=/etc/cmr/web.pem timeout=20"),
+        "refusals change nothing"
+    );
+    e.ok(&["peer", "add", web, "--options", ""]);
+    assert_eq!(opts(&e), None);
+    e.ok(&["peer", "remove", web]);
     e.ok(&["peer", "remove", CAROL]);
     e.ok(&["peer", "remove", ALICE]);
     assert_eq!(

@@ -30,6 +30,8 @@ const AFTER_HELP: &str = "\
 Examples:
   cmr-route init --address mailto:cmr@example.org --address https://example.org/cmr
   cmr-route peer add https://peer.example.net/cmr --scheme hmac-sha256 --key-hex 666f6f
+  cmr-route peer add https://peer.example.net/cmr --options 'trust=/etc/cmr/peer.pem timeout=20'
+  cmr-route peer add http://peer.example.net/cmr --options 'handshake=http://example.org/cmr'
   cmr-route --via mail < message.txt        route one message that came by mail
   cmr-route --explain message.txt           why: scores, best peer, matches, forwards
   cmr-route --json --strict - < stream.bin  one JSON object per message
@@ -41,6 +43,7 @@ Examples:
   cmr-route outbox --json
   cmr-route cache show 12
   cmr-route cache prune --keep 100000       (cron) bound the cache
+  cmr-route cache reindex                   teach the engine a cache it never saw
   cmr-route stats
   cmr-route log --limit 5";
 
@@ -148,6 +151,12 @@ pub enum PeerCmd {
         /// Shared key in hex (A5.3 writes keys in hex); - reads the hex from standard input.
         #[arg(long, value_name = "HEX")]
         key_hex: Option<String>,
+        /// Options for sending to this http(s) peer, space separated: trust=PEM (certificates
+        /// to trust), timeout=SECS, connect_timeout=SECS, handshake=OUR_URL (deliver by the
+        /// A4.5 handshake: the peer fetches the message from OUR_URL), handshake_expiry=SECS.
+        /// An empty string clears them.
+        #[arg(long, value_name = "TEXT")]
+        options: Option<String>,
     },
     /// List peers (keys are never printed).
     List,
@@ -522,10 +531,30 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
             address,
             scheme,
             key_hex,
+            options,
         } => {
             let scheme: Scheme = scheme.parse().map_err(Failure::usage)?;
             let key = key_hex.as_deref().map(read_key_hex).transpose()?;
-            st.write(|tx| peers::add(tx, &address, scheme, key.as_ref()))?;
+            let options = options.map(|o| o.trim().to_string());
+            if let Some(o) = options.as_deref().filter(|o| !o.is_empty()) {
+                let lower = address.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    return Err(Failure::usage(format!(
+                        "--options: {address}: options apply to http:// and https:// peers"
+                    )));
+                }
+                crate::transport::http::PeerOptions::default()
+                    .with_options(o, None)
+                    .map_err(|e| Failure::usage(format!("--options: {e}")))?;
+            }
+            st.write(|tx| {
+                peers::add(tx, &address, scheme, key.as_ref())?;
+                match options.as_deref() {
+                    Some("") => peers::set_options(tx, &address, None),
+                    Some(o) => peers::set_options(tx, &address, Some(o)),
+                    None => Ok(()),
+                }
+            })?;
             let p = peers::get(st.conn(), &address)?;
             if json {
                 emit_json(&p)?;
@@ -548,7 +577,7 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
                 let mut s = String::new();
                 for p in all {
                     s.push_str(&format!(
-                        "{}  scheme={} key={} reputation={} accepted={} rejected={} forwarded={}{}\n",
+                        "{}  scheme={} key={} reputation={} accepted={} rejected={} forwarded={}{}{}\n",
                         p.address,
                         p.scheme,
                         if p.has_key { "yes" } else { "no" },
@@ -556,6 +585,10 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
                         p.accepted,
                         p.rejected,
                         p.forwarded,
+                        p.options
+                            .as_deref()
+                            .map(|o| format!(" options=\"{o}\""))
+                            .unwrap_or_default(),
                         if p.configured { "" } else { " (seen)" }
                     ));
                 }

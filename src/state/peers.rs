@@ -140,19 +140,14 @@ pub fn clear_key(tx: &Transaction, address: &str) -> Result<bool, Failure> {
         > 0)
 }
 
-/// Set a transport and its options for a peer (used by the senders; free-form text).
-pub fn set_transport(
-    tx: &Transaction,
-    address: &str,
-    transport: Option<&str>,
-    options: Option<&str>,
-) -> Result<(), Failure> {
+/// Set (or with None clear) a peer's transport options (`transport::http::PeerOptions`
+/// text; the caller checks it).
+pub fn set_options(tx: &Transaction, address: &str, options: Option<&str>) -> Result<(), Failure> {
     check_address(address)?;
     tx.execute(
-        "INSERT INTO peers(address, transport, options, configured) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT(address) DO UPDATE SET transport = excluded.transport,
-             options = excluded.options, configured = 1",
-        rusqlite::params![address, transport, options],
+        "INSERT INTO peers(address, options, configured) VALUES (?1, ?2, 1)
+         ON CONFLICT(address) DO UPDATE SET options = excluded.options, configured = 1",
+        rusqlite::params![address, options],
     )
     .map_err(db_failure)?;
     Ok(())

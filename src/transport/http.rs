@@ -104,7 +104,12 @@ impl PeerOptions {
                     self.handshake = Some(hs);
                 }
                 "handshake_expiry" => expiry = Some(secs(k, v)?),
-                _ => {}
+                _ => {
+                    return Err(format!(
+                        "peer option {k:?}: unknown; expected trust, timeout, connect_timeout, \
+                         handshake or handshake_expiry"
+                    ))
+                }
             }
         }
         if let (Some(e), Some(hs)) = (expiry, self.handshake.as_mut()) {
@@ -1472,7 +1477,7 @@ mod tests {
     fn peer_options_text() {
         let o = PeerOptions::default()
             .with_options(
-                "trust=/etc/cmr/bob.pem timeout=5 connect_timeout=1.5 handshake=http://me.example/ handshake_expiry=30 ssh_options=x",
+                "trust=/etc/cmr/bob.pem timeout=5 connect_timeout=1.5 handshake=http://me.example/ handshake_expiry=30",
                 Some(Path::new("/s.sqlite")),
             )
             .unwrap();
@@ -1483,6 +1488,11 @@ mod tests {
         assert_eq!(hs.own_address, "http://me.example/");
         assert_eq!(hs.state_path.as_deref(), Some(Path::new("/s.sqlite")));
         assert_eq!(hs.expiry, Duration::from_secs(30));
+        // a misspelt or foreign option is an error, not silently dropped
+        let e = PeerOptions::default()
+            .with_options("trust=/x.pem ssh_options=x", None)
+            .unwrap_err();
+        assert!(e.contains("\"ssh_options\": unknown"), "{e}");
         assert!(PeerOptions::default()
             .with_options("timeout=x", None)
             .is_err());

@@ -13,42 +13,41 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 build() {
     if [ "$PROFILE" = release ]; then
         # the tools as installed (statically linked where that is the default)
-        (cd "$ROOT" && cargo build -q --release --example http-peer && scripts/build-release.sh --quiet)
+        (cd "$ROOT" && scripts/build-release.sh --quiet)
     else
-        (cd "$ROOT" && cargo build -q --example http-peer --bins)
+        (cd "$ROOT" && cargo build -q --bins)
     fi
 }
 
-# The receiving command: `cmr-recv --http` once it exists, else the example front end.
+# The receiving command under inetd: cmr-recv --http, or --https with a certificate.
 recv_cmd() { # recv_cmd STATE LOG [--https CERT KEY] [more args]
     local state=$1 log=$2
     shift 2
-    if [ -x "$BIN/cmr-recv" ] && "$BIN/cmr-recv" --help 2>/dev/null | grep -q -- '--http'; then
-        if [ "${1:-}" = --https ]; then
-            echo "$BIN/cmr-recv --https --cert $2 --key $3 --state $state --log $log ${*:4}"
-        else
-            echo "$BIN/cmr-recv --http --state $state --log $log $*"
-        fi
+    if [ "${1:-}" = --https ]; then
+        echo "$BIN/cmr-recv --https --cert $2 --key $3 --state $state --log $log ${*:4}"
     else
-        echo "$BIN/examples/http-peer serve --state $state --log $log $*"
+        echo "$BIN/cmr-recv --http --state $state --log $log $*"
     fi
 }
 
-# The sending command: exits 0, 75 (transient) or 69 (permanent). cmr-send itself, but for
-# the A4.5 handshake and per-peer option strings, which the example front end takes directly.
+# The sending command, cmr-send: exits 0, 75 (transient) or 69 (permanent). The A4.5
+# handshake and other per-peer options are set on the peer in the sender's state file, as an
+# operator does (`cmr-route peer add URL --options ...`).
 send_msg() { # send_msg URL FILE [--trust PEM] [--handshake OWN --state S] [--peer-options O]
-    local url=$1 file=$2
+    local url=$1 file=$2 state="$WORK/sender.sqlite" options="" extra=()
     shift 2
-    case " $* " in
-    *" --handshake "* | *" --peer-options "*)
-        "$BIN/examples/http-peer" send "$url" "$file" "$@"
-        ;;
-    *)
-        local extra=()
-        if [ "${1:-}" = --trust ]; then extra=(--http-trust "$2"); fi
-        "$BIN/cmr-send" --to "$url" "${extra[@]}" "$file"
-        ;;
-    esac
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --trust) extra+=(--http-trust "$2") ;;
+        --handshake) options="handshake=$2" ;;
+        --state) state=$2 ;;
+        --peer-options) options=$2 ;;
+        *) echo "send_msg: unknown option $1" >&2; return 64 ;;
+        esac
+        shift 2
+    done
+    "$BIN/cmr-route" --state "$state" --log none peer add "$url" --options "$options" >/dev/null
+    "$BIN/cmr-send" --state "$state" --to "$url" "${extra[@]}" "$file"
 }
 
 free_port() {
