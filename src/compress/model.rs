@@ -166,7 +166,9 @@ impl PeerStats {
             self.distinct += 1;
         }
         if (1..=4).contains(&old) {
-            self.nk[old as usize - 1] -= 1;
+            // saturating, as in unbump: statistics out of step with the rows (a state file
+            // edited by hand) must not wrap around or panic
+            self.nk[old as usize - 1] = self.nk[old as usize - 1].saturating_sub(1);
         }
         if old < 4 {
             self.nk[old as usize] += 1;
