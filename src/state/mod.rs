@@ -389,4 +389,35 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
     }
+
+    #[test]
+    fn reads_share_one_snapshot_and_always_end() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s");
+        let st = State::open(Some(&path)).unwrap();
+        let other = State::open(Some(&path)).unwrap();
+        let count = |c: &Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+                .unwrap()
+        };
+        let (before, after) = st
+            .read(|c| {
+                let before = count(c);
+                // another process commits meanwhile: this snapshot does not see it
+                other.write(|tx| settings::set_raw(tx, "x", "y")).unwrap();
+                Ok((before, count(c)))
+            })
+            .unwrap();
+        assert_eq!(before, after);
+        assert!(st.conn().is_autocommit(), "the read transaction ended");
+        assert_eq!(
+            count(st.conn()),
+            before + 1,
+            "the next read sees the commit"
+        );
+        // An error inside ends the transaction too, and a write can follow.
+        let r: Result<(), Failure> = st.read(|_| Err(Failure::data("no")));
+        assert!(r.is_err() && st.conn().is_autocommit());
+        st.write(|tx| settings::set_raw(tx, "z", "w")).unwrap();
+    }
 }
