@@ -1043,3 +1043,58 @@ fn reindex_teaches_the_engine_what_the_cache_holds() {
     let (_, d) = e.route_json(&msg(ALICE, "Which planet is the largest?").encode(), &[]);
     assert_eq!(d["matched"][0]["cache_id"], row, "{d}");
 }
+
+#[test]
+fn a_peer_under_two_addresses_is_one_peer() {
+    let e = Env::new();
+    let (bob_mail, bob_web) = ("mailto:bob@bob.test", "http://bob.test/cmr");
+    assert_eq!(
+        e.ok(&["peer", "alias", bob_mail, bob_web]).trim(),
+        format!("{bob_mail} is an address of {bob_web}")
+    );
+    for bad in [
+        vec![bob_web, bob_web],            // itself
+        vec!["mailto:x@x.test", bob_mail], // an alias is nobody's peer
+        vec![bob_web, "http://z.test/"],   // a peer with aliases is nobody's alias
+        vec![ME, bob_web],                 // ours
+    ] {
+        let mut a = vec!["peer", "alias"];
+        a.extend(&bad);
+        assert_eq!(e.route(&a, b"").status.code(), Some(64), "{bad:?}");
+    }
+    e.route_json(
+        &msg(bob_web, "Jupiter is the largest planet of all.").encode(),
+        &[],
+    );
+    e.route_json(
+        &msg(bob_mail, "Saturn is the planet with the rings.").encode(),
+        &[],
+    );
+    e.route_json(&msg(CAROL, "Bake the bread in a hot oven.").encode(), &[]);
+    // One Bob to the engine: his two addresses are one context, scored under his address.
+    let (_, d) = e.route_json(&msg(DAVE, "Which planet has rings?").encode(), &[]);
+    let scored: Vec<&str> = d["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["peer"].as_str().unwrap())
+        .collect();
+    assert!(
+        scored.contains(&bob_web) && !scored.contains(&bob_mail),
+        "{d}"
+    );
+    assert_eq!(d["best_peer"], bob_web, "{d}");
+    // A message Bob sent by mail goes to neither of his addresses, and none of his own
+    // messages go back to him: only a 3.2 compensatory reply may.
+    let (_, d) = e.route_json(&msg(bob_mail, "Mars is the red planet.").encode(), &[]);
+    for f in d["forwards"].as_array().unwrap() {
+        if f["dest"] == bob_web || f["dest"] == bob_mail {
+            assert_eq!(f["what"], "z", "{d}");
+        }
+    }
+    assert!(e
+        .ok(&["peer", "list"])
+        .contains(&format!("alias-of={bob_web}")));
+    e.ok(&["peer", "alias", bob_mail, "--remove"]);
+    assert!(!e.ok(&["peer", "list"]).contains("alias-of"));
+}

@@ -158,6 +158,17 @@ pub enum PeerCmd {
         #[arg(long, value_name = "TEXT")]
         options: Option<String>,
     },
+    /// Declare ALIAS another address of PEER (Bob by mail and by HTTP, say): one peer to the
+    /// router. Messages from ALIAS teach PEER's context, PEER is scored and routed to, and
+    /// no message goes to either address while the other is in its header. Keys stay per
+    /// address. With --remove, ALIAS is a peer of its own again.
+    Alias {
+        alias: String,
+        #[arg(required_unless_present = "remove")]
+        peer: Option<String>,
+        #[arg(long, conflicts_with = "peer")]
+        remove: bool,
+    },
     /// List peers (keys are never printed).
     List,
     /// Remove a peer and its key.
@@ -569,15 +580,53 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
                 ))?;
             }
         }
+        PeerCmd::Alias {
+            alias,
+            peer,
+            remove: _,
+        } => {
+            let settings = settings::Settings::load(st.conn())?;
+            for a in std::iter::once(&alias).chain(peer.as_ref()) {
+                if settings.is_own(a.as_bytes()) {
+                    return Err(Failure::usage(format!("{a} is one of our own addresses")));
+                }
+            }
+            st.write(|tx| peers::set_alias(tx, &alias, peer.as_deref()))?;
+            if json {
+                emit_json(&serde_json::json!({ "alias": alias, "peer": peer }))?;
+            } else {
+                match &peer {
+                    Some(p) => emit(&format!("{alias} is an address of {p}\n"))?,
+                    None => emit(&format!("{alias} is a peer of its own\n"))?,
+                }
+            }
+        }
         PeerCmd::List => {
             let all = peers::list(st.conn())?;
+            let aliases = settings::aliases(st.conn())?;
+            let alias_of = |a: &str| aliases.iter().find(|(x, _)| x == a).map(|(_, p)| p.clone());
+            // aliases that sent nothing yet have no row of their own
+            let bare: Vec<&(String, String)> = aliases
+                .iter()
+                .filter(|(a, _)| !all.iter().any(|p| &p.address == a))
+                .collect();
             if json {
-                emit_json(&all)?;
+                let mut v = Vec::new();
+                for p in &all {
+                    let mut o =
+                        serde_json::to_value(p).map_err(|e| Failure::software(e.to_string()))?;
+                    o["alias_of"] = alias_of(&p.address).into();
+                    v.push(o);
+                }
+                for (a, p) in bare {
+                    v.push(serde_json::json!({ "address": a, "alias_of": p }));
+                }
+                emit_json(&v)?;
             } else {
                 let mut s = String::new();
                 for p in all {
                     s.push_str(&format!(
-                        "{}  scheme={} key={} reputation={} accepted={} rejected={} forwarded={}{}{}\n",
+                        "{}  scheme={} key={} reputation={} accepted={} rejected={} forwarded={}{}{}{}\n",
                         p.address,
                         p.scheme,
                         if p.has_key { "yes" } else { "no" },
@@ -589,8 +638,14 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
                             .as_deref()
                             .map(|o| format!(" options=\"{o}\""))
                             .unwrap_or_default(),
+                        alias_of(&p.address)
+                            .map(|a| format!(" alias-of={a}"))
+                            .unwrap_or_default(),
                         if p.configured { "" } else { " (seen)" }
                     ));
+                }
+                for (a, p) in bare {
+                    s.push_str(&format!("{a}  alias-of={p}\n"));
                 }
                 emit(&s)?;
             }

@@ -542,17 +542,24 @@ pub(crate) fn plan(
             .collect(),
         ..Plan::default()
     };
-    let candidates: Vec<String> = peers::recent(conn, settings.max_peers_scored as usize)?
-        .into_iter()
-        .filter(|a| !settings.is_own(a.as_bytes()) && settings.client_address.as_deref() != Some(a))
-        .collect();
+    // One candidate per peer: an alias's messages are its peer's context.
+    let mut candidates: Vec<String> = Vec::new();
+    for a in peers::recent(conn, settings.max_peers_scored as usize)? {
+        let p = settings.peer_of(&a).to_string();
+        if !settings.is_own(p.as_bytes())
+            && settings.client_address.as_deref() != Some(&p)
+            && !candidates.contains(&p)
+        {
+            candidates.push(p);
+        }
+    }
     p.scores = matcher.peer_scores(conn, body, &candidates)?;
     p.scores
         .sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     // 3.2: a selected peer that is one of X's senders gets a compensatory reply instead.
     for (peer, _) in selected_peers(settings, &p.scores) {
-        if msg.has_address(peer.as_bytes()) {
-            let c = compensation_candidates(conn, matcher, msg, &peer)?;
+        if settings.peer_in_header(msg, &peer) {
+            let c = compensation_candidates(conn, settings, matcher, msg, &peer)?;
             p.compensation.push((peer, c));
         }
     }
@@ -588,6 +595,7 @@ fn selected_peers(settings: &Settings, scores: &[(String, f64)]) -> Vec<(String,
 /// general-purpose compressors). Best first.
 fn compensation_candidates(
     conn: &rusqlite::Connection,
+    settings: &Settings,
     matcher: &dyn Matcher,
     x: &Message,
     peer: &str,
@@ -600,7 +608,7 @@ fn compensation_candidates(
             continue;
         };
         let zm = z.message()?;
-        if zm.has_address(peer.as_bytes()) {
+        if settings.peer_in_header(&zm, peer) {
             continue; // Bob is one of its senders
         }
         ids.push(id);
@@ -753,7 +761,8 @@ pub(crate) fn accept(
     d: &mut Decision,
 ) -> Result<i64, Failure> {
     let id = cache::insert(tx, msg, sender, via.as_str(), client, d.verified)?;
-    matcher.learn(tx, id, sender, msg.body())?;
+    // An alias's messages teach its peer's context.
+    matcher.learn(tx, id, settings.peer_of(sender), msg.body())?;
     d.cache_id = Some(id);
     d.accepted = true;
     d.outcome = if client {
@@ -782,8 +791,9 @@ pub(crate) fn accept(
         if d.forwards.len() >= max {
             return Ok(false);
         }
-        // Never to us, never to an address already in the forwarded message's header.
-        if settings.is_own(dest.as_bytes()) || m.has_address(dest.as_bytes()) {
+        // Never to us, never to an address (or another address of a peer) already in the
+        // forwarded message's header.
+        if settings.is_own(dest.as_bytes()) || settings.peer_in_header(m, dest) {
             return Ok(false);
         }
         let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest)? {
@@ -825,7 +835,7 @@ pub(crate) fn accept(
         ));
     }
     for (peer, score) in &selected {
-        if msg.has_address(peer.as_bytes()) {
+        if settings.peer_in_header(msg, peer) {
             // 3.2: "If Bob is one of the senders of X, then Alice should keep X rather than
             // send it back ... send a different message back to Bob".
             let cands = plan

@@ -201,7 +201,8 @@ impl State {
                 tx.execute_batch(sql)
                     .map_err(|e| db_failure(e).context(format!("schema migration {}", i + 1)))?;
                 if i + 1 == schema::FTS_ON_DEMAND {
-                    let c = settings::Settings::load(tx)?.compressor;
+                    // (only this setting: later migrations have not run yet)
+                    let c = settings::get_or_default(tx, "compressor")?;
                     crate::compress::matcher::sync_fts(tx, &c)?;
                 }
             }

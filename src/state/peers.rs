@@ -153,6 +153,56 @@ pub fn set_options(tx: &Transaction, address: &str, options: Option<&str>) -> Re
     Ok(())
 }
 
+/// Declare `alias` another address of `peer` (None: `alias` is a peer of its own again).
+/// No chains: a peer is not an alias, an alias is nobody's peer.
+pub fn set_alias(tx: &Transaction, alias: &str, peer: Option<&str>) -> Result<(), Failure> {
+    check_address(alias)?;
+    let Some(peer) = peer else {
+        tx.execute("DELETE FROM peer_aliases WHERE alias = ?1", [alias])
+            .map_err(db_failure)?;
+        return Ok(());
+    };
+    check_address(peer)?;
+    if alias == peer {
+        return Err(Failure::usage(format!(
+            "{alias}: an address is not an alias of itself"
+        )));
+    }
+    let is_alias = |a: &str| -> Result<bool, Failure> {
+        tx.query_row(
+            "SELECT count(*) FROM peer_aliases WHERE alias = ?1",
+            [a],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(db_failure)
+    };
+    if is_alias(peer)? {
+        return Err(Failure::usage(format!(
+            "{peer} is itself an alias; name the peer it belongs to"
+        )));
+    }
+    let has_aliases: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM peer_aliases WHERE peer = ?1",
+            [alias],
+            |r| r.get(0),
+        )
+        .map_err(db_failure)?;
+    if has_aliases > 0 {
+        return Err(Failure::usage(format!(
+            "{alias} has aliases of its own; it cannot be one"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO peer_aliases(alias, peer) VALUES (?1, ?2)
+         ON CONFLICT(alias) DO UPDATE SET peer = excluded.peer",
+        [alias, peer],
+    )
+    .map_err(db_failure)?;
+    Ok(())
+}
+
 /// Remove a peer. False when there was none.
 pub fn remove(tx: &Transaction, address: &str) -> Result<bool, Failure> {
     Ok(tx

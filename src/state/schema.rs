@@ -152,6 +152,8 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     // selected (compress::matcher::sync_fts, run by State::migrate after this entry); the
     // (sender, id) index repeats what (sender, arrived_unix) gives.
     "DROP TABLE IF EXISTS cache_fts; DROP INDEX IF EXISTS cache_sender;",
+    // 9: a peer's other addresses (`cmr-route peer alias`): one peer to the router.
+    "CREATE TABLE peer_aliases(alias TEXT PRIMARY KEY, peer TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The migration after which [`crate::compress::matcher::sync_fts`] runs.

@@ -306,9 +306,20 @@ pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
         .map_err(db_failure)?
         > 0;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &Settings::load(tx)?.compressor)?;
+        crate::compress::matcher::sync_fts(tx, &get_or_default(tx, "compressor")?)?;
     }
     Ok(gone)
+}
+
+/// Every alias, as (alias, peer).
+pub fn aliases(conn: &Connection) -> Result<Vec<(String, String)>, Failure> {
+    let mut st = conn
+        .prepare_cached("SELECT alias, peer FROM peer_aliases ORDER BY alias")
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_failure)?;
+    rows.collect::<Result<_, _>>().map_err(db_failure)
 }
 
 /// Our own addresses, primary first.
@@ -375,6 +386,8 @@ pub struct Settings {
     pub max_forwards: u64,
     pub related_k: u64,
     pub client_address: Option<String>,
+    /// (alias, peer): a peer's other addresses (`cmr-route peer alias`).
+    pub aliases: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -433,7 +446,30 @@ impl Settings {
             max_forwards: count("max_forwards")?,
             related_k: count("related_k")?,
             client_address: (!client.is_empty()).then_some(client),
+            aliases: aliases(conn)?,
         })
+    }
+
+    /// The peer an address belongs to: the address an alias names, else the address itself.
+    pub fn peer_of<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.aliases
+            .iter()
+            .find(|(a, _)| a == addr)
+            .map_or(addr, |(_, p)| p.as_str())
+    }
+
+    /// Whether `dest`'s peer is in `m`'s header under any of its addresses (A3: never forward
+    /// a message to an address, or here a peer, already in its header; 3.2: a peer is "one
+    /// of the senders of X" under any of its addresses).
+    pub fn peer_in_header(&self, m: &crate::wire::Message, dest: &str) -> bool {
+        if m.has_address(dest.as_bytes()) {
+            return true;
+        }
+        if self.aliases.is_empty() {
+            return false;
+        }
+        let peer = self.peer_of(dest);
+        m.ids().any(|id| self.peer_of(&id.address_str()) == peer)
     }
 
     /// Our primary address, if the state file was initialised.
