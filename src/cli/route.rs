@@ -32,6 +32,7 @@ Examples:
   cmr-route peer add https://peer.example.net/cmr --scheme hmac-sha256 --key-hex 666f6f
   cmr-route peer add https://peer.example.net/cmr --options 'trust=/etc/cmr/peer.pem timeout=20'
   cmr-route peer add http://peer.example.net/cmr --options 'handshake=http://example.org/cmr'
+  cmr-route peer alias mailto:cmr@peer.example.net https://peer.example.net/cmr
   cmr-route --via mail < message.txt        route one message that came by mail
   cmr-route --explain message.txt           why: scores, best peer, matches, forwards
   cmr-route --json --strict - < stream.bin  one JSON object per message
