@@ -390,3 +390,26 @@ fn print_exports_one_destination_as_a_stream() {
     let mixed = send(&state, &["--outbox", "--print", "--json"]);
     assert_eq!(mixed.status.code(), Some(64));
 }
+
+#[test]
+fn bad_peer_options_defer_rows_instead_of_killing_them() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("s.sqlite");
+    let dest = "http://127.0.0.1:9/cmr";
+    enqueue(&state, dest, 0..2);
+    // A peer row edited by hand with an option the sender does not know.
+    rusqlite::Connection::open(&state)
+        .unwrap()
+        .execute(
+            "INSERT INTO peers(address, options, configured) VALUES (?1, 'trsut=/x.pem', 1)",
+            [dest],
+        )
+        .unwrap();
+    let o = send(&state, &["--outbox"]);
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("\"trsut\": unknown"), "{err}");
+    let s = states(&state);
+    assert_eq!(s.get("queued"), Some(&2), "{s:?}");
+    assert_eq!(s.get("dead"), None, "{s:?}");
+}

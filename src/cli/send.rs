@@ -330,9 +330,14 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
         })?
     } else {
         outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
-            let od = o
-                .for_destination(&state, a)
-                .map_err(|f| transport::SendError::Permanent(f.message))?;
+            // Options the operator can mend (a peer row edited by hand) defer the row rather
+            // than dead-letter it: it goes once they are fixed.
+            let od = o.for_destination(&state, a).map_err(|f| {
+                transport::SendError::Transient(format!(
+                    "{} (mend with cmr-route peer add ADDRESS --options ...)",
+                    f.message
+                ))
+            })?;
             transport::send(a, b, &od)
         })?
     };
