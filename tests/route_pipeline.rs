@@ -1048,9 +1048,16 @@ fn reindex_teaches_the_engine_what_the_cache_holds() {
 fn a_peer_under_two_addresses_is_one_peer() {
     let e = Env::new();
     let (bob_mail, bob_web) = ("mailto:bob@bob.test", "http://bob.test/cmr");
+    // Bob wrote by mail before anyone knew it was him.
+    e.route_json(
+        &msg(bob_mail, "Saturn is the planet with the rings.").encode(),
+        &[],
+    );
     assert_eq!(
         e.ok(&["peer", "alias", bob_mail, bob_web]).trim(),
-        format!("{bob_mail} is an address of {bob_web}")
+        format!(
+            "{bob_mail} is an address of {bob_web} (1 cached message(s) from it now in {bob_web}'s context)"
+        )
     );
     for bad in [
         vec![bob_web, bob_web],            // itself
@@ -1067,10 +1074,20 @@ fn a_peer_under_two_addresses_is_one_peer() {
         &[],
     );
     e.route_json(
-        &msg(bob_mail, "Saturn is the planet with the rings.").encode(),
+        &msg(bob_mail, "Mercury is the planet nearest the sun.").encode(),
         &[],
     );
     e.route_json(&msg(CAROL, "Bake the bread in a hot oven.").encode(), &[]);
+    let context_of = |e: &Env, addr: &str| -> i64 {
+        e.db()
+            .query_row(
+                "SELECT messages FROM engine_peers WHERE address = ?1",
+                [addr],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    };
+    assert_eq!((context_of(&e, bob_web), context_of(&e, bob_mail)), (3, 0));
     // One Bob to the engine: his two addresses are one context, scored under his address.
     let (_, d) = e.route_json(&msg(DAVE, "Which planet has rings?").encode(), &[]);
     let scored: Vec<&str> = d["scores"]
@@ -1097,4 +1114,7 @@ fn a_peer_under_two_addresses_is_one_peer() {
         .contains(&format!("alias-of={bob_web}")));
     e.ok(&["peer", "alias", bob_mail, "--remove"]);
     assert!(!e.ok(&["peer", "list"]).contains("alias-of"));
+    // His mail back in its own context: Saturn, Mercury and Mars.
+    assert_eq!((context_of(&e, bob_web), context_of(&e, bob_mail)), (1, 3));
+    assert_engine_matches_cache(&e);
 }

@@ -592,13 +592,27 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
                     return Err(Failure::usage(format!("{a} is one of our own addresses")));
                 }
             }
-            st.write(|tx| peers::set_alias(tx, &alias, peer.as_deref()))?;
+            // The messages ALIAS sent so far move to the context they now belong to.
+            let moved = st.write(|tx| {
+                peers::set_alias(tx, &alias, peer.as_deref())?;
+                crate::compress::matcher::relearn_sender(
+                    tx,
+                    &alias,
+                    peer.as_deref().unwrap_or(&alias),
+                )
+            })?;
             if json {
-                emit_json(&serde_json::json!({ "alias": alias, "peer": peer }))?;
+                emit_json(
+                    &serde_json::json!({ "alias": alias, "peer": peer, "relearned": moved }),
+                )?;
             } else {
                 match &peer {
-                    Some(p) => emit(&format!("{alias} is an address of {p}\n"))?,
-                    None => emit(&format!("{alias} is a peer of its own\n"))?,
+                    Some(p) => emit(&format!(
+                        "{alias} is an address of {p} ({moved} cached message(s) from it now in {p}'s context)\n"
+                    ))?,
+                    None => emit(&format!(
+                        "{alias} is a peer of its own ({moved} cached message(s) back in its own context)\n"
+                    ))?,
                 }
             }
         }

@@ -147,6 +147,30 @@ pub fn reindex(tx: &Transaction) -> Result<usize, Failure> {
     Ok(rows.len())
 }
 
+/// Learn again, under `peer`, every cached message whose immediate sender is `sender` (a
+/// sender declared an alias of `peer`, or given back its own context with `peer` =
+/// `sender`), in cache order, in the caller's transaction. Returns how many.
+pub fn relearn_sender(tx: &Transaction, sender: &str, peer: &str) -> Result<usize, Failure> {
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut st = tx
+            .prepare(
+                "SELECT c.id, substr(c.bytes, c.body_offset + 1) FROM cache c
+                 JOIN engine_docs d ON d.id = c.id WHERE c.sender = ?1 ORDER BY c.id",
+            )
+            .map_err(db_failure)?;
+        let it = st
+            .query_map([sender], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_failure)?;
+        it.collect::<Result<_, _>>().map_err(db_failure)?
+    };
+    let mut store = SqlStore::new(tx);
+    for (id, body) in &rows {
+        // learn() forgets what it learned under this id before
+        model::learn(&mut store, *id, peer, body)?;
+    }
+    Ok(rows.len())
+}
+
 /// Add a cached message to the indexes: the native model always (so that the `compressor`
 /// setting can go back to `model` at any time), and the baselines' full-text index when it
 /// exists (only while a baseline compressor is selected: [`sync_fts`]).

@@ -213,7 +213,10 @@ impl TermRow {
                 0
             }
         };
-        self.recent.push((id, peer));
+        // Kept in id order (a message learned again, e.g. under its sender's peer once the
+        // sender is declared an alias, takes its own place, not the newest one's).
+        let at = self.recent.partition_point(|&(i, _)| i < id);
+        self.recent.insert(at, (id, peer));
         if self.recent.len() > RECENT {
             self.recent.remove(0);
         }
