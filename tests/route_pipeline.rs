@@ -1114,6 +1114,8 @@ fn a_peer_under_two_addresses_is_one_peer() {
         .contains(&format!("alias-of={bob_web}")));
     e.ok(&["peer", "alias", bob_mail, "--remove"]);
     assert!(!e.ok(&["peer", "list"]).contains("alias-of"));
+    let again = e.route(&["peer", "alias", bob_mail, "--remove"], b"");
+    assert_eq!(again.status.code(), Some(66), "no such alias any more");
     // His mail back in its own context: Saturn, Mercury and Mars.
     assert_eq!((context_of(&e, bob_web), context_of(&e, bob_mail)), (1, 3));
     assert_engine_matches_cache(&e);

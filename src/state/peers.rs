@@ -158,8 +158,12 @@ pub fn set_options(tx: &Transaction, address: &str, options: Option<&str>) -> Re
 pub fn set_alias(tx: &Transaction, alias: &str, peer: Option<&str>) -> Result<(), Failure> {
     check_address(alias)?;
     let Some(peer) = peer else {
-        tx.execute("DELETE FROM peer_aliases WHERE alias = ?1", [alias])
+        let n = tx
+            .execute("DELETE FROM peer_aliases WHERE alias = ?1", [alias])
             .map_err(db_failure)?;
+        if n == 0 {
+            return Err(Failure::no_input(format!("{alias} is not an alias")));
+        }
         return Ok(());
     };
     check_address(peer)?;
