@@ -754,7 +754,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
             let n = st.write(|tx| {
                 let n = crate::compress::matcher::reindex(tx)?;
                 let compressor = settings::Settings::load(tx)?.compressor;
-                crate::compress::matcher::sync_fts(tx, &compressor)?;
+                crate::compress::matcher::sync_fts(tx, &compressor, true)?;
                 Ok(n)
             })?;
             if json {

@@ -248,10 +248,13 @@ fn ensure_fts(tx: &Transaction) -> Result<(), Failure> {
 /// Keep the full-text index in step with the `compressor` setting: the general-purpose
 /// baselines (`deflate`, `xz`) shortlist related messages with it, the native model does
 /// not. With the model it does not exist, and a routed message costs no FTS5 writes; a
-/// switch to a baseline builds it afresh from the cache.
-pub fn sync_fts(tx: &Transaction, compressor: &str) -> Result<(), Failure> {
-    tx.execute_batch("DROP TABLE IF EXISTS cache_fts;")
-        .map_err(db_failure)?;
+/// switch to a baseline builds it from the cache (an index that exists is current: the
+/// baselines keep it so). `rebuild` builds it afresh all the same (`cache reindex`).
+pub fn sync_fts(tx: &Transaction, compressor: &str, rebuild: bool) -> Result<(), Failure> {
+    if compressor == "model" || rebuild {
+        tx.execute_batch("DROP TABLE IF EXISTS cache_fts;")
+            .map_err(db_failure)?;
+    }
     if compressor != "model" {
         ensure_fts(tx)?;
     }

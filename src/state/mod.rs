@@ -203,7 +203,7 @@ impl State {
                 if i + 1 == schema::FTS_ON_DEMAND {
                     // (only this setting: later migrations have not run yet)
                     let c = settings::get_or_default(tx, "compressor")?;
-                    crate::compress::matcher::sync_fts(tx, &c)?;
+                    crate::compress::matcher::sync_fts(tx, &c, false)?;
                 }
             }
             tx.execute_batch(&format!("PRAGMA user_version = {want}"))

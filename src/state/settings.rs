@@ -283,7 +283,7 @@ pub fn set(tx: &Transaction, key: &str, value: &str) -> Result<String, Failure> 
     let v = validate(key, value)?;
     set_raw(tx, key, &v)?;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &v)?;
+        crate::compress::matcher::sync_fts(tx, &v, false)?;
     }
     Ok(v)
 }
@@ -306,7 +306,7 @@ pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
         .map_err(db_failure)?
         > 0;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &get_or_default(tx, "compressor")?)?;
+        crate::compress::matcher::sync_fts(tx, &get_or_default(tx, "compressor")?, false)?;
     }
     Ok(gone)
 }
