@@ -6,6 +6,7 @@
 //! - [`exit`]: sysexits codes and the error every tool ends in.
 //! - [`compress`]: compressors, the native word model and the routing distances (3.2).
 //! - [`log`]: diagnostics to stderr, a file or syslog.
+//! - [`sim`]: a network of real routers on one machine, measured (`cmr-sim`).
 pub mod cli;
 pub mod compress;
 pub mod exit;
@@ -13,6 +14,7 @@ pub mod keyx;
 pub mod log;
 pub mod route;
 pub mod sign;
+pub mod sim;
 pub mod state;
 pub mod transport;
 pub mod wire;

@@ -62,6 +62,39 @@ pub struct Rules {
     pub own_addresses: Vec<Vec<u8>>,
 }
 
+/// Seconds added to the system clock by [`set_clock_offset`]: zero except in the network
+/// simulator (`cmr-sim`), whose rounds run faster than the minutes they stand for.
+static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shift this process's clock (every `Timestamp::now()`, hence the state file's times, the
+/// outbox's backoff and the rate windows, and the not-in-the-future rule) by `secs`
+/// seconds. Only the simulator calls it.
+pub fn set_clock_offset(secs: f64) {
+    CLOCK_OFFSET_MICROS.store(
+        (secs * 1e6) as i64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// The current shift of this process's clock, in seconds.
+pub fn clock_offset() -> f64 {
+    CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+}
+
+/// The time since the Unix epoch: the system clock plus the offset (zero outside the
+/// simulator).
+pub fn system_time() -> std::time::Duration {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let off = CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+    if off >= 0 {
+        d + std::time::Duration::from_micros(off as u64)
+    } else {
+        d.saturating_sub(std::time::Duration::from_micros(off.unsigned_abs()))
+    }
+}
+
 impl Rules {
     /// The default rules with the future check disabled.
     pub fn unchecked_time() -> Self {
@@ -77,9 +110,7 @@ impl Rules {
         let skew = self.skew_secs as i64;
         match &self.now {
             Now::System => {
-                let d = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
+                let d = system_time();
                 let mut digits = [b'0'; 9];
                 let mut n = d.subsec_nanos();
                 for c in digits.iter_mut().rev() {
@@ -346,9 +377,7 @@ impl Timestamp {
 
     /// The system clock, in microseconds.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = system_time();
         Timestamp::from_unix(d.as_secs() as i64, d.subsec_micros() * 1000, 6)
     }
 

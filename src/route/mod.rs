@@ -22,6 +22,7 @@
 //! write that address): they are counted against the transport (`counters`, scope
 //! `via:<transport>`). Peer counters and reputation move only for verified messages.
 
+pub mod explore;
 pub mod forward;
 pub mod matching;
 pub mod post;
@@ -950,6 +951,18 @@ pub(crate) fn accept(
                 format!("A3: matched by the new message (score {score:.4})"),
             )?;
         }
+    }
+    // 3.1: while contexts form, a message nobody here can place explores a few neighbours.
+    let decided: Vec<String> = d.forwards.iter().map(|f| f.dest.clone()).collect();
+    for (dest, why) in explore::targets(
+        tx,
+        settings,
+        msg,
+        &plan.scores,
+        !plan.related.is_empty(),
+        &decided,
+    )? {
+        queue(d, "x", msg, id, &dest, why)?;
     }
     if d.forwards.len() >= max {
         d.notes.push(format!("3.3: max_forwards {max} reached"));

@@ -193,6 +193,24 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Count,
         help: "how long to wait for another writer before giving up with 75",
     },
+    Spec {
+        key: "explore_fanout",
+        default: "2",
+        kind: Kind::Count,
+        help: "3.1 exploration: a message that matched nothing here and has no peer within distance_threshold goes to this many more neighbours (0: never)",
+    },
+    Spec {
+        key: "explore_hops",
+        default: "3",
+        kind: Kind::Count,
+        help: "3.1 exploration: only messages whose header has fewer lines than this (hops travelled) are explored",
+    },
+    Spec {
+        key: "explore_until",
+        default: "0",
+        kind: Kind::Count,
+        help: "3.1 exploration stops once the cache holds this many messages (0: it never stops; it fades as peers come within distance_threshold)",
+    },
 ];
 
 /// The spec of a known key.
@@ -388,6 +406,10 @@ pub struct Settings {
     pub client_address: Option<String>,
     /// (alias, peer): a peer's other addresses (`cmr-route peer alias`).
     pub aliases: Vec<(String, String)>,
+    /// 3.1 exploration while contexts form (`route::explore`).
+    pub explore_fanout: u64,
+    pub explore_hops: u64,
+    pub explore_until: u64,
 }
 
 impl Settings {
@@ -447,6 +469,9 @@ impl Settings {
             related_k: count("related_k")?,
             client_address: (!client.is_empty()).then_some(client),
             aliases: aliases(conn)?,
+            explore_fanout: count("explore_fanout")?,
+            explore_hops: count("explore_hops")?,
+            explore_until: count("explore_until")?,
         })
     }
 
