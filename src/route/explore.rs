@@ -19,6 +19,7 @@
 //! message is routed (3.2) instead of explored. The forwards still pass the router's
 //! `max_forwards` cap and its never-twice rule.
 
+use super::Decision;
 use crate::exit::Failure;
 use crate::state::{cache, db_failure, settings::Settings};
 use crate::wire::Message;
@@ -96,4 +97,24 @@ pub fn targets(
             (p, why)
         })
         .collect())
+}
+
+/// 3.3 flow control: "a ratio of output to input greater than 1 could lead to an
+/// exponential explosion of messages. To compensate, peers should ... establish a distance
+/// threshold or other criteria such that if there is no good match then the message is
+/// discarded." Every message a router accepts is matched and may be forwarded, replies
+/// included, so without a bound one post sets off a cascade that ends only when every
+/// router holds it. The bound: a message whose header already has `max_hops` lines (it
+/// passed that many routers) is cached and matched (our clients still get it) but
+/// forwarded to no one. Returns the cap on this message's forwards.
+pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> usize {
+    let lines = msg.ids().len() as u64;
+    if settings.max_hops > 0 && lines >= settings.max_hops {
+        d.notes.push(format!(
+            "3.3: the header has {lines} lines (max_hops {}): cached, not forwarded",
+            settings.max_hops
+        ));
+        return 0;
+    }
+    settings.max_forwards as usize
 }

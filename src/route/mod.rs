@@ -781,7 +781,7 @@ pub(crate) fn accept(
         .collect();
     d.best_peer = plan.scores.first().map(|(p, _)| p.clone());
 
-    let max = settings.max_forwards as usize;
+    let max = explore::forward_cap(settings, msg, d);
     let queue = |d: &mut Decision,
                  what: &'static str,
                  m: &Message,
@@ -964,7 +964,7 @@ pub(crate) fn accept(
     )? {
         queue(d, "x", msg, id, &dest, why)?;
     }
-    if d.forwards.len() >= max {
+    if max > 0 && d.forwards.len() >= max {
         d.notes.push(format!("3.3: max_forwards {max} reached"));
     }
     Ok(id)

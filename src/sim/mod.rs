@@ -189,16 +189,37 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let mut explored = 0usize;
     let mut routed = 0usize;
     let mut forwards_by: BTreeMap<String, usize> = BTreeMap::new();
+    // Diagnostics (CMR_SIM_DIAG=1): match scores of same- and other-label pairs, best peer scores.
+    let diag = std::env::var_os("CMR_SIM_DIAG").is_some();
+    let mut diag_scores: Vec<(f64, bool)> = Vec::new();
+    let mut diag_peer: Vec<f64> = Vec::new();
     let mut step = |net: &mut delivery::Net,
                     round: &mut u64,
                     down: &HashSet<usize>,
                     extra: Vec<delivery::Delivery>,
-                    rejected: &mut BTreeMap<String, usize>|
+                    rejected: &mut BTreeMap<String, usize>,
+                    tracker: &Tracker|
      -> Result<Vec<delivery::Delivery>, Failure> {
         crate::wire::set_clock_offset(*round as f64 * cfg.round_secs);
         let mut batch = net.drain(down)?;
         batch.extend(extra);
-        for (_, d) in net.deliver(&batch)? {
+        for (to, d) in net.deliver(&batch)? {
+            if diag && d.outcome == Outcome::Accepted {
+                let conn = net.routers[to].state.conn();
+                let body = |id: i64| -> Option<Vec<u8>> {
+                    crate::state::cache::get(conn, id).ok().flatten().map(|r| r.body().to_vec())
+                };
+                let kx = d.cache_id.and_then(body).and_then(|b| tracker.kind(&b));
+                for m in &d.matched {
+                    let ky = body(m.cache_id).and_then(|b| tracker.kind(&b));
+                    if let (Some(Kind::Label(a)), Some(Kind::Label(b))) = (kx, ky) {
+                        diag_scores.push((m.score, a == b));
+                    }
+                }
+                if let Some(b) = d.scores.first() {
+                    diag_peer.push(b.score);
+                }
+            }
             if d.outcome == Outcome::Rejected {
                 *rejected
                     .entry(d.reason_code.clone().unwrap_or_default())
@@ -229,13 +250,13 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                 net.post(e.router, corpus.items[it].text.as_bytes())?;
             }
         }
-        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected)?.len() as u64;
+        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected, &tracker)?.len() as u64;
     }
     for _ in 0..cfg.settle {
         if !net.pending()? {
             break;
         }
-        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected)?.len() as u64;
+        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected, &tracker)?.len() as u64;
     }
     let training_posts: usize = wl.experts.iter().map(|e| e.items.len()).sum();
     say(cfg, &format!("cmr-sim: training done after {round} rounds, {training_msgs} deliveries"));
@@ -370,7 +391,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                 }
             }
         }
-        let batch = step(&mut net, &mut round, &down, extra, &mut rejected)?;
+        let batch = step(&mut net, &mut round, &down, extra, &mut rejected, &tracker)?;
         for d in &batch {
             match tracker.kind_of_wire(&d.bytes) {
                 Some(Kind::Spam) => spam_msgs += 1,
@@ -412,6 +433,25 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         }
     }
     say(cfg, &format!("cmr-sim: queries done after {round} rounds"));
+    if diag {
+        let q = |mut v: Vec<f64>| -> String {
+            v.sort_by(f64::total_cmp);
+            if v.is_empty() {
+                return "none".into();
+            }
+            [0.1, 0.25, 0.5, 0.75, 0.9]
+                .iter()
+                .map(|p| format!("{:.3}", v[((v.len() - 1) as f64 * p) as usize]))
+                .collect::<Vec<_>>()
+                .join(" ")
+                + &format!(" (n={})", v.len())
+        };
+        let same: Vec<f64> = diag_scores.iter().filter(|x| x.1).map(|x| x.0).collect();
+        let other: Vec<f64> = diag_scores.iter().filter(|x| !x.1).map(|x| x.0).collect();
+        crate::log::info(&format!("diag: match scores same label p10..p90 {}", q(same)));
+        crate::log::info(&format!("diag: match scores other label p10..p90 {}", q(other)));
+        crate::log::info(&format!("diag: best peer score p10..p90 {}", q(diag_peer.clone())));
+    }
 
     // Spread of spam and forgeries.
     if let Some(s) = spam.as_mut() {
@@ -498,6 +538,8 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             "explore_fanout",
             "explore_hops",
             "explore_until",
+            "max_hops",
+            "related_k",
         ] {
             if let Ok(v) = crate::state::settings::get_or_default(net.routers[0].state.conn(), k) {
                 settings_used.insert(k.to_string(), v);

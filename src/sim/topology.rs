@@ -6,7 +6,6 @@
 //!   every link then rewired to a random router with probability `rewire`.
 
 use crate::exit::Failure;
-use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -154,15 +153,28 @@ pub fn generate(kind: Kind, n: usize, d: usize, rewire: f64, rng: &mut impl Rng)
     }
 }
 
-/// The pairing model: n*d stubs matched at random; None when the draw has a loop or a
-/// double link.
+/// The pairing model with the Steger-Wormald repair: stubs are paired at random, a pair
+/// that would make a loop or a double link is drawn again; None when a draw gets stuck.
 fn pairing(n: usize, d: usize, rng: &mut impl Rng) -> Option<Graph> {
     let mut stubs: Vec<usize> = (0..n).flat_map(|v| std::iter::repeat(v).take(d)).collect();
-    stubs.shuffle(rng);
     let mut edges = BTreeSet::new();
-    for p in stubs.chunks(2) {
-        let (a, b) = (p[0].min(p[1]), p[0].max(p[1]));
-        if a == b || !edges.insert((a, b)) {
+    while !stubs.is_empty() {
+        let mut done = false;
+        for _ in 0..200 {
+            let i = rng.gen_range(0..stubs.len());
+            let j = rng.gen_range(0..stubs.len());
+            let (a, b) = (stubs[i].min(stubs[j]), stubs[i].max(stubs[j]));
+            if i == j || a == b || edges.contains(&(a, b)) {
+                continue;
+            }
+            edges.insert((a, b));
+            let (hi, lo) = (i.max(j), i.min(j));
+            stubs.swap_remove(hi);
+            stubs.swap_remove(lo);
+            done = true;
+            break;
+        }
+        if !done {
             return None;
         }
     }

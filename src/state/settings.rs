@@ -194,6 +194,12 @@ pub const SPECS: &[Spec] = &[
         help: "how long to wait for another writer before giving up with 75",
     },
     Spec {
+        key: "max_hops",
+        default: "0",
+        kind: Kind::Count,
+        help: "3.3: a message whose header has this many lines (routers passed) is cached and matched but not forwarded (0: no limit)",
+    },
+    Spec {
         key: "explore_fanout",
         default: "2",
         kind: Kind::Count,
@@ -410,6 +416,8 @@ pub struct Settings {
     pub explore_fanout: u64,
     pub explore_hops: u64,
     pub explore_until: u64,
+    /// 3.3: forward nothing once a header has this many lines (0: no limit).
+    pub max_hops: u64,
 }
 
 impl Settings {
@@ -472,6 +480,7 @@ impl Settings {
             explore_fanout: count("explore_fanout")?,
             explore_hops: count("explore_hops")?,
             explore_until: count("explore_until")?,
+            max_hops: count("max_hops")?,
         })
     }
 
