@@ -8,9 +8,11 @@
 //! - [`log`]: diagnostics to stderr, a file or syslog.
 pub mod cli;
 pub mod compress;
+pub mod contact;
 pub mod exit;
 pub mod keyx;
 pub mod log;
+pub mod netaddr;
 pub mod route;
 pub mod sign;
 pub mod state;

@@ -626,6 +626,9 @@ fn first_contact_through_the_router() {
     const CAROL: &str = "http://carol.org/";
     let (a, b) = (Peer::new(ALICE), Peer::new(BOB));
     a.keyx_ok(&["policy", "keyx_first_contact", "exchange"]);
+    // The operator configured Bob (no key yet): the relay policy lets an unverified message
+    // be routed to him, and the key exchange agrees the key on first contact.
+    a.route_ok(&["peer", "add", BOB]);
     let unsigned = |from: &str, body: &str| {
         Message::compose(
             &[(past(30), from.as_bytes())],

@@ -410,6 +410,20 @@ pub fn explain(d: &Decision) -> String {
     } else if routed {
         let _ = writeln!(s, "forwards queued: none");
     }
+    if !d.refused.is_empty() {
+        let _ = writeln!(s, "forwards refused by the relay policy:");
+        for r in &d.refused {
+            let _ = writeln!(
+                s,
+                "  {} (row {}) -> {}  [{}] {}",
+                r.what.to_uppercase(),
+                r.cache_id,
+                r.dest,
+                r.code,
+                r.reason
+            );
+        }
+    }
     for n in &d.notes {
         let _ = writeln!(s, "note:       {n}");
     }

@@ -15,6 +15,7 @@
 //! naming another of its addresses above its client's creator line; the addresses differ,
 //! so A2 holds, and the destination sees the sender it shares a key with.
 
+use crate::contact::{self, Cause, Refusal};
 use crate::exit::Failure;
 use crate::sign;
 use crate::state::{clock, outbox, peers, settings::Settings};
@@ -91,22 +92,31 @@ pub enum Queued {
     /// Not queued: that (destination, message) pair was queued, sent or held before, or the
     /// key exchange refused to send to the destination.
     Skipped,
+    /// Not queued: the relay policy refused the destination ([`crate::contact`]).
+    Refused(Refusal),
 }
 
-/// Build and queue the forward of `msg` to `dest`, unless that pair was queued, sent or
-/// held before. The key exchange's first-contact hook sees every forward before it is queued.
+/// Build and queue the forward of `msg` (`what`: x, y or z) to `dest`, unless that pair
+/// was queued, sent or held before, or the relay policy refuses the destination for this
+/// `cause`. The key exchange's first-contact hook sees every forward before it is queued.
 pub fn queue(
     tx: &Transaction,
     settings: &Settings,
     msg: &Message,
     cache_id: i64,
     dest: &str,
+    what: &str,
+    cause: &Cause,
 ) -> Result<Queued, Failure> {
     let key = msg.origin().key();
     // Never the same (destination, message) twice: queued or sent before, or held by the
     // key exchange until a key is agreed with the destination (it queues it then).
     if outbox::seen(tx, dest, &key)? || crate::keyx::db::is_held(tx, dest, &key)? {
         return Ok(Queued::Skipped);
+    }
+    // A3's "zero or more addresses": who we may send to at all (crate::contact).
+    if let Err(r) = contact::admit(tx, settings, dest, what, cause)? {
+        return Ok(Queued::Refused(r));
     }
     let b = build(tx, settings, msg, dest)?;
     match crate::keyx::before_forward(tx, dest, &b.bytes, &key)? {

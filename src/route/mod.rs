@@ -164,6 +164,18 @@ pub struct Forward {
     pub signed: bool,
 }
 
+/// A forward the relay policy refused ([`crate::contact`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedForward {
+    pub dest: String,
+    pub what: &'static str,
+    pub cache_id: i64,
+    /// `restricted-address`, `relay-unverified`, `contact-budget-source`,
+    /// `contact-budget-global`.
+    pub code: &'static str,
+    pub reason: String,
+}
+
 /// The router's decision on one message (`--json` prints it).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Decision {
@@ -193,6 +205,8 @@ pub struct Decision {
     pub best_peer: Option<String>,
     pub matched: Vec<Matched>,
     pub forwards: Vec<Forward>,
+    /// Forwards the relay policy refused, with their reasons.
+    pub refused: Vec<RefusedForward>,
     pub notes: Vec<String>,
 }
 
@@ -352,6 +366,7 @@ fn log_decision(
         "best_peer": d.best_peer,
         "matched": d.matched.iter().map(|m| m.cache_id).collect::<Vec<_>>(),
         "forwards": d.forwards.iter().map(|f| (&f.dest, f.what, f.cache_id)).collect::<Vec<_>>(),
+        "refused": d.refused.iter().map(|r| (&r.dest, r.what, r.code)).collect::<Vec<_>>(),
     })
     .to_string();
     let via = d.via.map(|v| v.as_str());
@@ -698,6 +713,21 @@ pub fn receive_message(
             // The transport authenticated this very peer (an SSH forced command per peer):
             // the key exchange may take an unsigned control message from a keyed peer.
             let authenticated = opts.authenticated_sender.as_deref() == Some(sender.as_str());
+            // Answering a request is a send to its sender: to a stranger it spends the
+            // relay policy's first-contact budget, and past it there is no answer (a forger
+            // naming third parties cannot make us reflect replies at them without bound).
+            if let Some(r) = keyx_reply_refused(tx, settings, &msg, &sender, d.verified)? {
+                tx.execute_batch("ROLLBACK TO keyx; RELEASE keyx")
+                    .map_err(state::db_failure)?;
+                dlog::bump(tx, "relay", r.code, 1)?;
+                d.reject(
+                    r.code,
+                    format!("key exchange request not answered: {}", r.reason),
+                    exit::NOPERM,
+                );
+                log_decision(tx, &d, Some(&key))?;
+                return Ok(());
+            }
             match crate::keyx::handle(tx, &msg, &sender, via, authenticated) {
                 Ok(outcome) => {
                     tx.execute_batch("RELEASE keyx")
@@ -747,6 +777,28 @@ pub fn receive_message(
     Ok(d)
 }
 
+/// A key-exchange request asks for a reply to its sender: the relay policy decides it
+/// (and spends budget when the sender is a stranger). None: the reply may be sent.
+fn keyx_reply_refused(
+    tx: &rusqlite::Transaction,
+    settings: &Settings,
+    msg: &Message,
+    sender: &str,
+    verified: bool,
+) -> Result<Option<crate::contact::Refusal>, Failure> {
+    use crate::keyx::body::{DH_REQUEST, RSA_REQUEST};
+    let body = msg.body();
+    if !body.starts_with(RSA_REQUEST.as_bytes()) && !body.starts_with(DH_REQUEST.as_bytes()) {
+        return Ok(None);
+    }
+    let cause = crate::contact::Cause {
+        sender,
+        verified,
+        client: false,
+    };
+    Ok(crate::contact::admit(tx, settings, sender, "keyx", &cause)?.err())
+}
+
 /// Cache `msg`, let the matcher learn it, and queue its forwards (A3, 3.2, 3.3).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn accept(
@@ -781,6 +833,11 @@ pub(crate) fn accept(
     d.best_peer = plan.scores.first().map(|(p, _)| p.clone());
 
     let max = settings.max_forwards as usize;
+    let cause = crate::contact::Cause {
+        sender,
+        verified: d.verified,
+        client,
+    };
     let queue = |d: &mut Decision,
                  what: &'static str,
                  m: &Message,
@@ -796,10 +853,21 @@ pub(crate) fn accept(
         if settings.is_own(dest.as_bytes()) || settings.peer_in_header(m, dest) {
             return Ok(false);
         }
-        let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest)? {
+        let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest, what, &cause)? {
             forward::Queued::Queued(id, b) => (Some(id), b),
             forward::Queued::Held(b) => (None, b),
             forward::Queued::Skipped => return Ok(false),
+            forward::Queued::Refused(r) => {
+                dlog::bump(tx, "relay", r.code, 1)?;
+                d.refused.push(RefusedForward {
+                    dest: dest.to_string(),
+                    what,
+                    cache_id: mid,
+                    code: r.code,
+                    reason: r.reason,
+                });
+                return Ok(false);
+            }
         };
         d.forwards.push(Forward {
             dest: dest.to_string(),

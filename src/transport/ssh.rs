@@ -103,16 +103,60 @@ pub fn command_args(addr: &Address, o: &SshOptions, timeout: Duration) -> Vec<St
     a
 }
 
+/// The host ssh connects to: the peer's host resolved once and checked against the
+/// address policy ([`crate::netaddr`]). A name is replaced by the checked address, with
+/// `HostKeyAlias` keeping the name for the host-key check, so ssh cannot resolve it again
+/// to somewhere else.
+fn checked_target(
+    addr: &Address,
+    allow: &crate::netaddr::Allow,
+) -> Result<(Address, Option<String>), SendError> {
+    let Address::Ssh {
+        user,
+        host,
+        port,
+        tag,
+    } = addr
+    else {
+        return Ok((addr.clone(), None));
+    };
+    let ip = match crate::netaddr::resolve(host, port.unwrap_or(22), allow) {
+        Ok(a) => a[0].ip(),
+        Err(e @ crate::netaddr::ResolveError::Refused(_)) => {
+            return Err(SendError::Permanent(format!("{addr}: {e}")))
+        }
+        Err(e) => return Err(SendError::Transient(format!("{addr}: {e}"))),
+    };
+    if crate::netaddr::literal_ip(host).is_some() {
+        return Ok((addr.clone(), None));
+    }
+    let target = Address::Ssh {
+        user: user.clone(),
+        host: ip.to_string(),
+        port: *port,
+        tag: tag.clone(),
+    };
+    Ok((target, Some(host.clone())))
+}
+
 /// Send one message (or several concatenated ones) to an `ssh://` address.
 pub fn send(
     addr: &Address,
     bytes: &[u8],
     o: &SshOptions,
     timeout: Duration,
+    allow: &crate::netaddr::Allow,
 ) -> Result<(), SendError> {
     let what = addr.to_string();
+    let (target, alias) = checked_target(addr, allow)?;
+    let mut args = command_args(&target, o, timeout);
+    if let Some(name) = alias {
+        // Before the "--" that ends the options.
+        let at = args.iter().position(|a| a == "--").unwrap_or(0);
+        args.splice(at..at, ["-o".to_string(), format!("HostKeyAlias={name}")]);
+    }
     let mut child = Command::new(&o.program)
-        .args(command_args(addr, o, timeout))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -218,7 +262,11 @@ mod tests {
             program: "/nonexistent/ssh".into(),
             ..Default::default()
         };
-        let e = send(&a, b"x", &o, Duration::from_secs(2)).unwrap_err();
+        let lo = crate::netaddr::Allow::parse("127.0.0.0/8").unwrap();
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &lo).unwrap_err();
         assert!(e.is_transient(), "{e}");
+        // Without the allowance, loopback is refused before ssh runs, for good.
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &Default::default()).unwrap_err();
+        assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
     }
 }
