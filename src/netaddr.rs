@@ -115,6 +115,17 @@ impl Allow {
             .join(",")
     }
 
+    /// Both lists in one.
+    pub fn union(&self, other: &Allow) -> Allow {
+        let mut entries = self.entries.clone();
+        for e in &other.entries {
+            if !entries.contains(e) {
+                entries.push(e.clone());
+            }
+        }
+        Allow { entries }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -135,7 +135,7 @@ impl PeerOptions {
             .map_err(crate::state::db_failure)?
             .flatten();
         let base = PeerOptions {
-            allow: super::send_allow(state.conn())?,
+            allow: base.allow.union(&super::send_allow(state.conn())?),
             ..base
         };
         match text {
