@@ -31,19 +31,6 @@ use crate::netaddr;
 use crate::state::{self, db_failure, settings::Settings};
 use rusqlite::{params, Transaction};
 
-/// The table of sends to strangers (the budget's memory). Registered by `state::schema`.
-pub const MIGRATION: &str = r#"
-CREATE TABLE contact_spend(
-    id      INTEGER PRIMARY KEY,
-    at_unix REAL NOT NULL,
-    source  TEXT NOT NULL,
-    dest    TEXT NOT NULL,
-    what    TEXT NOT NULL
-);
-CREATE INDEX contact_spend_source ON contact_spend(source, at_unix);
-CREATE INDEX contact_spend_at ON contact_spend(at_unix);
-"#;
-
 /// What caused a send.
 #[derive(Debug, Clone, Copy)]
 pub struct Cause<'a> {

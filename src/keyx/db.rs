@@ -14,9 +14,9 @@ use super::exchange::{
 };
 use super::rsa::KeyPair;
 use crate::exit::Failure;
-use crate::route::Transport;
 use crate::sign::{Key, Scheme};
 use crate::state::{clock, db_failure, outbox, peers, settings};
+use crate::via::Transport;
 use crate::wire::{Message, Timestamp};
 use rusqlite::{OptionalExtension, Transaction};
 use serde::Serialize;
@@ -177,7 +177,8 @@ impl Store for DbStore<'_, '_> {
     fn local_address(&self, peer: &str) -> Result<String, Failure> {
         // The router's rule for forwards (the first of ours with the peer's scheme, else the
         // primary one), so key exchange and forwards name us alike.
-        crate::route::forward::our_address_for(&self.settings, peer)
+        self.settings
+            .our_address_for(peer)
             .map(str::to_string)
             .ok_or_else(|| {
                 Failure::config(
@@ -724,52 +725,3 @@ pub fn take_spare(tx: &Transaction, bits: u64) -> Result<Option<KeyPair>, Failur
         .map_err(db_failure)?;
     Ok(serde_json::from_str(&data).ok())
 }
-
-/// The migration that creates keyx's tables (appended to `state::schema::MIGRATIONS`).
-pub const MIGRATION: &str = r#"
--- Key exchange (A5). Our requests waiting for a reply; data holds the one-time secret
--- (RSA private key or DH exponent) as JSON and is deleted once the reply is handled.
-CREATE TABLE keyx_pending(
-    peer    TEXT PRIMARY KEY,
-    method  TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    data    TEXT NOT NULL
-);
--- Per-peer key derivation (NULL: setting keyx_derive) and the last completed exchange.
-CREATE TABLE keyx_peers(
-    peer          TEXT PRIMARY KEY,
-    derive        TEXT,
-    last_method   TEXT,
-    last_exchange TEXT,
-    exchanges     INTEGER NOT NULL DEFAULT 0
-);
--- First contact: messages waiting for a key, released signed into the outbox.
-CREATE TABLE keyx_held(
-    id      INTEGER PRIMARY KEY,
-    dest    TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    msg_key BLOB NOT NULL,
-    created TEXT NOT NULL,
-    UNIQUE(dest, msg_key)
-);
--- Custom DH groups whose safe-prime test ran (digest of g and p).
-CREATE TABLE keyx_groups(
-    digest  BLOB PRIMARY KEY,
-    ok      INTEGER NOT NULL,
-    checked TEXT NOT NULL
-) WITHOUT ROWID;
--- Keys replaced by an exchange, kept for a grace period (messages still in flight).
-CREATE TABLE keyx_retired(
-    peer   TEXT PRIMARY KEY,
-    scheme TEXT NOT NULL,
-    key    BLOB NOT NULL,
-    until  INTEGER NOT NULL
-);
--- One-time RSA key pairs generated ahead of time (cmr-keyx spare).
-CREATE TABLE keyx_spare(
-    id      INTEGER PRIMARY KEY,
-    bits    INTEGER NOT NULL,
-    data    TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-"#;

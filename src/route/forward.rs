@@ -7,7 +7,7 @@
 //! T comes from the state file's clock inside the caller's write transaction: unique,
 //! strictly increasing across processes, newer than the header's newest line.
 //!
-//! Our line names the address of ours that suits the destination (`our_address_for`): the
+//! Our line names the address of ours that suits the destination (`Settings::our_address_for`): the
 //! destination shares its key with that address, so that is the line it checks the
 //! signature against. A message that already carries that address (one our own client
 //! created under it with cmr-post) is forwarded as it is, keeping its original ID: A2
@@ -31,19 +31,6 @@ pub struct Built {
     pub signed: bool,
 }
 
-/// Which of our addresses goes on a forward to `dest`: the first of ours whose scheme
-/// (`mailto:`, `http:`, `udp:`, ...) is the destination's, else our primary address.
-pub fn our_address_for<'a>(settings: &'a Settings, dest: &str) -> Option<&'a str> {
-    let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    let want = scheme(dest);
-    settings
-        .own_addresses
-        .iter()
-        .find(|a| want.is_some() && scheme(a) == want)
-        .or(settings.own_addresses.first())
-        .map(String::as_str)
-}
-
 /// Build the forward of `msg` (canonical, unsigned) to `dest`.
 pub fn build(
     tx: &Transaction,
@@ -51,7 +38,8 @@ pub fn build(
     msg: &Message,
     dest: &str,
 ) -> Result<Built, Failure> {
-    let ours = our_address_for(settings, dest)
+    let ours = settings
+        .our_address_for(dest)
         .ok_or_else(|| Failure::config("no address of ours: run cmr-route init --address ADDR"))?;
     let (fwd, timestamp) = if msg.has_address(ours.as_bytes()) {
         (

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod fts;
 pub mod log;
 pub mod outbox;
 pub mod peers;
@@ -203,7 +204,7 @@ impl State {
                 if i + 1 == schema::FTS_ON_DEMAND {
                     // (only this setting: later migrations have not run yet)
                     let c = settings::get_or_default(tx, "compressor")?;
-                    crate::compress::matcher::sync_fts(tx, &c, false)?;
+                    fts::sync_fts(tx, &c, false)?;
                 }
             }
             tx.execute_batch(&format!("PRAGMA user_version = {want}"))

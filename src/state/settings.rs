@@ -306,7 +306,7 @@ pub fn set(tx: &Transaction, key: &str, value: &str) -> Result<String, Failure> 
     let v = validate(key, value)?;
     set_raw(tx, key, &v)?;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &v, false)?;
+        super::fts::sync_fts(tx, &v, false)?;
     }
     Ok(v)
 }
@@ -329,7 +329,7 @@ pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
         .map_err(db_failure)?
         > 0;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &get_or_default(tx, "compressor")?, false)?;
+        super::fts::sync_fts(tx, &get_or_default(tx, "compressor")?, false)?;
     }
     Ok(gone)
 }
@@ -502,6 +502,19 @@ impl Settings {
         }
         let peer = self.peer_of(dest);
         m.ids().any(|id| self.peer_of(&id.address_str()) == peer)
+    }
+
+    /// Which of our addresses goes on a message to `dest`: the first of ours whose scheme
+    /// (`mailto:`, `http:`, `udp:`, ...) is the destination's, else our primary address.
+    /// The router's forwards and the key exchange name us alike.
+    pub fn our_address_for(&self, dest: &str) -> Option<&str> {
+        let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        let want = scheme(dest);
+        self.own_addresses
+            .iter()
+            .find(|a| want.is_some() && scheme(a) == want)
+            .or(self.own_addresses.first())
+            .map(String::as_str)
     }
 
     /// Our primary address, if the state file was initialised.

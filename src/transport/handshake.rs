@@ -28,18 +28,6 @@ use rusqlite::OptionalExtension;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// State schema entry (appended to `state::schema::MIGRATIONS`).
-pub const MIGRATION: &str = "
-CREATE TABLE handshake_reply(
-    secret  TEXT PRIMARY KEY,
-    dest    TEXT NOT NULL,
-    bytes   BLOB NOT NULL,
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE INDEX handshake_reply_expires ON handshake_reply(expires);
-";
-
 /// How long a message waits to be fetched, by default.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(120);
 /// Most messages waiting to be fetched at once.
