@@ -387,10 +387,7 @@ mod tests {
         for bad in ["10.0.0.0/33", "::/129", "peer/8", "a_b", "x;y"] {
             assert!(Allow::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            Allow::parse("0.0.0.0/0").unwrap().allows_ip(ip("10.0.0.1")),
-            true
-        );
+        assert!(Allow::parse("0.0.0.0/0").unwrap().allows_ip(ip("10.0.0.1")));
     }
 
     #[test]
