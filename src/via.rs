@@ -73,3 +73,19 @@ impl Serialize for Transport {
         s.serialize_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(t.as_str().parse::<Transport>().unwrap(), t);
+        }
+        assert_eq!("SMTP".parse::<Transport>().unwrap(), Transport::Mail);
+        assert!("carrier-pigeon".parse::<Transport>().is_err());
+        assert!(Transport::Https.is_secure() && Transport::Ssh.is_secure());
+        assert!(!Transport::Http.is_secure() && !Transport::Mail.is_secure());
+    }
+}
