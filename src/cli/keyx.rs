@@ -183,7 +183,7 @@ fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
 }
 
 pub fn run(args: Args) -> Result<u8, Failure> {
-    let st = State::open(args.state.as_deref())?;
+    let st = State::open_existing(args.state.as_deref())?;
     let json = args.json;
     match args.cmd {
         Cmd::Init {

@@ -115,7 +115,7 @@ fn related_text(rel: &[Related]) -> String {
 
 fn run(a: Args) -> Result<u8, Failure> {
     if a.replies {
-        let st = State::open(a.state.as_deref())?;
+        let st = State::open_existing(a.state.as_deref())?;
         let r = post::replies(&st, a.all, !a.dry_run)?;
         let text = if a.json {
             format!(
@@ -150,7 +150,7 @@ fn run(a: Args) -> Result<u8, Failure> {
             }
         )));
     }
-    let mut st = State::open(a.state.as_deref())?;
+    let mut st = State::open_existing(a.state.as_deref())?;
     let text = if a.search {
         let rel = post::search(&st, &body, a.k)?;
         if a.json {

@@ -152,7 +152,7 @@ impl Deliver<'_> {
         let state = if args.print {
             None
         } else {
-            Some(State::open(args.state.as_deref())?)
+            Some(State::open_existing(args.state.as_deref())?)
         };
         Ok(Deliver { args, via, state })
     }

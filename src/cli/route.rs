@@ -217,7 +217,18 @@ pub fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<u8, Failure> {
     let json = args.json;
-    let mut st = State::open(args.state.as_deref())?;
+    let mut st = match &args.cmd {
+        // Routing needs an initialised file: a missing one is not created.
+        None | Some(Cmd::Route(_)) => State::open_existing(args.state.as_deref())?,
+        Some(Cmd::Init { addresses }) => {
+            // A failed init leaves nothing: check before the file is created.
+            for a in addresses {
+                settings::check_own_address(a)?;
+            }
+            State::open(args.state.as_deref())?
+        }
+        Some(_) => State::open(args.state.as_deref())?,
+    };
     match args.cmd {
         None => route_cmd(&mut st, &args.route, json),
         Some(Cmd::Route(r)) => route_cmd(&mut st, &r, json),
