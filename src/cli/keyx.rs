@@ -442,6 +442,7 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
 fn describe(s: &db::PeerStatus) -> String {
     let mut parts = vec![
         match &s.key_id {
+            Some(id) if s.provisional => format!("key {id} (provisional: not yet confirmed)"),
             Some(id) => format!("key {id}"),
             None => "no key".to_string(),
         },

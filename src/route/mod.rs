@@ -427,6 +427,16 @@ fn check_signature(
         (false, Some(_)) => {
             if opts.authenticated_sender.as_deref() == Some(sender.as_str()) {
                 d.verified = true;
+            } else if crate::keyx::is_provisional(state.conn(), &sender)? {
+                // A key no verified message has confirmed may be a forger's (keyx::exchange):
+                // the sender is treated as one we hold no key for.
+                if !settings.accept_unsigned && !control {
+                    d.reject(
+                        "unsigned",
+                        format!("unsigned message from {sender} (policy unsigned=reject)"),
+                        exit::NOPERM,
+                    );
+                }
             } else if !control {
                 // A5.1: once a key is established, messages are signed. The key exchange
                 // decides for its own messages (a peer that lost its key starts over).
@@ -673,6 +683,10 @@ pub fn receive_message(
             };
             log_decision(tx, &d, Some(&key))?;
             return Ok(());
+        }
+        if d.verified && msg.signature().is_signed() {
+            // Key confirmation: a provisional key that verified a message is established.
+            crate::keyx::confirm(tx, &sender)?;
         }
         if d.outcome != Outcome::Rejected {
             check_rates(tx, settings, &sender, &mut d)?;

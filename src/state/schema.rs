@@ -154,6 +154,8 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
     "DROP TABLE IF EXISTS cache_fts; DROP INDEX IF EXISTS cache_sender;",
     // 9: a peer's other addresses (`cmr-route peer alias`): one peer to the router.
     "CREATE TABLE peer_aliases(alias TEXT PRIMARY KEY, peer TEXT NOT NULL) WITHOUT ROWID;",
+    // 10: keys from an unauthenticated exchange, until a verified signature confirms them.
+    crate::keyx::db::PROVISIONAL_MIGRATION,
 ];
 
 /// The migration after which [`crate::compress::matcher::sync_fts`] runs.
