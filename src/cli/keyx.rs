@@ -171,15 +171,20 @@ pub fn main() -> ExitCode {
     super::main_with("cmr-keyx", |a: &Args| super::log_option(&a.log), run)
 }
 
+/// Human output: control characters from the network are shown escaped, never obeyed.
 fn out(s: &str) -> Result<(), Failure> {
+    out_bytes(crate::log::terminal_safe(s).as_bytes())
+}
+
+fn out_bytes(b: &[u8]) -> Result<(), Failure> {
     let mut o = std::io::stdout().lock();
-    o.write_all(s.as_bytes())?;
+    o.write_all(b)?;
     o.flush()?;
     Ok(())
 }
 
 fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
-    out(&format!("{v}\n"))
+    out_bytes(format!("{v}\n").as_bytes())
 }
 
 pub fn run(args: Args) -> Result<u8, Failure> {

@@ -133,11 +133,7 @@ fn run(a: Args) -> Result<u8, Failure> {
             }
             s
         };
-        let mut o = std::io::stdout().lock();
-        o.write_all(text.as_bytes())
-            .and_then(|_| o.flush())
-            .map_err(|e| Failure::from(e).context("writing output"))?;
-        return Ok(exit::OK);
+        return write_out(&text, a.json);
     }
     let body = crate::cli::read_input(&a.file)?;
     if body.is_empty() {
@@ -194,6 +190,17 @@ fn run(a: Args) -> Result<u8, Failure> {
             s.push_str(&related_text(&p.related));
             s
         }
+    };
+    write_out(&text, a.json)
+}
+
+/// Write `text` on stdout: exact when JSON, else with control characters from the network
+/// shown escaped, never obeyed.
+fn write_out(text: &str, json: bool) -> Result<u8, Failure> {
+    let text = if json {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        crate::log::terminal_safe(text)
     };
     let mut o = std::io::stdout().lock();
     o.write_all(text.as_bytes())

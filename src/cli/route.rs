@@ -242,8 +242,9 @@ fn run(args: Args) -> Result<u8, Failure> {
     }
 }
 
+/// Human output: control characters from the network are shown escaped, never obeyed.
 fn emit(s: &str) -> Result<(), Failure> {
-    emit_bytes(s.as_bytes())
+    emit_bytes(crate::log::terminal_safe(s).as_bytes())
 }
 
 fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
@@ -255,7 +256,7 @@ fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
 
 /// `v` as one line of JSON on stdout.
 fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
-    emit(&format!("{}\n", to_json(v)?))
+    emit_bytes(format!("{}\n", to_json(v)?).as_bytes())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
@@ -291,7 +292,11 @@ fn route_cmd(st: &mut State, r: &RouteArgs, json: bool) -> Result<u8, Failure> {
             text.push_str(&summary(d));
         }
     }
-    emit(&text)?;
+    if json {
+        emit_bytes(text.as_bytes())?;
+    } else {
+        emit(&text)?;
+    }
     if r.strict {
         if let Some(code) = decisions.iter().map(|d| d.strict_exit).find(|&c| c != 0) {
             return Ok(code);
