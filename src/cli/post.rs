@@ -135,7 +135,14 @@ fn run(a: Args) -> Result<u8, Failure> {
         };
         return write_out(&text, a.json);
     }
-    let body = crate::cli::read_input(&a.file)?;
+    let mut st = State::open_existing(a.state.as_deref())?;
+    // Stop reading at the size cap: an oversized body is refused without being held whole.
+    let max = crate::state::settings::Settings::load(st.conn())?.max_body_bytes;
+    let body = crate::cli::read_input_limited(
+        &a.file,
+        usize::try_from(max).unwrap_or(usize::MAX),
+        "setting max_body_bytes",
+    )?;
     if body.is_empty() {
         return Err(Failure::data(format!(
             "{}: empty body, nothing to post",
@@ -146,7 +153,6 @@ fn run(a: Args) -> Result<u8, Failure> {
             }
         )));
     }
-    let mut st = State::open_existing(a.state.as_deref())?;
     let text = if a.search {
         let rel = post::search(&st, &body, a.k)?;
         if a.json {
