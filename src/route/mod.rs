@@ -370,6 +370,35 @@ fn log_decision(
     Ok(())
 }
 
+/// Why the addresses of `msg` cannot be kept exactly, if they cannot. A2 allows any bytes
+/// but CR and LF in an address; the state file keeps addresses as text (peers, outbox
+/// destinations, aliases, keys), so an address that is not UTF-8 would become another
+/// address (`\xff` and `\xfe` both U+FFFD: two peers as one, a forward to an address in no
+/// header), and a NUL byte would cut it short in places. Such a message is refused at
+/// ingress instead (reason `address`, 65 with --strict): nothing is converted.
+pub fn address_defect(msg: &Message) -> Option<String> {
+    for (i, id) in msg.ids().enumerate() {
+        let a = id.address;
+        if let Err(e) = std::str::from_utf8(a) {
+            return Some(format!(
+                "address in header line {} is not UTF-8 (byte 0x{:02x} at offset {}): refused, \
+                 as addresses are kept as text and would not stay exact",
+                i + 1,
+                a[e.valid_up_to()],
+                e.valid_up_to()
+            ));
+        }
+        if let Some(at) = a.iter().position(|&c| c == 0) {
+            return Some(format!(
+                "address in header line {} holds a NUL byte at offset {at}: refused, as it would \
+                 not stay exact",
+                i + 1
+            ));
+        }
+    }
+    None
+}
+
 /// Check the signature and the policy that needs no write lock. Returns whether the
 /// message verified with the sender's key; a rejection is written into `d`.
 fn check_signature(
@@ -379,6 +408,10 @@ fn check_signature(
     opts: &RouteOptions,
     d: &mut Decision,
 ) -> Result<Option<peers::Peer>, Failure> {
+    if let Some(why) = address_defect(msg) {
+        d.reject("address", why, exit::DATAERR);
+        return Ok(None);
+    }
     let sender = msg.sender().address_str().into_owned();
     let peer = peers::get(state.conn(), &sender)?;
     let key = peer
