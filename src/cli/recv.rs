@@ -50,9 +50,12 @@ Examples:
   authorized_keys:   restrict,command=\"cmr-recv --ssh --peer ADDR\" ssh-ed25519 AAAA...
   cmr-recv --mail --print < mail.eml | cmr-parse --json
 
-Exit status: 0 handled (a message the router rejects per A3 is logged, still 0), 65 no
-CMR message in the mail (--no-message-exit 0 to not bounce) or malformed input, 75
-transient trouble (the MTA retries), 64 usage, 78 configuration.";
+Exit status: 0 handled (--mail, --ssh, --udp: a message the router rejects per A3 is
+logged, still 0; --http and --https answer it 400 and exit 65), 65 no CMR message in the
+mail (--no-message-exit 0 to not bounce) or malformed input, 75 transient trouble (the MTA
+or the sending peer retries; also a state file on a read-only mount or not accessible to
+this user, and input not complete within the deadline), 64 usage, 78 configuration (a
+state file never initialised: none is created).";
 
 #[derive(Parser, Debug)]
 #[command(name = "cmr-recv", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
