@@ -73,7 +73,9 @@ pub enum Admitted {
     Stranger,
 }
 
-/// Whether `dest` is a keyed or operator-configured peer (under any of its addresses).
+/// Whether `dest` is a keyed or operator-configured peer (under any of its addresses). A
+/// provisional key (from an exchange nobody authenticated, not yet confirmed by a verified
+/// message: keyx) does not make a relationship: a forger may hold it.
 pub fn is_known_peer(
     tx: &rusqlite::Connection,
     settings: &Settings,
@@ -85,7 +87,8 @@ pub fn is_known_peer(
     }
     let mut st = tx
         .prepare_cached(
-            "SELECT 1 FROM peers WHERE address = ?1 AND (key IS NOT NULL OR configured = 1)",
+            "SELECT 1 FROM peers WHERE address = ?1 AND (configured = 1 OR (key IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM keyx_provisional WHERE peer = ?1)))",
         )
         .map_err(db_failure)?;
     st.exists([dest]).map_err(db_failure)

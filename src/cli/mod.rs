@@ -46,9 +46,41 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
+/// Like [`read_input`], but reading stops past `max` bytes: a larger input is refused as
+/// malformed (65) having held at most `max` + 1 bytes of it. `limit` names the limit.
+pub fn read_input_limited(path: &str, max: usize, limit: &str) -> Result<Vec<u8>, Failure> {
+    let take = (max as u64).saturating_add(1);
+    let mut buf = Vec::new();
+    let r = if path == "-" {
+        std::io::stdin().lock().take(take).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path)
+            .map_err(|e| Failure::from(e).context(path))?
+            .take(take)
+            .read_to_end(&mut buf)
+    };
+    r.map_err(|e| Failure::from(e).context(input_name(path)))?;
+    if buf.len() > max {
+        return Err(Failure::data(format!(
+            "{}: more than {max} bytes ({limit}): refused without reading the rest",
+            input_name(path)
+        )));
+    }
+    Ok(buf)
+}
+
 /// Like [`read_input`], but an empty input is EX_NOINPUT too ("no message to read").
 pub fn read_message_input(path: &str) -> Result<Vec<u8>, Failure> {
-    let buf = read_input(path)?;
+    read_message_input_limited(path, usize::MAX)
+}
+
+/// [`read_message_input`] that stops reading past `max` bytes (the A2 size limit).
+pub fn read_message_input_limited(path: &str, max: usize) -> Result<Vec<u8>, Failure> {
+    let buf = if max == usize::MAX {
+        read_input(path)?
+    } else {
+        read_input_limited(path, max, "--max-size")?
+    };
     if buf.is_empty() {
         return Err(Failure::no_input(format!(
             "{}: empty input: no message",

@@ -258,8 +258,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                     _ => r.created.clone().map(|t| format!("created {t}")),
                 }
                 .unwrap_or_default();
-                write!(
-                    out,
+                let mut line = format!(
                     "{:>6} {:<7} {:>2} tries {:>7} B  {}  {}",
                     r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                     r.state,
@@ -267,11 +266,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                     r.size,
                     r.dest,
                     when
-                )?;
+                );
                 if let Some(e) = &r.last_error {
-                    write!(out, "  [{e}]")?;
+                    line.push_str(&format!("  [{e}]"));
                 }
-                writeln!(out)?;
+                // Addresses and errors come from the network: shown escaped, never obeyed.
+                writeln!(out, "{}", crate::log::terminal_safe(&line))?;
             }
         }
         return Ok(exit::OK);

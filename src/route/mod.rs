@@ -33,6 +33,7 @@ pub use crate::compress::matching;
 pub use crate::via::Transport;
 pub(crate) use accept::accept;
 pub use decision::{Decision, Forward, Matched, Outcome, PeerScore, RefusedForward, RouteOptions};
+pub use policy::address_defect;
 pub(crate) use select::{plan, Plan};
 
 use crate::exit::{self, Failure};
@@ -197,6 +198,10 @@ pub fn receive_message(
         // A3 duplicate, again under the lock: another process may have cached it meanwhile.
         if let Some((id, row)) = cache::find_duplicate(tx, &msg)? {
             return commit_duplicate(tx, &key, id, row, &mut d);
+        }
+        if d.verified && msg.signature().is_signed() {
+            // Key confirmation: a provisional key that verified a message is established.
+            crate::keyx::confirm(tx, &sender)?;
         }
         if d.outcome != Outcome::Rejected {
             check_rates(tx, settings, &sender, &mut d)?;

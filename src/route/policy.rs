@@ -8,6 +8,35 @@ use crate::sign;
 use crate::state::{self, cache, peers, settings::Settings, State};
 use crate::wire::Message;
 
+/// Why the addresses of `msg` cannot be kept exactly, if they cannot. A2 allows any bytes
+/// but CR and LF in an address; the state file keeps addresses as text (peers, outbox
+/// destinations, aliases, keys), so an address that is not UTF-8 would become another
+/// address (`\xff` and `\xfe` both U+FFFD: two peers as one, a forward to an address in no
+/// header), and a NUL byte would cut it short in places. Such a message is refused at
+/// ingress instead (reason `address`, 65 with --strict): nothing is converted.
+pub fn address_defect(msg: &Message) -> Option<String> {
+    for (i, id) in msg.ids().enumerate() {
+        let a = id.address;
+        if let Err(e) = std::str::from_utf8(a) {
+            return Some(format!(
+                "address in header line {} is not UTF-8 (byte 0x{:02x} at offset {}): refused, \
+                 as addresses are kept as text and would not stay exact",
+                i + 1,
+                a[e.valid_up_to()],
+                e.valid_up_to()
+            ));
+        }
+        if let Some(at) = a.iter().position(|&c| c == 0) {
+            return Some(format!(
+                "address in header line {} holds a NUL byte at offset {at}: refused, as it would \
+                 not stay exact",
+                i + 1
+            ));
+        }
+    }
+    None
+}
+
 /// Check the signature and the policy that needs no write lock. Returns whether the
 /// message verified with the sender's key; a rejection is written into `d`.
 pub(crate) fn check_signature(
@@ -17,6 +46,10 @@ pub(crate) fn check_signature(
     opts: &RouteOptions,
     d: &mut Decision,
 ) -> Result<Option<peers::Peer>, Failure> {
+    if let Some(why) = address_defect(msg) {
+        d.reject("address", why, exit::DATAERR);
+        return Ok(None);
+    }
     let sender = msg.sender().address_str().into_owned();
     let peer = peers::get(state.conn(), &sender)?;
     let key = peer
@@ -65,6 +98,16 @@ pub(crate) fn check_signature(
         (false, Some(_)) => {
             if opts.authenticated_sender.as_deref() == Some(sender.as_str()) {
                 d.verified = true;
+            } else if crate::keyx::is_provisional(state.conn(), &sender)? {
+                // A key no verified message has confirmed may be a forger's (keyx::exchange):
+                // the sender is treated as one we hold no key for.
+                if !settings.accept_unsigned && !control {
+                    d.reject(
+                        "unsigned",
+                        format!("unsigned message from {sender} (policy unsigned=reject)"),
+                        exit::NOPERM,
+                    );
+                }
             } else if !control {
                 // A5.1: once a key is established, messages are signed. The key exchange
                 // decides for its own messages (a peer that lost its key starts over).

@@ -222,6 +222,20 @@ CREATE TABLE contact_spend(
 CREATE INDEX contact_spend_source ON contact_spend(source, at_unix);
 CREATE INDEX contact_spend_at ON contact_spend(at_unix);
 "#,
+    // 11: keys from an unauthenticated exchange, until a verified signature confirms them
+    // (keyx).
+    r#"
+-- Keys set by an exchange nobody authenticated (unsigned, over a transport that does not
+-- authenticate the peer), until a message signed with them verifies; only while `key` is
+-- still the peer's key. secret: our request's
+-- one-time secret (JSON) when we were the initiator, for further replies to that request.
+CREATE TABLE keyx_provisional(
+    peer   TEXT PRIMARY KEY,
+    key    BLOB NOT NULL,
+    since  INTEGER NOT NULL,
+    secret TEXT
+);
+"#,
 ];
 
 /// The routing engine's tables (compress::store; also created on their own for an engine

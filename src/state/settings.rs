@@ -358,12 +358,7 @@ pub fn own_addresses(conn: &Connection) -> Result<Vec<String>, Failure> {
 
 /// Add one of our own addresses (appended after the existing ones). False if present.
 pub fn add_own_address(tx: &Transaction, address: &str) -> Result<bool, Failure> {
-    if address.is_empty() || address.contains(['\r', '\n']) {
-        return Err(Failure::usage(format!(
-            "bad address '{}': it must be non-empty, without CR or LF",
-            address.escape_debug()
-        )));
-    }
+    check_own_address(address)?;
     let n = tx
         .execute(
             "INSERT OR IGNORE INTO own_addresses(address, position)
@@ -372,6 +367,17 @@ pub fn add_own_address(tx: &Transaction, address: &str) -> Result<bool, Failure>
         )
         .map_err(db_failure)?;
     Ok(n > 0)
+}
+
+/// An address of ours must be non-empty, without CR or LF (A2); 64 otherwise.
+pub fn check_own_address(address: &str) -> Result<(), Failure> {
+    if address.is_empty() || address.contains(['\r', '\n']) {
+        return Err(Failure::usage(format!(
+            "bad address '{}': it must be non-empty, without CR or LF",
+            address.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 /// A rate window: at most `count` accepted messages per `secs` seconds.

@@ -248,7 +248,7 @@ pub fn send(
             SendError::Permanent(m)
         }
     };
-    let mut state = State::open(hs.state_path.as_deref()).map_err(to_send)?;
+    let mut state = State::open_existing(hs.state_path.as_deref()).map_err(to_send)?;
     let secret = offer(&mut state, addr, bytes, hs.expiry).map_err(to_send)?;
     let url = request_url(addr, &hs.own_address, &secret);
     let result = http::agent(opts).and_then(|agent| {

@@ -1130,7 +1130,7 @@ fn handshake_reply(secret: &str, state_path: Option<&Path>, opts: &HttpOptions) 
     if let Err(e) = handshake::check_secret(secret) {
         return Reply::error(400, e);
     }
-    let mut state = match State::open(state_path) {
+    let mut state = match State::open_existing(state_path) {
         Ok(s) => s,
         Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
     };
@@ -1183,7 +1183,7 @@ fn handshake_request(
         return Reply::error(403, e);
     }
     // The sender's own peer options (e.g. `trust=` for its certificate) apply to the fetch.
-    let fetch_opts = match State::open(state_path)
+    let fetch_opts = match State::open_existing(state_path)
         .and_then(|st| PeerOptions::for_peer(&st, sender, opts.fetch.clone()))
     {
         Ok(o) => PeerOptions {
@@ -1235,7 +1235,7 @@ fn route_message(
     via: Transport,
     opts: &HttpOptions,
 ) -> Reply {
-    let mut state = match State::open(state_path) {
+    let mut state = match State::open_existing(state_path) {
         Ok(s) => s,
         Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
     };

@@ -270,3 +270,87 @@ mod tests {
         assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
     }
 }
+
+/// Default for the whole input of `cmr-recv --ssh`, seconds (`$CMR_SSH_TIMEOUT`).
+pub const DEFAULT_INPUT_DEADLINE_SECS: u64 = 300;
+
+/// The input deadline of `cmr-recv --ssh`: `$CMR_SSH_TIMEOUT` seconds when set and valid,
+/// else [`DEFAULT_INPUT_DEADLINE_SECS`].
+pub fn input_deadline() -> Duration {
+    std::env::var("CMR_SSH_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e6)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(DEFAULT_INPUT_DEADLINE_SECS))
+}
+
+/// Standard input with an overall deadline, whatever fd 0 is (a pipe from sshd, a pipe or
+/// file given to `--http`): a read still waiting `deadline` after [`StallGuard::new`] ends
+/// the process with EX_TEMPFAIL (75) and a diagnostic, so a client that stops sending cannot
+/// hold it. Time spent routing between reads does not count against a read that then
+/// returns at once. Ending the process is safe: what was committed stays, what was not is
+/// rolled back, and the sender retries (a message routed twice is a duplicate).
+pub struct StallGuard<R> {
+    inner: R,
+    shared: std::sync::Arc<GuardState>,
+}
+
+struct GuardState {
+    /// A read is in progress.
+    reading: std::sync::atomic::AtomicBool,
+    /// The guard was dropped: the watchdog ends.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl<R: Read> StallGuard<R> {
+    /// Guard `inner`; `what` names the input in the diagnostic.
+    pub fn new(inner: R, deadline: Duration, what: &'static str) -> StallGuard<R> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let shared = std::sync::Arc::new(GuardState {
+            reading: false.into(),
+            done: false.into(),
+        });
+        let s = shared.clone();
+        let until = Instant::now() + deadline;
+        std::thread::spawn(move || loop {
+            let now = Instant::now();
+            if s.done.load(SeqCst) {
+                return;
+            }
+            if now >= until && s.reading.load(SeqCst) {
+                crate::log::error(&format!(
+                    "{what}: input not complete within {:.0} s: giving up (75; the sender \
+                     retries)",
+                    deadline.as_secs_f64()
+                ));
+                std::process::exit(crate::exit::TEMPFAIL as i32);
+            }
+            let step = Duration::from_millis(100);
+            std::thread::sleep(if now < until {
+                (until - now).min(step)
+            } else {
+                step
+            });
+        });
+        StallGuard { inner, shared }
+    }
+}
+
+impl<R: Read> Read for StallGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.shared.reading.store(true, SeqCst);
+        let r = self.inner.read(buf);
+        self.shared.reading.store(false, SeqCst);
+        r
+    }
+}
+
+impl<R> Drop for StallGuard<R> {
+    fn drop(&mut self) {
+        self.shared
+            .done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
