@@ -217,7 +217,18 @@ pub fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<u8, Failure> {
     let json = args.json;
-    let mut st = State::open(args.state.as_deref())?;
+    let mut st = match &args.cmd {
+        // Routing needs an initialised file: a missing one is not created.
+        None | Some(Cmd::Route(_)) => State::open_existing(args.state.as_deref())?,
+        Some(Cmd::Init { addresses }) => {
+            // A failed init leaves nothing: check before the file is created.
+            for a in addresses {
+                settings::check_own_address(a)?;
+            }
+            State::open(args.state.as_deref())?
+        }
+        Some(_) => State::open(args.state.as_deref())?,
+    };
     match args.cmd {
         None => route_cmd(&mut st, &args.route, json),
         Some(Cmd::Route(r)) => route_cmd(&mut st, &r, json),
@@ -231,8 +242,9 @@ fn run(args: Args) -> Result<u8, Failure> {
     }
 }
 
+/// Human output: control characters from the network are shown escaped, never obeyed.
 fn emit(s: &str) -> Result<(), Failure> {
-    emit_bytes(s.as_bytes())
+    emit_bytes(crate::log::terminal_safe(s).as_bytes())
 }
 
 fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
@@ -244,7 +256,7 @@ fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
 
 /// `v` as one line of JSON on stdout.
 fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
-    emit(&format!("{}\n", to_json(v)?))
+    emit_bytes(format!("{}\n", to_json(v)?).as_bytes())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
@@ -280,7 +292,11 @@ fn route_cmd(st: &mut State, r: &RouteArgs, json: bool) -> Result<u8, Failure> {
             text.push_str(&summary(d));
         }
     }
-    emit(&text)?;
+    if json {
+        emit_bytes(text.as_bytes())?;
+    } else {
+        emit(&text)?;
+    }
     if r.strict {
         if let Some(code) = decisions.iter().map(|d| d.strict_exit).find(|&c| c != 0) {
             return Ok(code);
@@ -409,6 +425,20 @@ pub fn explain(d: &Decision) -> String {
         }
     } else if routed {
         let _ = writeln!(s, "forwards queued: none");
+    }
+    if !d.refused.is_empty() {
+        let _ = writeln!(s, "forwards refused by the relay policy:");
+        for r in &d.refused {
+            let _ = writeln!(
+                s,
+                "  {} (row {}) -> {}  [{}] {}",
+                r.what.to_uppercase(),
+                r.cache_id,
+                r.dest,
+                r.code,
+                r.reason
+            );
+        }
     }
     for n in &d.notes {
         let _ = writeln!(s, "note:       {n}");

@@ -29,8 +29,11 @@
 //! - Derivation: `hardened` (the default) runs the exchanged secret through HKDF-SHA-256
 //!   bound to both addresses; `spec` uses it as is. A number becomes bytes big-endian,
 //!   without leading zero bytes.
-//! - Once a key is shared, an unsigned control message is refused (otherwise anyone could
-//!   replace the key), unless the transport authenticated that very peer (an SSH forced
+//! - A key from an exchange nobody authenticated is provisional until a message signed with
+//!   it verifies; until then a fresh exchange from that address replaces it (see
+//!   [`exchange`]), so a forged first exchange cannot lock the real peer out.
+//! - Once a key is established, an unsigned control message is refused (otherwise anyone
+//!   could replace the key), unless the transport authenticated that very peer (an SSH forced
 //!   command per peer, an HTTPS client certificate): then it is handled and answered
 //!   unsigned. A signed one from a peer we hold no key for cannot be checked and is refused
 //!   too. Control messages must come straight from the peer (one header line).
@@ -53,7 +56,7 @@ pub mod rsa;
 mod tests;
 
 pub use body::{is_control, BodyDefect, BodyError, Control};
-pub use db::{before_forward, handle, retired_key};
+pub use db::{before_forward, confirm, handle, is_provisional, retired_key};
 pub use derive::{Derive, Method};
 pub use exchange::{Action, FirstContact, FirstContactPolicy, KeyxOutcome, Store};
 

@@ -52,6 +52,8 @@ pub struct PeerOptions {
     pub trust_file: Option<PathBuf>,
     /// Use the A4.5 handshake instead of a POST.
     pub handshake: Option<HandshakeOptions>,
+    /// Restricted addresses that may be connected to anyway (setting `send_allow`).
+    pub allow: crate::netaddr::Allow,
 }
 
 impl Default for PeerOptions {
@@ -61,6 +63,7 @@ impl Default for PeerOptions {
             connect_timeout: Duration::from_secs(10),
             trust_file: None,
             handshake: None,
+            allow: crate::netaddr::Allow::default(),
         }
     }
 }
@@ -131,6 +134,10 @@ impl PeerOptions {
             .optional()
             .map_err(crate::state::db_failure)?
             .flatten();
+        let base = PeerOptions {
+            allow: base.allow.union(&super::send_allow(state.conn())?),
+            ..base
+        };
         match text {
             None => Ok(base),
             Some(t) => base
@@ -1123,7 +1130,7 @@ fn handshake_reply(secret: &str, state_path: Option<&Path>, opts: &HttpOptions) 
     if let Err(e) = handshake::check_secret(secret) {
         return Reply::error(400, e);
     }
-    let mut state = match State::open(state_path) {
+    let mut state = match State::open_existing(state_path) {
         Ok(s) => s,
         Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
     };
@@ -1176,7 +1183,7 @@ fn handshake_request(
         return Reply::error(403, e);
     }
     // The sender's own peer options (e.g. `trust=` for its certificate) apply to the fetch.
-    let fetch_opts = match State::open(state_path)
+    let fetch_opts = match State::open_existing(state_path)
         .and_then(|st| PeerOptions::for_peer(&st, sender, opts.fetch.clone()))
     {
         Ok(o) => PeerOptions {
@@ -1228,7 +1235,7 @@ fn route_message(
     via: Transport,
     opts: &HttpOptions,
 ) -> Reply {
-    let mut state = match State::open(state_path) {
+    let mut state = match State::open_existing(state_path) {
         Ok(s) => s,
         Err(f) => return Reply::from_failure(f, opts.retry_after_secs),
     };
@@ -1315,13 +1322,20 @@ pub(crate) fn agent(opts: &PeerOptions) -> Result<ureq::Agent, SendError> {
         .user_agent(concat!("cmr/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(root_certs).build())
         .build();
-    Ok(config.into())
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        super::resolve::CheckedResolver::new(opts.allow.clone()),
+    ))
 }
 
 /// Classify a transport error: only a bad address or a local misuse is permanent.
 pub(crate) fn classify(addr: &str, e: ureq::Error) -> SendError {
     use ureq::Error as E;
     let m = format!("{addr}: {e}");
+    if super::resolve::is_refusal(&e) {
+        return SendError::Permanent(m);
+    }
     match e {
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
             SendError::Permanent(m)

@@ -24,9 +24,6 @@ use rusqlite::{params, OptionalExtension};
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// Columns the outbox needs beyond the core ones (appended migration).
-pub const MIGRATION: &str = "ALTER TABLE outbox ADD COLUMN claim_token TEXT;";
-
 /// Now, `secs` seconds from now, as a timestamp string.
 fn time_in(secs: f64) -> String {
     let now = crate::wire::Timestamp::now();
