@@ -62,37 +62,30 @@ pub struct Rules {
     pub own_addresses: Vec<Vec<u8>>,
 }
 
-/// Seconds added to the system clock by [`set_clock_offset`]: zero except in the network
-/// simulator (`cmr-sim`), whose rounds run faster than the minutes they stand for.
-static CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+/// When nonzero, the clock stands still at this many microseconds since the epoch (the
+/// simulator sets it once per round, so a run does not depend on how fast it runs).
+static CLOCK_FROZEN_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
-/// Shift this process's clock (every `Timestamp::now()`, hence the state file's times, the
-/// outbox's backoff and the rate windows, and the not-in-the-future rule) by `secs`
-/// seconds. Only the simulator calls it.
-pub fn set_clock_offset(secs: f64) {
-    CLOCK_OFFSET_MICROS.store(
-        (secs * 1e6) as i64,
+/// Stop this process's clock (every `Timestamp::now()`, hence the state file's times, the
+/// outbox's backoff, the rate windows and the not-in-the-future rule) at `secs` since the
+/// Unix epoch; None lets it run again. Only the simulator calls it.
+pub fn freeze_clock(secs: Option<f64>) {
+    CLOCK_FROZEN_MICROS.store(
+        secs.map_or(0, |s| (s * 1e6) as i64),
         std::sync::atomic::Ordering::Relaxed,
     );
 }
 
-/// The current shift of this process's clock, in seconds.
-pub fn clock_offset() -> f64 {
-    CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
-}
-
-/// The time since the Unix epoch: the system clock plus the offset (zero outside the
+/// The time since the Unix epoch: the system clock, or the frozen time (only in the
 /// simulator).
 pub fn system_time() -> std::time::Duration {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let off = CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed);
-    if off >= 0 {
-        d + std::time::Duration::from_micros(off as u64)
-    } else {
-        d.saturating_sub(std::time::Duration::from_micros(off.unsigned_abs()))
+    let frozen = CLOCK_FROZEN_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+    if frozen > 0 {
+        return std::time::Duration::from_micros(frozen as u64);
     }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 impl Rules {

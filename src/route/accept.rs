@@ -269,6 +269,7 @@ fn explore(q: &Queuer, msg: &Message, id: i64, plan: &Plan, d: &mut Decision) ->
         msg,
         &plan.scores,
         !plan.related.is_empty(),
+        q.cause.client,
         &decided,
     )?;
     for (dest, why) in targets {

@@ -28,18 +28,23 @@ use std::hash::{Hash, Hasher};
 
 /// The neighbours `msg` explores to (with the reason to log), best first; empty when the
 /// rule does not apply. `scores`: the routing scores (best first); `matched`: whether the
-/// message matched a cached message here; `already`: destinations decided before.
+/// message matched a cached message here; `client`: our own client's post; `already`:
+/// destinations decided before.
 pub fn targets(
     conn: &rusqlite::Connection,
     settings: &Settings,
     msg: &Message,
     scores: &[(String, f64)],
     matched: bool,
+    client: bool,
     already: &[String],
 ) -> Result<Vec<(String, String)>, Failure> {
     let fanout = settings.explore_fanout as usize;
     let hops = msg.ids().len() as u64;
-    if fanout == 0 || matched || hops >= settings.explore_hops {
+    // `post_routing threshold` holds our own client's posts to the threshold: no
+    // exploration either.
+    let held = client && !settings.post_to_best;
+    if fanout == 0 || matched || held || hops >= settings.explore_hops {
         return Ok(Vec::new());
     }
     if scores

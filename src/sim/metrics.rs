@@ -107,6 +107,8 @@ pub struct Report {
     pub explored_share: f64,
     /// Forwards the routers decided on received messages, by kind (x, y, z) and rule.
     pub forwards_by_reason: BTreeMap<String, usize>,
+    /// Forwards the relay policy refused (first contact), by code.
+    pub relay_refused: BTreeMap<String, usize>,
     pub rounds: u64,
     pub settings: BTreeMap<String, String>,
     pub wall_s: f64,

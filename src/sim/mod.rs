@@ -12,9 +12,10 @@
 //! - [`metrics`]: what is measured; [`report`]: the table and the SVG plot.
 //!
 //! One round is one hop: every router's due outbox rows are delivered to their destination's
-//! receive path. The process clock moves `round_secs` per round ([`crate::wire::set_clock_offset`]),
-//! as if cron drained every outbox that often, so the outbox's backoff and the rate windows
-//! run on simulated time.
+//! receive path. The process clock stands still within a round and moves `round_secs` per
+//! round ([`crate::wire::freeze_clock`]), as if cron drained every outbox that often, so the
+//! outbox's backoff, the rate windows and the contact budgets run on simulated time, and a
+//! run does not depend on how fast the machine is.
 //!
 //! Phases: (1) training: every expert posts one of its items per round until all are
 //! posted, then rounds run until the outboxes are empty (at most `settle` rounds);
@@ -185,10 +186,17 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     }
 
     let mut round: u64 = 0;
+    // Simulated time: round r is `base + r * round_secs`, the clock standing still within
+    // a round. The base is fixed (2030-03-17 17:46:40 UTC), so a run is a function of its
+    // seed and options (message IDs, hence the exploration's tie-breaks, hold times);
+    // it lies ahead of the real clock, so the outbox's age limit (checked against SQLite's
+    // own clock) never dead-letters a row of the run.
+    let base = 1_900_000_000.0;
     let mut rejected: BTreeMap<String, usize> = BTreeMap::new();
     let mut explored = 0usize;
     let mut routed = 0usize;
     let mut forwards_by: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_by: BTreeMap<String, usize> = BTreeMap::new();
     // Diagnostics (CMR_SIM_DIAG=1): match scores of same- and other-label pairs, best peer scores.
     let diag = std::env::var_os("CMR_SIM_DIAG").is_some();
     let mut diag_scores: Vec<(f64, bool)> = Vec::new();
@@ -200,9 +208,12 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                     rejected: &mut BTreeMap<String, usize>,
                     tracker: &Tracker|
      -> Result<Vec<delivery::Delivery>, Failure> {
-        crate::wire::set_clock_offset(*round as f64 * cfg.round_secs);
+        crate::wire::freeze_clock(Some(base + *round as f64 * cfg.round_secs));
         let mut batch = net.drain(down)?;
         batch.extend(extra);
+        // The messages arrive half a round later: what the receivers stamp on their
+        // forwards (a microsecond apart) is never ahead of their own clock.
+        crate::wire::freeze_clock(Some(base + (*round as f64 + 0.5) * cfg.round_secs));
         for (to, d) in net.deliver(&batch)? {
             if diag && d.outcome == Outcome::Accepted {
                 let conn = net.routers[to].state.conn();
@@ -226,6 +237,9 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                     .or_default() += 1;
             } else if d.outcome == Outcome::Accepted {
                 routed += 1;
+                for r in &d.refused {
+                    *refused_by.entry(r.code.to_string()).or_default() += 1;
+                }
                 for f in &d.forwards {
                     let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
                     *forwards_by.entry(format!("{} {why}", f.what)).or_default() += 1;
@@ -244,7 +258,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let mut training_msgs = 0u64;
     let most = wl.experts.iter().map(|e| e.items.len()).max().unwrap_or(0);
     for k in 0..most {
-        crate::wire::set_clock_offset(round as f64 * cfg.round_secs);
+        crate::wire::freeze_clock(Some(base + round as f64 * cfg.round_secs));
         for e in &wl.experts {
             if let Some(&it) = e.items.get(k) {
                 net.post(e.router, corpus.items[it].text.as_bytes())?;
@@ -314,7 +328,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let mut spam_n = 0usize;
     let n_down = (cfg.churn * cfg.routers as f64).round() as usize;
     while round < end {
-        crate::wire::set_clock_offset(round as f64 * cfg.round_secs);
+        crate::wire::freeze_clock(Some(base + round as f64 * cfg.round_secs));
         let down: HashSet<usize> = if n_down > 0 {
             rand::seq::index::sample(&mut rng, cfg.routers, n_down)
                 .into_iter()
@@ -546,7 +560,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             }
         }
     }
-    crate::wire::set_clock_offset(0.0);
+    crate::wire::freeze_clock(None);
     let report = Report {
         routers: cfg.routers,
         degree: graph.mean_degree(),
@@ -579,6 +593,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         rejected,
         explored_share: explored as f64 / routed.max(1) as f64,
         forwards_by_reason: forwards_by,
+        relay_refused: refused_by,
         rounds: round,
         settings: settings_used,
         wall_s: start.elapsed().as_secs_f64(),

@@ -61,6 +61,9 @@ pub fn table(r: &Report) -> String {
         ));
     }
     s.push_str(&format!("forwards by rule: {:?}\n", r.forwards_by_reason));
+    if !r.relay_refused.is_empty() {
+        s.push_str(&format!("refused by the relay policy: {:?}\n", r.relay_refused));
+    }
     if !r.rejected.is_empty() {
         s.push_str(&format!("rejected deliveries: {:?}\n", r.rejected));
     }

@@ -215,7 +215,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "max_hops",
-        default: "0",
+        default: "3",
         kind: Kind::Count,
         help: "3.3: a message whose header has this many lines (routers passed) is cached and matched but not forwarded (0: no limit)",
     },
