@@ -4,7 +4,7 @@
 # docs/network.svg). Runs go N at a time (JOBS, default 3).
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
-#   scripts/sim-runs.sh accept     # one group: scale, accept, sweep, faults, debian, relay
+#   scripts/sim-runs.sh accept     # one group: scale, accept, sweep, seeds, faults, debian, relay
 #
 # Needs the shared corpus ($CMR_SHARED, else ../shared) and, for the Debian corpus,
 # apt-cache. The relay group needs PRERELAY_BIN: a cmr-sim built before the relay policy
@@ -39,26 +39,39 @@ if [ "$group" = all ] || [ "$group" = accept ]; then
 fi
 if [ "$group" = all ] || [ "$group" = sweep ]; then
     # The fan-out settings, one change at a time from the chosen defaults (100 queries).
-    for s in "max_hops=0" "max_hops=5" "max_forwards=2" "max_forwards=4" "max_forwards=6" \
-             "match_k=1" "match_k=5" "forwards_per_match=1" "explore_fanout=0" \
-             "explore_fanout=3" "explore_hops=4" "distance_threshold=0.9" \
+    for s in "max_hops=0" "max_hops=5" "max_forwards=4" "max_forwards=6" \
+             "match_k=1" "match_k=5" "forwards_per_match=2" "explore_fanout=0" \
+             "explore_fanout=2" "explore_hops=4" "distance_threshold=0.9" \
              "distance_threshold=0.98" "margin=0" "margin=0.05" "match_threshold=0.6"; do
         wait_jobs; run "sweep-${s/=/-}" --routers 100 --seed 1 --queries 100 --set "$s" &
     done
     wait_jobs; run sweep-defaults --routers 100 --seed 1 --queries 100 &
+fi
+if [ "$group" = all ] || [ "$group" = seeds ]; then
+    # The choice of explore_fanout and forwards_per_match, over three seeds.
+    for seed in 1 2 3; do
+        wait_jobs; run "seeds-new-$seed" --routers 100 --seed $seed --queries 100 &
+        wait_jobs; run "seeds-old-$seed" --routers 100 --seed $seed --queries 100 \
+            --set explore_fanout=2 --set forwards_per_match=2 &
+        wait_jobs; run "seeds-ef3mf5-$seed" --routers 100 --seed $seed --queries 100 \
+            --set forwards_per_match=2 --set max_forwards=5 &
+    done
 fi
 if [ "$group" = all ] || [ "$group" = faults ]; then
     wait_jobs; run churn --routers 100 --seed 1 --churn 0.1 &
     wait_jobs; run spam --routers 100 --seed 1 --spam 10 &
     wait_jobs; run spam100 --routers 100 --seed 1 --spam 100 &
     wait_jobs; run forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run spam-explore_until --routers 100 --seed 1 --spam 10 --set explore_until=100 &
+    wait_jobs; run explore_until --routers 100 --seed 1 --set explore_until=100 &
 fi
 if [ "$group" = all ] || [ "$group" = debian ]; then
     wait_jobs; run debian --routers 100 --seed 1 --corpus "$DEB" &
 fi
 if [ "$group" = all ] || [ "$group" = relay ]; then
     if [ -n "${PRERELAY_BIN:-}" ]; then
-        wait_jobs; BIN=$PRERELAY_BIN run prerelay --routers 100 --seed 1 --set max_hops=3 &
+        wait_jobs; BIN=$PRERELAY_BIN run prerelay --routers 100 --seed 1 --set max_hops=3 \
+            --set explore_fanout=3 --set forwards_per_match=1 &
     fi
     wait_jobs; run relay-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
 fi

@@ -48,7 +48,7 @@ Examples:
   cmr-sim --routers 100 --churn 0.1              10% of routers down in each round
   cmr-sim --routers 100 --spam 10                a spammer at 10x the normal rate
   cmr-sim --routers 100 --forger 10              a forger claiming another router's address
-  cmr-sim --routers 100 --set margin=0.05 --set explore_fanout=3
+  cmr-sim --routers 100 --set margin=0.05 --set explore_fanout=2
   cmr-sim --topology ws --degree 8 --rewire 0.2 --corpus debian.jsonl";
 
 #[derive(Parser, Debug)]

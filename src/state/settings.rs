@@ -173,7 +173,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "forwards_per_match",
-        default: "2",
+        default: "1",
         kind: Kind::Count,
         help: "addresses of a matched message's header the new message is sent to",
     },
@@ -221,7 +221,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "explore_fanout",
-        default: "2",
+        default: "3",
         kind: Kind::Count,
         help: "3.1 exploration: a message that matched nothing here and has no peer within distance_threshold goes to this many more neighbours (0: never)",
     },
