@@ -55,6 +55,8 @@ if [ "$group" = all ] || [ "$group" = seeds ]; then
             --set explore_fanout=2 --set forwards_per_match=2 &
         wait_jobs; run "seeds-ef3mf5-$seed" --routers 100 --seed $seed --queries 100 \
             --set forwards_per_match=2 --set max_forwards=5 &
+        wait_jobs; run "seeds-eh2-$seed" --routers 100 --seed $seed --queries 100 \
+            --set explore_hops=2 &
     done
 fi
 if [ "$group" = all ] || [ "$group" = faults ]; then
@@ -64,6 +66,8 @@ if [ "$group" = all ] || [ "$group" = faults ]; then
     wait_jobs; run forger --routers 100 --seed 1 --forger 10 &
     wait_jobs; run spam-explore_until --routers 100 --seed 1 --spam 10 --set explore_until=100 &
     wait_jobs; run explore_until --routers 100 --seed 1 --set explore_until=100 &
+    wait_jobs; run spam-explore_hops-2 --routers 100 --seed 1 --spam 10 --set explore_hops=2 &
+    wait_jobs; run explore_hops-2 --routers 100 --seed 1 --set explore_hops=2 &
 fi
 if [ "$group" = all ] || [ "$group" = debian ]; then
     wait_jobs; run debian --routers 100 --seed 1 --corpus "$DEB" &

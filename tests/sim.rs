@@ -16,17 +16,41 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
     let plot = dir.path().join("net.svg");
     let out = sim()
         .args([
-            "--routers", "12", "--degree", "4", "--seed", "3", "--experts", "1", "--train", "4",
-            "--queries", "12", "--horizon", "6", "--json", "--plot",
+            "--routers",
+            "12",
+            "--degree",
+            "4",
+            "--seed",
+            "3",
+            "--experts",
+            "1",
+            "--train",
+            "4",
+            "--queries",
+            "12",
+            "--horizon",
+            "6",
+            "--json",
+            "--plot",
         ])
         .arg(&plot)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in [
-        "routers", "queries", "success_by_round", "messages_per_query", "load_max_over_mean",
-        "baselines", "wall_s", "peak_rss_kib",
+        "routers",
+        "queries",
+        "success_by_round",
+        "messages_per_query",
+        "load_max_over_mean",
+        "baselines",
+        "wall_s",
+        "peak_rss_kib",
     ] {
         assert!(v.get(k).is_some(), "key {k} missing: {v}");
     }
@@ -39,7 +63,10 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
         .map(|x| x.as_f64().unwrap())
         .collect();
     assert_eq!(succ.len(), 6);
-    assert!(succ.windows(2).all(|w| w[0] <= w[1]), "success never falls with h: {succ:?}");
+    assert!(
+        succ.windows(2).all(|w| w[0] <= w[1]),
+        "success never falls with h: {succ:?}"
+    );
     // Queries find their topic through the real routers.
     assert!(succ[5] >= 0.25, "success within 6 rounds {succ:?}");
     assert!(v["messages_per_query"].as_f64().unwrap() > 0.0);
@@ -72,7 +99,12 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
 #[test]
 fn bad_options_and_a_missing_corpus() {
     let out = sim().args(["--churn", "1.5"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = sim().args(["--set", "margin"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let out = sim().args(["--set", "margin=-1"]).output().unwrap();
@@ -83,6 +115,9 @@ fn bad_options_and_a_missing_corpus() {
         .unwrap();
     assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/corpus.jsonl"));
-    let out = sim().args(["--routers", "5", "--degree", "3"]).output().unwrap();
+    let out = sim()
+        .args(["--routers", "5", "--degree", "3"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }

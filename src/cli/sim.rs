@@ -170,7 +170,9 @@ fn run(a: Args) -> Result<u8, Failure> {
         if crate::state::settings::spec(k).is_some() {
             crate::state::settings::validate(k, v)?;
         } else if !k.starts_with("outbox_") && !k.starts_with("keyx_") {
-            return Err(Failure::usage(format!("--set {kv}: unknown router setting '{k}'")));
+            return Err(Failure::usage(format!(
+                "--set {kv}: unknown router setting '{k}'"
+            )));
         }
         settings.push((k.to_string(), v.to_string()));
     }
@@ -211,7 +213,8 @@ fn run(a: Args) -> Result<u8, Failure> {
         let mut tmp = p.as_os_str().to_owned();
         tmp.push(format!(".tmp.{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
-        let r = std::fs::write(&tmp, sim::report::svg(&report)).and_then(|_| std::fs::rename(&tmp, p));
+        let r =
+            std::fs::write(&tmp, sim::report::svg(&report)).and_then(|_| std::fs::rename(&tmp, p));
         if let Err(e) = r {
             let _ = std::fs::remove_file(&tmp);
             return Err(Failure::from(e).context(p.display()));

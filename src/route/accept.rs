@@ -261,7 +261,13 @@ fn forward_matches(
 
 /// 3.1: while contexts form, a message nobody here can place explores a few neighbours
 /// ([`super::explore`]).
-fn explore(q: &Queuer, msg: &Message, id: i64, plan: &Plan, d: &mut Decision) -> Result<(), Failure> {
+fn explore(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
     let decided: Vec<String> = d.forwards.iter().map(|f| f.dest.clone()).collect();
     let targets = super::explore::targets(
         q.tx,

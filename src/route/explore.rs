@@ -86,10 +86,7 @@ pub fn targets(
             && !settings.peer_in_header(msg, p)
             && !already.iter().any(|a| settings.peer_of(a) == p)
     });
-    cands.sort_by(|a, b| {
-        a.1.total_cmp(&b.1)
-            .then_with(|| tie(&a.0).cmp(&tie(&b.0)))
-    });
+    cands.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| tie(&a.0).cmp(&tie(&b.0))));
     Ok(cands
         .into_iter()
         .take(fanout)

@@ -34,14 +34,25 @@ fn summarise(rounds: &[Option<u32>], messages: u64, horizon: usize) -> Result {
     let n = rounds.len().max(1) as f64;
     Result {
         success_by_round: (1..=horizon)
-            .map(|h| rounds.iter().filter(|r| r.is_some_and(|r| r as usize <= h)).count() as f64 / n)
+            .map(|h| {
+                rounds
+                    .iter()
+                    .filter(|r| r.is_some_and(|r| r as usize <= h))
+                    .count() as f64
+                    / n
+            })
             .collect(),
         messages_per_query: messages as f64 / n,
     }
 }
 
 /// `holds[r]`: does router r hold the query's label? One call per query.
-pub fn flood(g: &Graph, origin: usize, holds: &dyn Fn(usize) -> bool, ttl: u32) -> (Option<u32>, u64) {
+pub fn flood(
+    g: &Graph,
+    origin: usize,
+    holds: &dyn Fn(usize) -> bool,
+    ttl: u32,
+) -> (Option<u32>, u64) {
     if holds(origin) {
         return (Some(0), 0);
     }
@@ -53,7 +64,11 @@ pub fn flood(g: &Graph, origin: usize, holds: &dyn Fn(usize) -> bool, ttl: u32) 
             continue;
         }
         if d < ttl {
-            msgs += if v == origin { g.adj[v].len() } else { g.adj[v].len().saturating_sub(1) } as u64;
+            msgs += if v == origin {
+                g.adj[v].len()
+            } else {
+                g.adj[v].len().saturating_sub(1)
+            } as u64;
         }
         if d > 0 && holds(v) {
             msgs += 1;
@@ -126,6 +141,7 @@ pub fn oracle(g: &Graph, origin: usize, holds: &dyn Fn(usize) -> bool) -> (Optio
 }
 
 /// Run the three strategies for every query (origin router, label).
+#[allow(clippy::too_many_arguments)]
 pub fn run_all(
     g: &Graph,
     queries: &[(usize, usize)],

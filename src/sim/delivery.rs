@@ -56,14 +56,21 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     fn new(base: &Path, rng: &mut impl Rng) -> Result<TempDir, Failure> {
         for _ in 0..16 {
-            let p = base.join(format!("cmr-sim.{}.{:08x}", std::process::id(), rng.gen::<u32>()));
+            let p = base.join(format!(
+                "cmr-sim.{}.{:08x}",
+                std::process::id(),
+                rng.gen::<u32>()
+            ));
             match std::fs::create_dir(&p) {
                 Ok(()) => return Ok(TempDir(p)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Failure::from(e).context(p.display())),
             }
         }
-        Err(Failure::temp(format!("no fresh directory in {}", base.display())))
+        Err(Failure::temp(format!(
+            "no fresh directory in {}",
+            base.display()
+        )))
     }
 }
 
@@ -256,7 +263,7 @@ impl Net {
         crate::state::cache::count(self.routers[r].state.conn())
     }
 
-    /// Does router `r` cache a message whose body satisfies `f`?
+    /// The bodies of every message router `r` caches.
     pub fn cached_bodies(&self, r: usize) -> Result<Vec<Vec<u8>>, Failure> {
         let conn = self.routers[r].state.conn();
         let mut st = conn

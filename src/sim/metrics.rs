@@ -9,7 +9,13 @@ use std::collections::BTreeMap;
 pub fn success_by_round(rounds: &[Option<u32>], horizon: usize) -> Vec<f64> {
     let n = rounds.len().max(1) as f64;
     (1..=horizon)
-        .map(|h| rounds.iter().filter(|r| r.is_some_and(|r| r as usize <= h)).count() as f64 / n)
+        .map(|h| {
+            rounds
+                .iter()
+                .filter(|r| r.is_some_and(|r| r as usize <= h))
+                .count() as f64
+                / n
+        })
         .collect()
 }
 

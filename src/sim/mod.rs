@@ -142,7 +142,10 @@ fn say(cfg: &Config, s: &str) {
 pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let start = std::time::Instant::now();
     if !(0.0..1.0).contains(&cfg.churn) {
-        return Err(Failure::usage(format!("--churn {}: a share, 0 to below 1", cfg.churn)));
+        return Err(Failure::usage(format!(
+            "--churn {}: a share, 0 to below 1",
+            cfg.churn
+        )));
     }
     if cfg.query_rate <= 0.0 || !cfg.query_rate.is_finite() {
         return Err(Failure::usage("--query-rate must be above 0"));
@@ -173,7 +176,10 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         cfg.dir.as_deref(),
         &mut seeded(cfg.seed, 3),
     )?;
-    say(cfg, &format!("cmr-sim: {} routers in {}", cfg.routers, net.dir.display()));
+    say(
+        cfg,
+        &format!("cmr-sim: {} routers in {}", cfg.routers, net.dir.display()),
+    );
     let mut rng = seeded(cfg.seed, 4);
     let mut tracker = Tracker {
         kinds: HashMap::new(),
@@ -218,7 +224,10 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             if diag && d.outcome == Outcome::Accepted {
                 let conn = net.routers[to].state.conn();
                 let body = |id: i64| -> Option<Vec<u8>> {
-                    crate::state::cache::get(conn, id).ok().flatten().map(|r| r.body().to_vec())
+                    crate::state::cache::get(conn, id)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.body().to_vec())
                 };
                 let kx = d.cache_id.and_then(body).and_then(|b| tracker.kind(&b));
                 for m in &d.matched {
@@ -244,7 +253,10 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                     let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
                     *forwards_by.entry(format!("{} {why}", f.what)).or_default() += 1;
                 }
-                if d.forwards.iter().any(|f| f.why.starts_with("3.1 exploration")) {
+                if d.forwards
+                    .iter()
+                    .any(|f| f.why.starts_with("3.1 exploration"))
+                {
                     explored += 1;
                 }
             }
@@ -264,16 +276,35 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                 net.post(e.router, corpus.items[it].text.as_bytes())?;
             }
         }
-        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected, &tracker)?.len() as u64;
+        training_msgs += step(
+            &mut net,
+            &mut round,
+            &none,
+            Vec::new(),
+            &mut rejected,
+            &tracker,
+        )?
+        .len() as u64;
     }
     for _ in 0..cfg.settle {
         if !net.pending()? {
             break;
         }
-        training_msgs += step(&mut net, &mut round, &none, Vec::new(), &mut rejected, &tracker)?.len() as u64;
+        training_msgs += step(
+            &mut net,
+            &mut round,
+            &none,
+            Vec::new(),
+            &mut rejected,
+            &tracker,
+        )?
+        .len() as u64;
     }
     let training_posts: usize = wl.experts.iter().map(|e| e.items.len()).sum();
-    say(cfg, &format!("cmr-sim: training done after {round} rounds, {training_msgs} deliveries"));
+    say(
+        cfg,
+        &format!("cmr-sim: training done after {round} rounds, {training_msgs} deliveries"),
+    );
 
     // Phase 2: queries.
     let mut qs: Vec<QueryState> = wl
@@ -292,7 +323,9 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         .collect();
     let expert_routers: HashSet<usize> = wl.experts.iter().map(|e| e.router).collect();
     let pick_outsider = |rng: &mut rand::rngs::StdRng| -> usize {
-        let others: Vec<usize> = (0..cfg.routers).filter(|r| !expert_routers.contains(r)).collect();
+        let others: Vec<usize> = (0..cfg.routers)
+            .filter(|r| !expert_routers.contains(r))
+            .collect();
         others.choose(rng).copied().unwrap_or(0)
     };
     let spammer = (cfg.spam > 0.0).then(|| pick_outsider(&mut rng));
@@ -384,7 +417,10 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                     let body = format!("FORGED {}: {}", fs.sent, workload::junk(fs.sent, &mut rng));
                     tracker.kinds.insert(body.as_bytes().to_vec(), Kind::Forged);
                     let m = crate::wire::Message::compose(
-                        &[(crate::wire::Timestamp::now(), delivery::address(v).as_bytes())],
+                        &[(
+                            crate::wire::Timestamp::now(),
+                            delivery::address(v).as_bytes(),
+                        )],
                         body.as_bytes(),
                         &crate::wire::Rules::unchecked_time(),
                     )
@@ -433,13 +469,11 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                 };
                 let q = &mut qs[i];
                 let body = rep.message.body.as_bytes();
-                if body != q.body.as_slice()
-                    && tracker.kind(body) == Some(Kind::Label(q.label))
-                {
+                if body != q.body.as_slice() && tracker.kind(body) == Some(Kind::Label(q.label)) {
                     // Delivered in the round just run (round - 1), counted from the due round.
                     let h = (round - q.due) as u32;
                     q.inbox.get_or_insert(h);
-                    if q.success.is_none_or_gt(h) {
+                    if q.success.is_none_or(|s| s > h) {
                         q.success = Some(h);
                     }
                 }
@@ -462,9 +496,18 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         };
         let same: Vec<f64> = diag_scores.iter().filter(|x| x.1).map(|x| x.0).collect();
         let other: Vec<f64> = diag_scores.iter().filter(|x| !x.1).map(|x| x.0).collect();
-        crate::log::info(&format!("diag: match scores same label p10..p90 {}", q(same)));
-        crate::log::info(&format!("diag: match scores other label p10..p90 {}", q(other)));
-        crate::log::info(&format!("diag: best peer score p10..p90 {}", q(diag_peer.clone())));
+        crate::log::info(&format!(
+            "diag: match scores same label p10..p90 {}",
+            q(same)
+        ));
+        crate::log::info(&format!(
+            "diag: match scores other label p10..p90 {}",
+            q(other)
+        ));
+        crate::log::info(&format!(
+            "diag: best peer score p10..p90 {}",
+            q(diag_peer.clone())
+        ));
     }
 
     // Spread of spam and forgeries.
@@ -495,7 +538,12 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         }
         fs.rejected = rejected
             .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "signature" | "unknown-signer" | "unsigned-from-keyed-peer"))
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "signature" | "unknown-signer" | "unsigned-from-keyed-peer"
+                )
+            })
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         fs.accepted = fs.sent - fs.rejected.values().sum::<usize>().min(fs.sent);
@@ -600,14 +648,4 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         peak_rss_kib: metrics::peak_rss_kib(),
     };
     Ok(report)
-}
-
-trait MinSome {
-    fn is_none_or_gt(&self, h: u32) -> bool;
-}
-
-impl MinSome for Option<u32> {
-    fn is_none_or_gt(&self, h: u32) -> bool {
-        self.map_or(true, |s| s > h)
-    }
 }

@@ -18,14 +18,21 @@ pub fn table(r: &Report) -> String {
          {} training posts, {} queries\n\n",
         r.routers, r.topology, r.degree, r.seed, r.labels, r.experts, r.training_items, r.queries
     );
-    s.push_str(&format!("success within h rounds{}msgs/query\n", " ".repeat(r.horizon * 6 - 22)));
+    s.push_str(&format!(
+        "success within h rounds{}msgs/query\n",
+        " ".repeat(r.horizon * 6 - 22)
+    ));
     s.push_str("h       ");
     for h in 1..=r.horizon {
         s.push_str(&format!(" {h:>5}"));
     }
     s.push('\n');
     s.push_str(&row("cmr", &r.success_by_round, r.messages_per_query));
-    s.push_str(&row("(inbox)", &r.inbox_success_by_round, r.messages_per_query));
+    s.push_str(&row(
+        "(inbox)",
+        &r.inbox_success_by_round,
+        r.messages_per_query,
+    ));
     for (k, b) in &r.baselines {
         s.push_str(&row(k, &b.success_by_round, b.messages_per_query));
     }
@@ -46,7 +53,10 @@ pub fn table(r: &Report) -> String {
         r.messages_per_training_post, r.explored_share
     ));
     if r.churn > 0.0 {
-        s.push_str(&format!("churn: {:.0}% of routers down in each round\n", r.churn * 100.0));
+        s.push_str(&format!(
+            "churn: {:.0}% of routers down in each round\n",
+            r.churn * 100.0
+        ));
     }
     if let Some(sp) = &r.spam {
         s.push_str(&format!(
@@ -62,7 +72,10 @@ pub fn table(r: &Report) -> String {
     }
     s.push_str(&format!("forwards by rule: {:?}\n", r.forwards_by_reason));
     if !r.relay_refused.is_empty() {
-        s.push_str(&format!("refused by the relay policy: {:?}\n", r.relay_refused));
+        s.push_str(&format!(
+            "refused by the relay policy: {:?}\n",
+            r.relay_refused
+        ));
     }
     if !r.rejected.is_empty() {
         s.push_str(&format!("rejected deliveries: {:?}\n", r.rejected));
@@ -83,15 +96,20 @@ pub fn table(r: &Report) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Two panels: success against rounds (a line per strategy), and messages per query (bars,
 /// logarithmic).
 pub fn svg(r: &Report) -> String {
     let colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
-    let mut series: Vec<(String, Vec<f64>, f64)> =
-        vec![("cmr".into(), r.success_by_round.clone(), r.messages_per_query)];
+    let mut series: Vec<(String, Vec<f64>, f64)> = vec![(
+        "cmr".into(),
+        r.success_by_round.clone(),
+        r.messages_per_query,
+    )];
     for (k, b) in &r.baselines {
         series.push((k.clone(), b.success_by_round.clone(), b.messages_per_query));
     }
@@ -156,7 +174,13 @@ pub fn svg(r: &Report) -> String {
         y0 - 4.0
     ));
     let maxm = series.iter().map(|x| x.2).fold(1.0f64, f64::max);
-    let lw = |m: f64| if m <= 1.0 { 0.0 } else { m.log10() / maxm.log10().max(1e-9) * 220.0 };
+    let lw = |m: f64| {
+        if m <= 1.0 {
+            0.0
+        } else {
+            m.log10() / maxm.log10().max(1e-9) * 220.0
+        }
+    };
     for (k, (name, _, m)) in series.iter().enumerate() {
         let c = colours[k % colours.len()];
         let y = y0 + 20.0 + 40.0 * k as f64;

@@ -106,7 +106,13 @@ impl Graph {
 }
 
 /// A seeded random graph of `n` routers and degree `d`.
-pub fn generate(kind: Kind, n: usize, d: usize, rewire: f64, rng: &mut impl Rng) -> Result<Graph, Failure> {
+pub fn generate(
+    kind: Kind,
+    n: usize,
+    d: usize,
+    rewire: f64,
+    rng: &mut impl Rng,
+) -> Result<Graph, Failure> {
     if n < 3 {
         return Err(Failure::usage(format!("--routers {n}: at least 3 routers")));
     }
@@ -140,7 +146,9 @@ pub fn generate(kind: Kind, n: usize, d: usize, rewire: f64, rng: &mut impl Rng)
                 )));
             }
             if !(0.0..=1.0).contains(&rewire) {
-                return Err(Failure::usage(format!("--rewire {rewire}: a probability, 0 to 1")));
+                return Err(Failure::usage(format!(
+                    "--rewire {rewire}: a probability, 0 to 1"
+                )));
             }
             for _ in 0..1000 {
                 let g = watts_strogatz(n, d, rewire, rng);
@@ -148,7 +156,9 @@ pub fn generate(kind: Kind, n: usize, d: usize, rewire: f64, rng: &mut impl Rng)
                     return Ok(g);
                 }
             }
-            Err(Failure::software("no connected Watts-Strogatz graph after 1000 draws"))
+            Err(Failure::software(
+                "no connected Watts-Strogatz graph after 1000 draws",
+            ))
         }
     }
 }
@@ -156,7 +166,7 @@ pub fn generate(kind: Kind, n: usize, d: usize, rewire: f64, rng: &mut impl Rng)
 /// The pairing model with the Steger-Wormald repair: stubs are paired at random, a pair
 /// that would make a loop or a double link is drawn again; None when a draw gets stuck.
 fn pairing(n: usize, d: usize, rng: &mut impl Rng) -> Option<Graph> {
-    let mut stubs: Vec<usize> = (0..n).flat_map(|v| std::iter::repeat(v).take(d)).collect();
+    let mut stubs: Vec<usize> = (0..n).flat_map(|v| std::iter::repeat_n(v, d)).collect();
     let mut edges = BTreeSet::new();
     while !stubs.is_empty() {
         let mut done = false;

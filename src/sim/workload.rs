@@ -29,8 +29,8 @@ pub struct Corpus {
 
 /// Read a JSONL corpus. Bad lines name the file and line (65).
 pub fn load(path: &Path) -> Result<Corpus, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::from(e).context(path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::from(e).context(path.display()))?;
     let mut labels: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut items = Vec::new();
@@ -133,10 +133,36 @@ pub fn plan(
 }
 
 const JUNK: &[&str] = &[
-    "cheap", "offer", "click", "winner", "free", "bonus", "casino", "pills", "crypto",
-    "deal", "limited", "urgent", "prize", "cash", "loan", "discount", "viagra", "lottery",
-    "investment", "guaranteed", "unsubscribe", "act", "now", "exclusive", "million",
-    "refund", "wire", "transfer", "account", "verify",
+    "cheap",
+    "offer",
+    "click",
+    "winner",
+    "free",
+    "bonus",
+    "casino",
+    "pills",
+    "crypto",
+    "deal",
+    "limited",
+    "urgent",
+    "prize",
+    "cash",
+    "loan",
+    "discount",
+    "viagra",
+    "lottery",
+    "investment",
+    "guaranteed",
+    "unsubscribe",
+    "act",
+    "now",
+    "exclusive",
+    "million",
+    "refund",
+    "wire",
+    "transfer",
+    "account",
+    "verify",
 ];
 
 /// The n-th junk message: random words and numbers, never the same twice.
