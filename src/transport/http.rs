@@ -11,7 +11,7 @@
 //! | status | meaning |
 //! |--------|---------|
 //! | 200 | accepted (or a duplicate of a message already accepted: retries are idempotent) |
-//! | 400 | malformed request or message, or rejected by the router; reason in `X-CMR-Error` |
+//! | 400 | malformed request or message, or rejected by the router; reason in `X-CMR-Error` (and, for a router's rejection, in `X-CMR-Drop-Reason` too) |
 //! | 403 | A4.5 request whose sender does not resolve to the connecting address |
 //! | 404 | A4.5 reply secret unknown, used or expired |
 //! | 405 | a method other than GET and POST |
@@ -24,8 +24,10 @@
 //! | 503 | transient trouble (state file busy, disk full, peer unreachable): retry after `Retry-After` |
 //!
 //! Sending ([`send`]): POST as an RFC 1867 upload with one part `name="file"`,
-//! `filename="cmr.msg"`, `application/octet-stream`. 2xx is success; 5xx, 408, 429 and
-//! connection trouble are transient; other statuses are permanent, with the server's reason.
+//! `filename="cmr.msg"`, `application/octet-stream`. 2xx is success, and so is a refusal
+//! saying the peer already holds the message (`duplicate message id`); 5xx, 408, 429 and
+//! connection trouble (a timeout after the body was sent included) are transient; other
+//! statuses are permanent, with the server's reason (`X-CMR-Error` or `X-CMR-Drop-Reason`).
 
 use super::handshake;
 use super::multipart;
@@ -1252,6 +1254,9 @@ fn decision_reply(d: &Decision) -> Reply {
         Outcome::Rejected => {
             let reason = d.reason.as_deref().unwrap_or("rejected");
             let mut r = Reply::error(400, format!("rejected: {reason}"));
+            // the other implementation's name for the same thing, for its operators
+            r.headers
+                .push(("X-CMR-Drop-Reason", header_safe(&format!("rejected: {reason}"))));
             if let Some(code) = &d.reason_code {
                 r.headers.push(("X-CMR-Reason", header_safe(code)));
             }
@@ -1318,7 +1323,10 @@ pub(crate) fn agent(opts: &PeerOptions) -> Result<ureq::Agent, SendError> {
     Ok(config.into())
 }
 
-/// Classify a transport error: only a bad address or a local misuse is permanent.
+/// Classify a transport error: only a bad address or a local misuse is permanent. Trouble
+/// after the body may have been sent (a timeout, a reset, an answer we cannot read) is
+/// ambiguous: the peer may hold the message already, so it is transient and retried, never
+/// dead-lettered on its own; the retry's "duplicate" answer then counts as delivered.
 pub(crate) fn classify(addr: &str, e: ureq::Error) -> SendError {
     use ureq::Error as E;
     let m = format!("{addr}: {e}");
@@ -1326,27 +1334,25 @@ pub(crate) fn classify(addr: &str, e: ureq::Error) -> SendError {
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
             SendError::Permanent(m)
         }
-        E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => SendError::Permanent(m),
         _ => SendError::Transient(m),
     }
 }
 
-/// Turn a status into a result: 2xx ok; 5xx, 408, 429 transient; the rest permanent.
-pub(crate) fn check_status(
-    addr: &str,
-    mut resp: ureq::http::Response<ureq::Body>,
-) -> Result<ureq::http::Response<ureq::Body>, SendError> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(resp);
-    }
-    let reason = match resp
-        .headers()
-        .get("x-cmr-error")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(r) => r.to_string(),
-        None => {
+/// The refusal reason of an answer: our own `X-CMR-Error`, the other implementation's
+/// `X-CMR-Drop-Reason` (both when they differ), else the first line of the body.
+fn refusal_reason(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| header_safe(v.trim()))
+            .filter(|v| !v.is_empty())
+    };
+    match (header("x-cmr-error"), header("x-cmr-drop-reason")) {
+        (Some(e), Some(d)) if !e.contains(&d) => format!("{e} ({d})"),
+        (Some(e), _) => e,
+        (None, Some(d)) => d,
+        (None, None) => {
             let body = resp
                 .body_mut()
                 .with_config()
@@ -1356,7 +1362,27 @@ pub(crate) fn check_status(
             let s = String::from_utf8_lossy(&body);
             header_safe(s.lines().next().unwrap_or("").trim())
         }
-    };
+    }
+}
+
+/// Turn a status into a result: 2xx ok; 5xx, 408, 429 transient; the rest permanent.
+pub(crate) fn check_status(
+    addr: &str,
+    resp: ureq::http::Response<ureq::Body>,
+) -> Result<ureq::http::Response<ureq::Body>, SendError> {
+    status_result(addr, resp).map_err(|(e, _)| e)
+}
+
+/// [`check_status`], also giving the refusal reason alone.
+fn status_result(
+    addr: &str,
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> Result<ureq::http::Response<ureq::Body>, (SendError, String)> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let reason = refusal_reason(&mut resp);
     let mut m = format!("{addr}: HTTP {status}");
     if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
         m.push_str(&format!(" (moved to {loc})"));
@@ -1365,11 +1391,34 @@ pub(crate) fn check_status(
         m.push_str(": ");
         m.push_str(&reason);
     }
-    Err(if status >= 500 || status == 408 || status == 429 {
-        SendError::Transient(m)
-    } else {
-        SendError::Permanent(m)
-    })
+    Err((
+        if status >= 500 || status == 408 || status == 429 {
+            SendError::Transient(m)
+        } else {
+            SendError::Permanent(m)
+        },
+        reason,
+    ))
+}
+
+/// True when a refusal says the peer already holds the message: the other implementation
+/// answers `400` with `X-CMR-Drop-Reason: duplicate message id in cache` (cmr's own ingress
+/// answers 200 `duplicate`). The message is there, so the delivery is done.
+pub(crate) fn is_duplicate_refusal(reason: &str) -> bool {
+    reason.contains("duplicate message id")
+}
+
+/// The result of delivering a message: [`check_status`], except that a "duplicate" refusal
+/// counts as delivered (idempotent, as a retry after an ambiguous timeout needs).
+pub(crate) fn delivery_status(
+    addr: &str,
+    resp: ureq::http::Response<ureq::Body>,
+) -> Result<(), SendError> {
+    match status_result(addr, resp) {
+        Ok(_) => Ok(()),
+        Err((SendError::Permanent(_), reason)) if is_duplicate_refusal(&reason) => Ok(()),
+        Err((e, _)) => Err(e),
+    }
 }
 
 fn check_scheme(addr: &str) -> Result<(), SendError> {
@@ -1398,7 +1447,7 @@ pub fn send(addr: &str, bytes: &[u8], opts: &PeerOptions) -> Result<(), SendErro
         .header("Content-Type", &content_type)
         .send(&body[..])
         .map_err(|e| classify(addr, e))?;
-    check_status(addr, resp).map(|_| ())
+    delivery_status(addr, resp)
 }
 
 #[cfg(test)]
