@@ -358,6 +358,7 @@ fn unsigned_or_forwarded_control_messages_are_refused() {
     };
     assert_eq!(o.action, Action::Refused);
     assert!(o.reason.contains("must be signed"), "{}", o.reason);
+    assert!(o.reason.contains("cmr-keyx forget http"), "{}", o.reason);
     assert_eq!(key_of(&b, A).unwrap(), old);
     assert!(b.outbox.is_empty());
     // A control message that went through a third peer.
