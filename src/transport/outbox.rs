@@ -314,9 +314,11 @@ pub fn drain(
     let mut down = HashSet::new();
     while let Some(c) = claim_next(state, &token, policy, &tried, &down)? {
         tried.insert(c.id);
-        let r = match Address::parse(&c.dest) {
-            Ok(a) => send(&a, &c.bytes),
-            Err(e) => Err(SendError::Permanent(e.to_string())),
+        // Never emitted: what the other implementation refuses (transport::compat).
+        let r = match (Address::parse(&c.dest), super::compat::refusal(&c.bytes)) {
+            (Ok(_), Some(why)) => Err(SendError::Permanent(why)),
+            (Ok(a), None) => send(&a, &c.bytes),
+            (Err(e), _) => Err(SendError::Permanent(e.to_string())),
         };
         match r {
             Ok(()) => {
