@@ -338,28 +338,8 @@ pub fn drain(
                 if e.is_transient() {
                     down.insert(c.dest.clone());
                 }
-                match mark_failed(state, &c, &token, &e, policy)? {
-                    Outcome::Deferred(d) => {
-                        report.deferred += 1;
-                        crate::log::error(&format!(
-                            "outbox {}: {}: {e}; next attempt in {}s",
-                            c.id,
-                            c.dest,
-                            d.as_secs()
-                        ));
-                    }
-                    Outcome::Dead => {
-                        report.dead += 1;
-                        crate::log::error(&format!(
-                            "outbox {}: {}: {}; dead-lettered (cmr-send --retry-dead {})",
-                            c.id,
-                            c.dest,
-                            e.message(),
-                            c.id
-                        ));
-                    }
-                    Outcome::Lost => {}
-                }
+                let o = mark_failed(state, &c, &token, &e, policy)?;
+                log_failure(&c, &e, &o, &mut report);
             }
         }
     }
@@ -385,6 +365,32 @@ pub fn drain(
         report.skipped = n.max(0) as usize;
     }
     Ok(report)
+}
+
+/// Count and log a failed send.
+fn log_failure(c: &Claimed, e: &SendError, o: &Outcome, report: &mut Report) {
+    match o {
+        Outcome::Deferred(d) => {
+            report.deferred += 1;
+            crate::log::error(&format!(
+                "outbox {}: {}: {e}; next attempt in {}s",
+                c.id,
+                c.dest,
+                d.as_secs()
+            ));
+        }
+        Outcome::Dead => {
+            report.dead += 1;
+            crate::log::error(&format!(
+                "outbox {}: {}: {}; dead-lettered (cmr-send --retry-dead {})",
+                c.id,
+                c.dest,
+                e.message(),
+                c.id
+            ));
+        }
+        Outcome::Lost => {}
+    }
 }
 
 /// One outbox row as `cmr-send --list` shows it (a delivered pair has no id).
