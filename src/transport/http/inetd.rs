@@ -165,6 +165,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 
 /// True when `fd` is a socket.
 pub fn is_socket(fd: i32) -> bool {
+    // SAFETY: a zeroed stat is a valid out-buffer; fstat only writes into it and reports a
+    // bad fd as an error.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK }
 }
@@ -174,6 +176,7 @@ pub fn is_socket(fd: i32) -> bool {
 /// large buffers many times per message; trimming and re-faulting them cost more than the
 /// routing itself). Measured: 6900 page faults and 0.13 s per message down to 380 and 0.05 s.
 fn keep_heap() {
+    // SAFETY: mallopt only tunes glibc's allocator; called before any threads exist.
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TOP_PAD, 16 << 20);
@@ -194,6 +197,7 @@ fn inetd_prepare(opts: &HttpOptions) -> Cow<'_, HttpOptions> {
     }
     // Backstop: whatever hangs (name resolution, a stuck fetch), the process ends.
     let backstop = o.deadline + o.fetch.timeout + o.fetch.connect_timeout * 2;
+    // SAFETY: alarm only arms a timer whose default action ends the process.
     unsafe { libc::alarm(backstop.as_secs().clamp(1, u32::MAX as u64 - 30) as u32 + 30) };
     Cow::Owned(o)
 }
@@ -207,6 +211,7 @@ pub fn serve_stdio(state_path: Option<&Path>, opts: &HttpOptions) -> Result<(), 
     let output = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
     let r = serve(&*input, &*output, state_path, opts);
     if is_socket(1) {
+        // SAFETY: fd 1 is a socket (checked above); shutdown touches nothing in memory.
         unsafe { libc::shutdown(1, libc::SHUT_WR) };
     }
     r
@@ -219,6 +224,7 @@ pub fn set_socket_timeouts(fd: i32, t: Duration) {
         tv_usec: t.subsec_micros() as libc::suseconds_t,
     };
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: the option value points to a live timeval of the size passed.
         unsafe {
             libc::setsockopt(
                 fd,
@@ -233,6 +239,8 @@ pub fn set_socket_timeouts(fd: i32, t: Duration) {
 
 /// The remote address of a socket fd (IPv4-mapped IPv6 addresses come back as IPv4).
 pub fn peer_address(fd: i32) -> Option<IpAddr> {
+    // SAFETY: a zeroed sockaddr_storage is a valid out-buffer of the length passed, and the
+    // casts below read it as the family getpeername wrote.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let rc = unsafe {
