@@ -773,6 +773,37 @@ impl Message {
         self
     }
 
+    /// The payload with each timestamp ending in a bare `.` without it and the length line
+    /// without leading zeros: the same message (A2: "A decimal point after the seconds is
+    /// optional"; the same n), in the form the other implementation (`cmr-peer`) accepts. It
+    /// refuses a timestamp ending in `.`, and its signature check fails on a zero-padded
+    /// length, since it signs the length as it prints it. Borrowed when already plain.
+    pub fn plain_payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        let len_line = &self.payload[self.header_bytes().len() + 2..self.body_start - 2];
+        let padded = len_line.len() > 1 && len_line[0] == b'0';
+        let dotted = self.ids().any(|i| i.timestamp.ends_with('.'));
+        if !padded && !dotted {
+            return std::borrow::Cow::Borrowed(&self.payload);
+        }
+        let mut v = Vec::with_capacity(self.payload.len());
+        for id in self.ids() {
+            v.extend_from_slice(
+                id.timestamp
+                    .strip_suffix('.')
+                    .unwrap_or(id.timestamp)
+                    .as_bytes(),
+            );
+            v.push(b' ');
+            v.extend_from_slice(id.address);
+            v.extend_from_slice(b"\r\n");
+        }
+        v.extend_from_slice(b"\r\n");
+        v.extend_from_slice(self.body().len().to_string().as_bytes());
+        v.extend_from_slice(b"\r\n");
+        v.extend_from_slice(self.body());
+        std::borrow::Cow::Owned(v)
+    }
+
     /// Compose a new message: header lines (newest first) and body, unsigned.
     /// The result is checked against `rules` like any incoming message.
     pub fn compose(
@@ -797,13 +828,16 @@ impl Message {
     /// A3 forward: "Alice removes the signature line from X ... X := T SP Alice CR LF X".
     /// The result is unsigned; T must be newer than the current first line and the address
     /// must not already be in the header.
+    ///
+    /// The rest is re-written in its plainest A2 form where it was not (see
+    /// [`Message::plain_payload`]), since our signature covers it anew.
     pub fn prepend(&self, t: &Timestamp, address: &[u8]) -> Result<Message, ParseError> {
         let mut v = b"0\r\n".to_vec();
         v.extend_from_slice(t.as_str().as_bytes());
         v.push(b' ');
         v.extend_from_slice(address);
         v.extend_from_slice(b"\r\n");
-        v.extend_from_slice(&self.payload);
+        v.extend_from_slice(&self.plain_payload());
         let rules = Rules {
             now: Now::Unchecked,
             limits: Limits {

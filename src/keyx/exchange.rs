@@ -459,10 +459,17 @@ pub fn receive(
     let unsigned_reply = keyed && !signed;
     if unsigned_reply && !authenticated {
         // A5.1: "Otherwise, both messages are signed with the old keys"
+        // No standing per-peer exception: it would let anyone replace this key. The
+        // operator who knows the peer re-keys (cmr-peer sends re-keying requests unsigned)
+        // forgets the key once, and the next request is a first contact.
         return Ok(KeyxOutcome::refused(
             kind,
-            "unsigned key exchange from a peer we share a key with (A5.1: it must be signed \
-             with the old key, or come over a transport that authenticated this peer)",
+            format!(
+                "unsigned key exchange from a peer we share a key with (A5.1: it must be \
+                 signed with the old key, or come over a transport that authenticated this \
+                 peer); if {peer} really re-keys, run `cmr-keyx forget {peer}` and let it \
+                 send the request again"
+            ),
         ));
     }
     let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {

@@ -19,6 +19,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod compat;
 pub mod handshake;
 pub mod http;
 pub mod mail;
