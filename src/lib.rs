@@ -6,6 +6,7 @@
 //! - [`exit`]: sysexits codes and the error every tool ends in.
 //! - [`compress`]: compressors, the native word model and the routing distances (3.2).
 //! - [`log`]: diagnostics to stderr, a file or syslog.
+//! - [`status`]: `cmr-route status`, a peer's health for people and monitoring.
 pub mod cli;
 pub mod compress;
 pub mod exit;
@@ -14,5 +15,6 @@ pub mod log;
 pub mod route;
 pub mod sign;
 pub mod state;
+pub mod status;
 pub mod transport;
 pub mod wire;

@@ -341,6 +341,13 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             transport::send(a, b, &od)
         })?
     };
+    if !args.print {
+        // For `cmr-route status`: when the outbox was last drained. The drain itself is
+        // done and committed; a failure to note it only makes status report an older drain.
+        if let Err(f) = crate::status::record_drain(&state) {
+            crate::log::error(&format!("cmr-send: noting the drain: {}", f.message));
+        }
+    }
 
     if args.json {
         writeln!(
