@@ -43,7 +43,7 @@ scripts=(
 )
 # What the integration scripts install when it is missing (each installs its own share).
 packages=(postfix xinetd openssh-server openssh-client cron curl openssl netcat-openbsd
-    sqlite3 python3)
+    sqlite3 python3 mblaze)
 
 if [ "$system" = yes ]; then
     for s in "${scripts[@]}"; do steps+=("$s|bash $s"); done

@@ -22,6 +22,7 @@ use std::time::Duration;
 pub mod handshake;
 pub mod http;
 pub mod mail;
+pub mod maildir;
 pub mod multipart;
 pub mod outbox;
 pub mod ssh;
