@@ -76,7 +76,8 @@ pub struct Args {
     /// Show the routing decision as well (scores, forwards).
     #[arg(long)]
     pub explain: bool,
-    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
+    /// Where diagnostics go: stderr (default), syslog (with no syslog socket: stderr, or
+    /// FILE with syslog:FILE), none, or a file path.
     #[arg(long, value_name = "SINK")]
     pub log: Option<String>,
     /// Body file, or - for standard input.

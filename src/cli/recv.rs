@@ -75,8 +75,9 @@ pub struct Args {
     /// State file (default $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite)
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
-    /// Diagnostics: stderr, syslog, none, or a file (default: stderr; syslog for
-    /// --udp/--http/--https, where fd 2 is the socket)
+    /// Diagnostics: stderr, syslog, syslog:FILE (FILE when there is no syslog socket),
+    /// none, or a file (default: stderr; syslog for --udp/--http/--https, where fd 2 is
+    /// the socket: with no syslog socket and no FILE, nothing is logged there)
     #[arg(long, value_name = "FILE|syslog")]
     pub log: Option<String>,
     /// --mail: exit status for a mail without a CMR message (65 bounces it; 0 drops it)

@@ -98,7 +98,8 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
+    /// Where diagnostics go: stderr (default), syslog (with no syslog socket: stderr, or
+    /// FILE with syslog:FILE), none, or a file path.
     #[arg(long, global = true, value_name = "SINK")]
     pub log: Option<String>,
     #[command(flatten)]

@@ -103,7 +103,8 @@ pub struct Args {
     /// State file (default $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite)
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
-    /// Diagnostics: stderr (default), syslog, none, or a file
+    /// Diagnostics: stderr (default), syslog (with no syslog socket: stderr, or FILE with
+    /// syslog:FILE), none, or a file
     #[arg(long, value_name = "FILE|syslog")]
     pub log: Option<String>,
     /// Give up on one destination after SECS seconds (send_timeout, default 60)
