@@ -249,6 +249,8 @@ fn every_readme_pipeline_runs_as_written() {
         env.cache(Some("bob.sqlite")).contains("What is the largest planet?"),
         "the question did not reach bob.sqlite"
     );
+    assert!(out("cmr-route status").starts_with("CMR OK: "));
+    assert!(env.dir.path().join("Maildir/new").is_dir());
 
     for line in conf.iter().flat_map(|b| commands(b)) {
         let w = wire(&line);
