@@ -2,10 +2,11 @@
 //! `cmr-recv --mail --post`. The Maildir files are checked with a real mail parser
 //! (mail-parser), and with mblaze's mlist/mshow when they are installed.
 
+mod common;
+
 use mail_parser::MessageParser;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const KEY: &str = "626f62626f62";
 const BOB: &str = "mailto:bob@example.org";
@@ -30,30 +31,15 @@ impl T {
         self.dir.path().join("Maildir")
     }
     fn run_env(&self, tool: &str, args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Output {
-        let exe = match tool {
-            "cmr-route" => env!("CARGO_BIN_EXE_cmr-route"),
-            "cmr-post" => env!("CARGO_BIN_EXE_cmr-post"),
-            "cmr-recv" => env!("CARGO_BIN_EXE_cmr-recv"),
-            "cmr-sign" => env!("CARGO_BIN_EXE_cmr-sign"),
-            t => panic!("no tool {t}"),
-        };
-        let mut c = Command::new(exe);
+        let mut c = Command::new(common::tool(tool));
         if tool != "cmr-sign" {
             c.arg("--state").arg(self.state());
         }
-        c.env_remove("SENDER");
+        c.env_remove("SENDER").args(args);
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut ch = c
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin.take().unwrap().write_all(input).unwrap();
-        ch.wait_with_output().unwrap()
+        common::run_cmd(c, input)
     }
     fn ok(&self, tool: &str, args: &[&str], input: &[u8]) -> String {
         let o = self.run_env(tool, args, input, &[]);

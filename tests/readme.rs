@@ -8,9 +8,10 @@
 //! same state. The tools come from this build (or from $CMR_BIN, e.g. /usr/bin for the
 //! installed package).
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
@@ -99,14 +100,7 @@ impl Env {
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut ch = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin.take().unwrap().write_all(input).unwrap();
-        ch.wait_with_output().unwrap()
+        common::run_cmd(c, input)
     }
 
     /// Bodies in a state file's cache (`cmr-route cache list`), as one text.

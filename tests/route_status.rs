@@ -1,9 +1,10 @@
 //! `cmr-route status`: a healthy state file, and each case that needs attention, with the
 //! Nagios plugin exit status (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and `--json`.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 struct T {
     dir: tempfile::TempDir,
@@ -20,30 +21,15 @@ impl T {
     }
     /// Run a tool on the state file, with HOME in the test directory.
     fn run(&self, tool: &str, args: &[&str], input: &[u8]) -> Output {
-        let exe = match tool {
-            "cmr-route" => env!("CARGO_BIN_EXE_cmr-route"),
-            "cmr-post" => env!("CARGO_BIN_EXE_cmr-post"),
-            "cmr-send" => env!("CARGO_BIN_EXE_cmr-send"),
-            "cmr-keyx" => env!("CARGO_BIN_EXE_cmr-keyx"),
-            "cmr-sign" => env!("CARGO_BIN_EXE_cmr-sign"),
-            t => panic!("no tool {t}"),
-        };
-        let mut c = Command::new(exe);
+        let mut c = Command::new(common::tool(tool));
         if tool != "cmr-sign" {
             c.arg("--state").arg(self.state());
         }
-        let mut ch = c
-            .args(args)
+        c.args(args)
             .env("HOME", self.dir.path())
             .env_remove("CMR_STATE")
-            .env_remove("XDG_STATE_HOME")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin.take().unwrap().write_all(input).unwrap();
-        ch.wait_with_output().unwrap()
+            .env_remove("XDG_STATE_HOME");
+        common::run_cmd(c, input)
     }
     fn ok(&self, tool: &str, args: &[&str], input: &[u8]) -> String {
         let o = self.run(tool, args, input);
