@@ -30,6 +30,7 @@
 //! - [`compress`]: compressors, the native word model and the routing distances (3.2).
 //! - [`contact`]: the relay policy (who a router may send to), over [`netaddr`].
 //! - [`log`]: diagnostics to stderr, a file or syslog.
+//! - [`status`]: `cmr-route status`, a peer's health for people and monitoring.
 pub mod cli;
 pub mod compress;
 pub mod contact;
@@ -40,6 +41,7 @@ pub mod netaddr;
 pub mod route;
 pub mod sign;
 pub mod state;
+pub mod status;
 pub mod transport;
 pub mod via;
 pub mod wire;

@@ -46,7 +46,9 @@ Examples:
   cmr-route cache prune --keep 100000       (cron) bound the cache
   cmr-route cache reindex                   teach the engine a cache it never saw
   cmr-route stats
-  cmr-route log --limit 5";
+  cmr-route log --limit 5
+  cmr-route status                          is this peer healthy? (exit 0, 1, 2 or 3)
+  cmr-route status --json --stale 900       for monitoring: due rows 15 min old are critical";
 
 /// The routing options (shared by the default action and `cmr-route route`).
 #[derive(clap::Args, Debug, Clone)]
@@ -96,7 +98,8 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
+    /// Where diagnostics go: stderr (default), syslog (with no syslog socket: stderr, or
+    /// FILE with syslog:FILE), none, or a file path.
     #[arg(long, global = true, value_name = "SINK")]
     pub log: Option<String>,
     #[command(flatten)]
@@ -138,6 +141,21 @@ pub enum Cmd {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Is this peer healthy? Our addresses, peers and their keys, the outbox, its last drain,
+    /// recent refusals, settings changed from their defaults, the state file and its WAL, and
+    /// the wiring seen on this host (cron, inetd/xinetd, .forward/Postfix, authorized_keys).
+    /// The first line says OK, WARNING, CRITICAL or UNKNOWN and why; the exit status is the
+    /// Nagios plugin's: 0, 1, 2 or 3. Dead letters and an expired key exchange warn; due rows
+    /// nobody drained for --stale seconds, and a missing or uninitialised state file, are
+    /// critical; a state file that cannot be read is unknown.
+    Status {
+        /// Due outbox rows waiting longer than SECS mean nobody drains the outbox.
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        stale: u64,
+        /// Count the log's refusals over the last SECS.
+        #[arg(long, value_name = "SECS", default_value_t = 86400)]
+        window: u64,
     },
 }
 
@@ -217,6 +235,10 @@ pub fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<u8, Failure> {
     let json = args.json;
+    // status never creates the state file: it is taken before State::open.
+    if let Some(Cmd::Status { stale, window }) = &args.cmd {
+        return status_cmd(args.state.as_deref(), *stale, *window, json);
+    }
     let mut st = match &args.cmd {
         // Routing needs an initialised file: a missing one is not created.
         None | Some(Cmd::Route(_)) => State::open_existing(args.state.as_deref())?,
@@ -239,6 +261,9 @@ fn run(args: Args) -> Result<u8, Failure> {
         Some(Cmd::Outbox) => outbox_cmd(&st, json),
         Some(Cmd::Stats) => stats(&st, json),
         Some(Cmd::Log { limit }) => log_cmd(&st, limit, json),
+        Some(Cmd::Status { stale, window }) => {
+            status_cmd(args.state.as_deref(), stale, window, json)
+        }
     }
 }
 
@@ -956,4 +981,58 @@ fn log_cmd(st: &State, limit: usize, json: bool) -> Result<u8, Failure> {
         emit(&s)?;
     }
     Ok(exit::OK)
+}
+
+/// `cmr-route status`: the report, and the Nagios plugin status as the exit status. It
+/// never creates the state file, and any failure to read it is UNKNOWN (3).
+fn status_cmd(
+    path: Option<&std::path::Path>,
+    stale: u64,
+    window: u64,
+    json: bool,
+) -> Result<u8, Failure> {
+    use crate::status::{self, Level};
+    let early = |level: Level, why: String| -> Result<u8, Failure> {
+        if json {
+            emit_json(&serde_json::json!({
+                "status": level, "code": level.code(), "reasons": [why],
+            }))?;
+        } else {
+            emit(&format!("CMR {}: {why}\n", level.word()))?;
+        }
+        Ok(level.code())
+    };
+    let p = match state::resolve_path(path) {
+        Ok(p) => p,
+        Err(f) => return early(Level::Unknown, f.message),
+    };
+    if !p.exists() {
+        return early(
+            Level::Critical,
+            format!(
+                "no state file at {} (cmr-route init --address ADDR)",
+                p.display()
+            ),
+        );
+    }
+    let opts = status::Options {
+        stale_secs: stale,
+        window_secs: window,
+        wiring: status::WiringSources::system(
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+                .as_deref(),
+        ),
+    };
+    let r = match State::open(Some(&p)).and_then(|st| status::check(&st, &opts)) {
+        Ok(r) => r,
+        Err(f) => return early(Level::Unknown, format!("{}: {}", p.display(), f.message)),
+    };
+    if json {
+        emit_json(&r)?;
+    } else {
+        emit(&status::text(&r))?;
+    }
+    Ok(r.code)
 }

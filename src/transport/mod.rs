@@ -23,6 +23,7 @@ pub mod compat;
 pub mod handshake;
 pub mod http;
 pub mod mail;
+pub mod maildir;
 pub mod multipart;
 pub mod outbox;
 pub mod resolve;
