@@ -114,6 +114,16 @@ fn an_unverified_stranger_cannot_use_the_router_as_a_relay() {
         )
         .unwrap();
     assert_eq!(counted as usize, refused.len());
+    // cmr-route status counts them, by code.
+    let o = e.route(&["status", "--json"], b"");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let relay = st["relay_refusals"].as_array().unwrap();
+    assert!(
+        relay
+            .iter()
+            .any(|r| r[0] == "relay-unverified" && r[1].as_i64().unwrap() >= 30),
+        "{st}"
+    );
     // The same message with new IDs, again and again: still nothing to the third parties,
     // and the replies to invented senders stop at the shared budget.
     for i in 0..12 {
