@@ -20,3 +20,5 @@ bash tests/integration/appendix-a.sh
 bash tests/integration/http-inetd.sh
 bash tests/integration/http-handshake.sh
 bash tests/integration/keyx-channels.sh
+# The other implementation (cmr-peer, pinned; installed with cargo on first run) on loopback:
+bash tests/integration/interop.sh
