@@ -55,27 +55,47 @@ fn time(n: usize, f: impl Fn() -> usize) -> f64 {
 }
 
 fn main() {
-    let msg = b"0\r\n2026/01/01 00:00:01 http://a.example/\r\n\r\n14\r\nhello \xff\xfe world".to_vec();
+    let msg =
+        b"0\r\n2026/01/01 00:00:01 http://a.example/\r\n\r\n14\r\nhello \xff\xfe world".to_vec();
     let octet = "Content-Disposition: form-data; name=\"file\"; filename=\"cmr.msg\"\r\nContent-Type: application/octet-stream";
     let text = "Content-Disposition: form-data; name=\"file\"; filename=\"cmr.msg\"\r\nContent-Type: text/plain; charset=iso-8859-1";
     let untyped = "Content-Disposition: form-data; name=\"file\"";
     let cases: [(&str, Vec<u8>); 4] = [
-        ("octet-stream part, non-UTF-8 body", upload(octet, &msg, true)),
-        ("text/plain;charset=iso-8859-1 part", upload(text, &msg, true)),
-        ("part without Content-Type (RFC 7578: text/plain)", upload(untyped, &msg, true)),
+        (
+            "octet-stream part, non-UTF-8 body",
+            upload(octet, &msg, true),
+        ),
+        (
+            "text/plain;charset=iso-8859-1 part",
+            upload(text, &msg, true),
+        ),
+        (
+            "part without Content-Type (RFC 7578: text/plain)",
+            upload(untyped, &msg, true),
+        ),
         ("truncated: no closing boundary", upload(octet, &msg, false)),
     ];
-    println!("{:<50} {:<28} {:<28}", "case", "multipart.rs", "mail-parser");
+    println!(
+        "{:<50} {:<28} {:<28}",
+        "case", "multipart.rs", "mail-parser"
+    );
     for (name, body) in &cases {
         let show = |r: Result<Vec<u8>, String>| match r {
             Ok(b) if b == msg => "taken, bytes unchanged".to_string(),
             Ok(b) => format!("taken, CHANGED ({} bytes)", b.len()),
             Err(_) => "refused".to_string(),
         };
-        println!("{name:<50} {:<28} {:<28}", show(ours(body)), show(theirs(body)));
+        println!(
+            "{name:<50} {:<28} {:<28}",
+            show(ours(body)),
+            show(theirs(body))
+        );
     }
     let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
-    for (name, data, n) in [("200-byte message", msg.clone(), 20_000), ("1 MiB binary part", big, 200)] {
+    for (name, data, n) in [
+        ("200-byte message", msg.clone(), 20_000),
+        ("1 MiB binary part", big, 200),
+    ] {
         let body = upload(octet, &data, true);
         let a = time(n, || ours(&body).map(|v| v.len()).unwrap_or(1));
         let b = time(n, || theirs(&body).map(|v| v.len()).unwrap_or(1));

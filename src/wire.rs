@@ -787,7 +787,12 @@ impl Message {
         }
         let mut v = Vec::with_capacity(self.payload.len());
         for id in self.ids() {
-            v.extend_from_slice(id.timestamp.strip_suffix('.').unwrap_or(id.timestamp).as_bytes());
+            v.extend_from_slice(
+                id.timestamp
+                    .strip_suffix('.')
+                    .unwrap_or(id.timestamp)
+                    .as_bytes(),
+            );
             v.push(b' ');
             v.extend_from_slice(id.address);
             v.extend_from_slice(b"\r\n");

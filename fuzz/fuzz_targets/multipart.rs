@@ -23,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
     let (upload, content_type) = multipart::build_upload(data);
     let boundary = multipart::boundary_of(&content_type).unwrap().unwrap();
     let parts = multipart::parse(&upload, &boundary).unwrap();
-    assert_eq!(&parts[multipart::message_index(&parts).unwrap()].data[..], data);
+    assert_eq!(
+        &parts[multipart::message_index(&parts).unwrap()].data[..],
+        data
+    );
 });

@@ -327,13 +327,19 @@ mod tests {
             let g = Group::modp(id).unwrap();
             assert_eq!(g.g, BigUint::from(root), "group {id}");
             let q = &g.p >> 1u32;
-            assert!(!g.g.modpow(&BigUint::from(2u32), &g.p).is_one(), "group {id}: g^2");
+            assert!(
+                !g.g.modpow(&BigUint::from(2u32), &g.p).is_one(),
+                "group {id}: g^2"
+            );
             assert!(!g.g.modpow(&q, &g.p).is_one(), "group {id}: g^q");
             g.validate().unwrap();
             // and it is the smallest: every smaller g >= 2 has g^q = 1
             for small in 2..root {
                 let s = BigUint::from(small);
-                assert!(s.modpow(&q, &g.p).is_one(), "group {id}: {small} is a root too");
+                assert!(
+                    s.modpow(&q, &g.p).is_one(),
+                    "group {id}: {small} is a root too"
+                );
             }
         }
     }

@@ -60,9 +60,8 @@ pub fn forward_defect(bytes: &[u8]) -> Option<String> {
 
 /// [`forward_defect`] as the reason a row is not sent.
 pub fn refusal(bytes: &[u8]) -> Option<String> {
-    forward_defect(bytes).map(|why| {
-        format!("not sent: {why} (the other implementation, cmr-peer, refuses that)")
-    })
+    forward_defect(bytes)
+        .map(|why| format!("not sent: {why} (the other implementation, cmr-peer, refuses that)"))
 }
 
 #[cfg(test)]
@@ -91,13 +90,22 @@ mod tests {
                 msg("2026/01/01 00:00:01", b"mailto:c@example.org", "005"),
                 "leading zeros",
             ),
-            (msg("2026/01/01 00:00:01", b"udp://c\xff/x", "5"), "not UTF-8"),
+            (
+                msg("2026/01/01 00:00:01", b"udp://c\xff/x", "5"),
+                "not UTF-8",
+            ),
             (
                 msg("2026/01/01 00:00:01", b"http://exa mple.org/", "5"),
                 "not a valid URL",
             ),
-            (msg("2026/01/01 00:00:01", b"http://", "5"), "not a valid URL"),
-            (msg("2026/01/01 00:00:01", b"udp://h:99999/x", "5"), "not a valid URL"),
+            (
+                msg("2026/01/01 00:00:01", b"http://", "5"),
+                "not a valid URL",
+            ),
+            (
+                msg("2026/01/01 00:00:01", b"udp://h:99999/x", "5"),
+                "not a valid URL",
+            ),
         ] {
             let why = refusal(&bytes).expect(want);
             assert!(why.contains(want), "{want}: {why}");

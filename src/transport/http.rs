@@ -49,8 +49,8 @@ mod inetd;
 mod reply;
 mod server;
 
-pub(crate) use client::{agent, check_status, classify, delivery_status};
 pub use client::send;
+pub(crate) use client::{agent, check_status, classify, delivery_status};
 pub use handshake_glue::percent_encode;
 pub use inetd::{
     is_socket, peer_address, serve, serve_stdio, serve_tls, server_config, set_socket_timeouts,

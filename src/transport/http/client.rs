@@ -248,6 +248,9 @@ mod tests {
     #[test]
     fn every_resolved_address_is_kept() {
         let a: Vec<SocketAddr> = vec!["127.0.0.1:80".parse().unwrap(), "[::1]:80".parse().unwrap()];
-        assert_eq!(connect_addresses("localhost", a.iter().copied()).unwrap(), a);
+        assert_eq!(
+            connect_addresses("localhost", a.iter().copied()).unwrap(),
+            a
+        );
     }
 }

@@ -18,7 +18,10 @@ use std::path::Path;
 pub(crate) fn parse_query(q: &str) -> Result<Vec<(String, String)>, String> {
     let b = q.as_bytes();
     for (i, _) in q.match_indices('%') {
-        if !b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+        if !b
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        {
             return Err(format!("bad percent escape in {q:?}"));
         }
     }

@@ -271,4 +271,3 @@ pub fn peer_address(fd: i32) -> Option<IpAddr> {
         _ => None,
     }
 }
-

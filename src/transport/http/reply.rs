@@ -135,7 +135,6 @@ pub(super) fn write_reply(w: &mut impl Write, r: &Reply) -> io::Result<()> {
     w.flush()
 }
 
-
 /// The answer to an I/O error while reading `what`.
 pub(super) fn io_reply(e: io::Error, what: &str) -> Reply {
     match e.kind() {

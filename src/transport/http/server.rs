@@ -120,9 +120,7 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<Request, Rep
     let mut req = httparse::Request::new(&mut fields);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(Reply::error(400, "request head truncated"))
-        }
+        Ok(httparse::Status::Partial) => return Err(Reply::error(400, "request head truncated")),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Reply::error(
                 431,
@@ -152,9 +150,8 @@ pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<Request, Rep
     }
     let mut headers = Vec::with_capacity(req.headers.len());
     for (i, h) in req.headers.iter().enumerate() {
-        let v = std::str::from_utf8(h.value).map_err(|_| {
-            Reply::error(400, format!("header line {}: value is not UTF-8", i + 2))
-        })?;
+        let v = std::str::from_utf8(h.value)
+            .map_err(|_| Reply::error(400, format!("header line {}: value is not UTF-8", i + 2)))?;
         headers.push((h.name.to_string(), v.trim_matches([' ', '\t']).to_string()));
     }
     Ok(Request {
@@ -245,7 +242,10 @@ fn read_body<S: Read + Write>(
     if te.is_some() && !lengths.is_empty() {
         // RFC 9112 6.3: both present is a smuggling attempt or a broken client.
         *unread = 0;
-        return Err(Reply::error(400, "both Transfer-Encoding and Content-Length"));
+        return Err(Reply::error(
+            400,
+            "both Transfer-Encoding and Content-Length",
+        ));
     }
     let expect_continue = match req.header("expect") {
         None => false,
@@ -296,10 +296,12 @@ fn content_length(lengths: &[&str], unread: &mut u64) -> Result<u64, Reply> {
             "POST needs a Content-Length (or chunked Transfer-Encoding)",
         )),
         [first, rest @ ..] => {
-            if first.is_empty() || !first.bytes().all(|c| c.is_ascii_digit()) || first.len() > 19
-            {
+            if first.is_empty() || !first.bytes().all(|c| c.is_ascii_digit()) || first.len() > 19 {
                 *unread = 0;
-                return Err(Reply::error(400, format!("malformed Content-Length {first:?}")));
+                return Err(Reply::error(
+                    400,
+                    format!("malformed Content-Length {first:?}"),
+                ));
             }
             if rest.iter().any(|v| v != first) {
                 *unread = 0;
@@ -459,8 +461,10 @@ fn decision_reply(d: &Decision) -> Reply {
             let reason = d.reason.as_deref().unwrap_or("rejected");
             let mut r = Reply::error(400, format!("rejected: {reason}"));
             // the other implementation's name for the same thing, for its operators
-            r.headers
-                .push(("X-CMR-Drop-Reason", header_safe(&format!("rejected: {reason}"))));
+            r.headers.push((
+                "X-CMR-Drop-Reason",
+                header_safe(&format!("rejected: {reason}")),
+            ));
             if let Some(code) = &d.reason_code {
                 r.headers.push(("X-CMR-Reason", header_safe(code)));
             }
@@ -522,7 +526,12 @@ mod tests {
         assert_eq!(read_chunked(&mut r, 100).unwrap_err().status, 400);
         let mut r = io::Cursor::new(&b"40\r\n"[..]);
         assert_eq!(read_chunked(&mut r, 10).unwrap_err().status, 413);
-        for bad in [&b"zz\r\n"[..], b"\r\n", b";x\r\n", b"ffffffffffffffffffff\r\n"] {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b";x\r\n",
+            b"ffffffffffffffffffff\r\n",
+        ] {
             let mut r = io::Cursor::new(bad);
             assert_eq!(read_chunked(&mut r, 10).unwrap_err().status, 400);
         }
