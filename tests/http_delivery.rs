@@ -98,6 +98,15 @@ fn send(state: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+fn assert_delivered(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn count(state: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open(state).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
@@ -131,12 +140,7 @@ fn timeout_then_duplicate_from_cmr_ingress_ends_delivered() {
     // the one-connection-at-a-time server is done with the slow answer
     std::thread::sleep(Duration::from_millis(800));
     let o = send(&alice, &["--max-attempts", "2"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_delivered(&o);
     h.join().unwrap();
     assert_eq!(count(&alice, "SELECT count(*) FROM delivered"), 1);
     assert_eq!(count(&alice, "SELECT count(*) FROM outbox"), 0);
@@ -155,12 +159,7 @@ fn drop_reason_duplicate_counts_as_delivered() {
     let (port, h) = server(answers, bob);
     let alice = sender_state(dir.path(), &format!("http://127.0.0.1:{port}/"));
     let o = send(&alice, &[]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_delivered(&o);
     h.join().unwrap();
     assert_eq!(count(&alice, "SELECT count(*) FROM delivered"), 1);
 }

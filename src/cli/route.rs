@@ -40,6 +40,8 @@ Examples:
   cmr-route policy                          list the policy settings
   cmr-route policy unsigned reject
   cmr-route policy rate_peer 60/60
+  cmr-route policy send_allow 10.0.0.0/8    peers on this LAN may be sent to
+  cmr-route policy contact_budget_source 4/3600   first contacts per source
   cmr-route peer list --json
   cmr-route outbox --json
   cmr-route cache show 12

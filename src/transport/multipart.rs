@@ -11,6 +11,15 @@
 //!
 //! Parts are taken byte for byte (binary bodies pass untouched); the whole structure up to
 //! the close delimiter is checked, so a truncated upload is refused rather than routed.
+//!
+//! Why by hand, when mail-parser (already a dependency, for mail ingress) parses MIME
+//! multipart: measured with `cargo bench --bench multipart` (benches/multipart.rs), it
+//! decodes a text part to UTF-8 by its charset, and RFC 7578 makes a part without a
+//! Content-Type text/plain, so a message uploaded as text comes out with other bytes than
+//! its signature covers; it takes a truncated upload (no close delimiter) as complete; and
+//! it was slower in every run here (a 1 MiB part: 0.6 to 1.3 ms against 1.4 to 3.0 ms, a
+//! 200-byte message: 0.6 to 3.7 us against 2.0 to 4.9 us, on a shared 2-core machine). The
+//! fuzz target `multipart` (fuzz/fuzz_targets/multipart.rs) runs this decoder.
 
 use std::borrow::Cow;
 use std::fmt;

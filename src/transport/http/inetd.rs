@@ -77,14 +77,23 @@ pub fn serve(
     if opts.https {
         return tls_stream(input, output, state_path, &opts);
     }
-    let mut s = Duplex {
+    let mut s = deadline_duplex(input, output, opts.deadline);
+    serve_stream(&mut s, state_path, &opts, Transport::Http)
+}
+
+/// `input` (reads cut off after `deadline`) and `output` as one stream.
+fn deadline_duplex<R: Read, W: Write>(
+    input: R,
+    output: W,
+    deadline: Duration,
+) -> Duplex<Deadline<R>, W> {
+    Duplex {
         r: Deadline {
             inner: input,
-            until: Instant::now() + opts.deadline,
+            until: Instant::now() + deadline,
         },
         w: output,
-    };
-    serve_stream(&mut s, state_path, &opts, Transport::Http)
+    }
 }
 
 /// [`serve`] inside TLS (rustls; the certificate chain and key from the PEM files
@@ -117,16 +126,7 @@ fn tls_stream(
     let config = server_config(cert, key)?;
     let conn =
         rustls::ServerConnection::new(config).map_err(|e| Failure::config(format!("TLS: {e}")))?;
-    let mut s = rustls::StreamOwned::new(
-        conn,
-        Duplex {
-            r: Deadline {
-                inner: input,
-                until: Instant::now() + opts.deadline,
-            },
-            w: output,
-        },
-    );
+    let mut s = rustls::StreamOwned::new(conn, deadline_duplex(input, output, opts.deadline));
     let r = serve_stream(&mut s, state_path, opts, Transport::Https);
     s.conn.send_close_notify();
     let _ = s.flush();
