@@ -102,7 +102,10 @@ fn stalls(args: &[&str], env: (&str, &str), first: &[u8], state: &Path) {
             drop(stdin);
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "{args:?}: still running");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{args:?}: still running"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

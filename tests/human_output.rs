@@ -49,11 +49,17 @@ fn no_raw_control_byte_from_the_network_in_human_output() {
     let body = "jupiter saturn uranus neptune are the giant planets of the solar system";
     let m1 = message(EVIL, "01", body);
     let m2 = message(b"http://carol.test/", "02", body);
-    for (what, args) in [
-        ("route", &[][..]),
-        ("route --explain", &["--explain"][..]),
-    ] {
-        let o = run(route, &st, args, &if what == "route" { m1.clone() } else { m2.clone() });
+    for (what, args) in [("route", &[][..]), ("route --explain", &["--explain"][..])] {
+        let o = run(
+            route,
+            &st,
+            args,
+            &if what == "route" {
+                m1.clone()
+            } else {
+                m2.clone()
+            },
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_terminal_safe(what, &o.stdout);
         assert_terminal_safe(what, &o.stderr);
@@ -78,13 +84,27 @@ fn no_raw_control_byte_from_the_network_in_human_output() {
         &["cache", "show", "1"][..],
     ] {
         let o = run(route, &st, args, b"");
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_terminal_safe(&format!("cmr-route {args:?}"), &o.stdout);
     }
-    let o = run(env!("CARGO_BIN_EXE_cmr-send"), &st, &["--list", "--all"], b"");
+    let o = run(
+        env!("CARGO_BIN_EXE_cmr-send"),
+        &st,
+        &["--list", "--all"],
+        b"",
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_terminal_safe("cmr-send --list", &o.stdout);
-    let o = run(env!("CARGO_BIN_EXE_cmr-post"), &st, &["--search"], body.as_bytes());
+    let o = run(
+        env!("CARGO_BIN_EXE_cmr-post"),
+        &st,
+        &["--search"],
+        body.as_bytes(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_terminal_safe("cmr-post --search", &o.stdout);
     let o = run(env!("CARGO_BIN_EXE_cmr-keyx"), &st, &["list"], b"");

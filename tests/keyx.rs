@@ -850,13 +850,19 @@ fn a_forged_first_exchange_cannot_lock_a_peer_out() {
         assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
         let replies = b.take_outbox(ALICE);
         assert_eq!(replies.len(), 1);
-        assert!(replies[0].starts_with(b"0\r\n"), "unsigned: Bob's key is provisional");
+        assert!(
+            replies[0].starts_with(b"0\r\n"),
+            "unsigned: Bob's key is provisional"
+        );
         let (c, d) = a.receive(&replies[0], "http");
         assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
 
         let (sa, sb) = (show(&a, BOB), show(&b, ALICE));
         assert!(sa["key_id"].is_string(), "{sa}");
-        assert_eq!(sa["key_id"], sb["key_id"], "pending={alice_pending}: {sa} / {sb}");
+        assert_eq!(
+            sa["key_id"], sb["key_id"],
+            "pending={alice_pending}: {sa} / {sb}"
+        );
         // A signed message from Alice verifies, and confirms the key at Bob.
         let m = a.signed_message(BOB, "What is the largest planet?");
         let (c, d) = b.receive(&m, "http");
@@ -869,7 +875,11 @@ fn a_forged_first_exchange_cannot_lock_a_peer_out() {
         let k = b.key_for(ALICE);
         let forged = forger.keyx_ok(&["init", BOB, "--dh", "--print", "--replace"]);
         let (c, d) = b.receive(&forged, "http");
-        assert_eq!((c, d["reason_code"].as_str()), (77, Some("key-exchange")), "{d}");
+        assert_eq!(
+            (c, d["reason_code"].as_str()),
+            (77, Some("key-exchange")),
+            "{d}"
+        );
         assert_eq!(b.key_for(ALICE), k);
     }
 }

@@ -56,9 +56,15 @@ fn addresses_that_would_not_stay_exact_are_refused_at_ingress() {
     for (n, lines) in [
         (1, vec![&b"http://x.test/cmr\xff"[..]]),
         (1, vec![&b"http://x.test/cmr\xfe"[..]]),
-        (2, vec![&b"http://carol.test/"[..], &b"http://x.test/\xc3"[..]]),
+        (
+            2,
+            vec![&b"http://carol.test/"[..], &b"http://x.test/\xc3"[..]],
+        ),
         (1, vec![&b"http://x.test/cm\x00r"[..]]),
-        (2, vec![&b"http://carol.test/"[..], &b"mailto:a\x00b@x.test"[..]]),
+        (
+            2,
+            vec![&b"http://carol.test/"[..], &b"mailto:a\x00b@x.test"[..]],
+        ),
     ] {
         let m = message(&lines, body);
         let o = route(&st, &["--strict", "--json"], &m);

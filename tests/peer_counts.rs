@@ -57,5 +57,8 @@ fn forwarded_counts_every_outbox_row() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(per_dest, 0, "every destination's count matches its outbox rows");
+    assert_eq!(
+        per_dest, 0,
+        "every destination's count matches its outbox rows"
+    );
 }

@@ -44,13 +44,41 @@ fn tools(state: &Path) -> Vec<(&'static str, Vec<String>, Vec<u8>)> {
     let v = |a: &[&str]| -> Vec<String> { a.iter().map(|x| x.to_string()).collect() };
     vec![
         ("cmr-route", v(&["cmr-route", "--state", &s]), MSG.to_vec()),
-        ("cmr-route stats", v(&["cmr-route", "--state", &s, "stats"]), vec![]),
-        ("cmr-recv --mail", v(&["cmr-recv", "--mail", "--state", &s]), mail()),
-        ("cmr-recv --ssh", v(&["cmr-recv", "--ssh", "--state", &s]), MSG.to_vec()),
-        ("cmr-post", v(&["cmr-post", "--state", &s]), b"what is a planet?".to_vec()),
-        ("cmr-keyx list", v(&["cmr-keyx", "--state", &s, "list"]), vec![]),
-        ("cmr-send --outbox", v(&["cmr-send", "--state", &s, "--outbox"]), vec![]),
-        ("cmr-recv --http", v(&["cmr-recv", "--http", "--log", "stderr", "--state", &s]), http_request()),
+        (
+            "cmr-route stats",
+            v(&["cmr-route", "--state", &s, "stats"]),
+            vec![],
+        ),
+        (
+            "cmr-recv --mail",
+            v(&["cmr-recv", "--mail", "--state", &s]),
+            mail(),
+        ),
+        (
+            "cmr-recv --ssh",
+            v(&["cmr-recv", "--ssh", "--state", &s]),
+            MSG.to_vec(),
+        ),
+        (
+            "cmr-post",
+            v(&["cmr-post", "--state", &s]),
+            b"what is a planet?".to_vec(),
+        ),
+        (
+            "cmr-keyx list",
+            v(&["cmr-keyx", "--state", &s, "list"]),
+            vec![],
+        ),
+        (
+            "cmr-send --outbox",
+            v(&["cmr-send", "--state", &s, "--outbox"]),
+            vec![],
+        ),
+        (
+            "cmr-recv --http",
+            v(&["cmr-recv", "--http", "--log", "stderr", "--state", &s]),
+            http_request(),
+        ),
     ]
 }
 
@@ -88,8 +116,15 @@ fn assert_retry(what: &str, o: &Output, fix: &str) {
 fn init(state: &Path) {
     let o = run(
         &[],
-        &["cmr-route", "--state", &state.display().to_string(), "init", "--address", ME]
-            .map(String::from),
+        &[
+            "cmr-route",
+            "--state",
+            &state.display().to_string(),
+            "init",
+            "--address",
+            ME,
+        ]
+        .map(String::from),
         b"",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -148,9 +183,15 @@ fn unreadable_state_is_retry_later() {
     init(&state);
     // The file belongs to someone else (root, 0600) and this user may not read it.
     let wrap: Vec<String> = if is_root() {
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-            .map(String::from)
-            .to_vec()
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+        .map(String::from)
+        .to_vec()
     } else {
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o000)).unwrap();
         Vec::new()
@@ -202,7 +243,11 @@ fn a_missing_state_file_is_not_created() {
             assert_eq!(o.status.code(), Some(78), "{what}: {err}");
             assert!(err.contains("cmr-route init"), "{what}: {err}");
         }
-        assert_eq!(listing(d.path()), Vec::<PathBuf>::new(), "{what} left files");
+        assert_eq!(
+            listing(d.path()),
+            Vec::<PathBuf>::new(),
+            "{what} left files"
+        );
     }
 }
 
@@ -214,11 +259,25 @@ fn a_failed_init_leaves_nothing() {
     for bad in ["mailto:a\r\nb", "", "http://ok.test/ http://x\n"] {
         let o = run(
             &[],
-            &["cmr-route", "--state", &s, "init", "--address", ME, "--address", bad]
-                .map(String::from),
+            &[
+                "cmr-route",
+                "--state",
+                &s,
+                "init",
+                "--address",
+                ME,
+                "--address",
+                bad,
+            ]
+            .map(String::from),
             b"",
         );
-        assert_eq!(o.status.code(), Some(64), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(64),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(listing(d.path()), Vec::<PathBuf>::new(), "left files");
     }
 }

@@ -33,6 +33,13 @@ fuzz_target!(|data: &[u8]| {
     let state = std::path::Path::new("/nonexistent/cmr-fuzz/state.sqlite");
     let mut out = Vec::new();
     let _ = http::serve(&req[..], &mut out, Some(state), &opts);
-    assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out));
-    assert!(!out.starts_with(b"HTTP/1.1 200"), "nothing to fetch without a state file");
+    assert!(
+        out.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(
+        !out.starts_with(b"HTTP/1.1 200"),
+        "nothing to fetch without a state file"
+    );
 });

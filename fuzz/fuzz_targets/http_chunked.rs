@@ -18,5 +18,9 @@ fuzz_target!(|data: &[u8]| {
     req.extend_from_slice(data);
     let mut out = Vec::new();
     let _ = http::serve(&req[..], &mut out, Some(state), &opts);
-    assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 });

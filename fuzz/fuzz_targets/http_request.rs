@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     let _ = http::serve(data, &mut out, Some(state), &opts);
     if !out.is_empty() {
-        assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"HTTP/1.1 "),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
         let head_end = out.windows(4).position(|w| w == b"\r\n\r\n");
         assert!(head_end.is_some(), "a complete head");
     }

@@ -392,11 +392,11 @@ pub fn is_provisional(conn: &rusqlite::Connection, peer: &str) -> Result<bool, F
         "SELECT 1 FROM keyx_provisional v JOIN peers p ON p.address = v.peer AND p.key = v.key
          WHERE v.peer = ?1",
     )
-        .map_err(db_failure)?
-        .query_row([peer], |_| Ok(()))
-        .optional()
-        .map(|r| r.is_some())
-        .map_err(db_failure)
+    .map_err(db_failure)?
+    .query_row([peer], |_| Ok(()))
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(db_failure)
 }
 
 /// A message from `peer` verified with the key held for it: the key is established (key

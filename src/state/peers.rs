@@ -268,7 +268,7 @@ pub fn note_forwarded(tx: &Transaction, address: &str) -> Result<(), Failure> {
         "INSERT INTO peers(address, forwarded) VALUES (?1, 1)
          ON CONFLICT(address) DO UPDATE SET forwarded = forwarded + 1",
     )
-        .and_then(|mut st| st.execute([address]))
-        .map_err(db_failure)?;
+    .and_then(|mut st| st.execute([address]))
+    .map_err(db_failure)?;
     Ok(())
 }

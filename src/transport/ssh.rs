@@ -279,7 +279,11 @@ impl<R: Read> StallGuard<R> {
                 std::process::exit(crate::exit::TEMPFAIL as i32);
             }
             let step = Duration::from_millis(100);
-            std::thread::sleep(if now < until { (until - now).min(step) } else { step });
+            std::thread::sleep(if now < until {
+                (until - now).min(step)
+            } else {
+                step
+            });
         });
         StallGuard { inner, shared }
     }
