@@ -147,7 +147,11 @@ pub fn main() -> ExitCode {
         // bounce): tell them too when the log goes elsewhere.
         if let (Err(f), Some(_)) = (&r, &args.log) {
             if args.ssh || args.mail {
-                let _ = writeln!(std::io::stderr(), "cmr-recv: {}", f.message);
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cmr-recv: {}",
+                    crate::log::terminal_safe(&f.message)
+                );
             }
         }
         r
