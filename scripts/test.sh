@@ -26,6 +26,7 @@ steps=(
     "build every target (benches and examples too)|cargo test --all-targets --no-run"
     "cargo test|cargo test --no-fail-fast"
     "the parse benchmark's quick pass|cargo test --bench parse"
+    "the demo (Appendix A, Section 3.1) runs to its end|scripts/demo.sh"
 )
 # Benchmarks print figures and are run on purpose (README), not here:
 # tests/route_eval_smoke.rs covers route-eval on a subset.
