@@ -321,7 +321,11 @@ pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
             "not initialised: no address of ours (cmr-route init --address ADDR)".into(),
         );
     }
-    if let Some(due) = r.outbox.longest_due_secs.filter(|&s| s > opts.stale_secs as f64) {
+    if let Some(due) = r
+        .outbox
+        .longest_due_secs
+        .filter(|&s| s > opts.stale_secs as f64)
+    {
         r.flag(
             Level::Critical,
             format!(
@@ -634,7 +638,11 @@ pub fn text(r: &Report) -> String {
                 String::new()
             },
             p.last_seen.as_deref().unwrap_or("never"),
-            if p.configured { "" } else { " (not configured)" }
+            if p.configured {
+                ""
+            } else {
+                " (not configured)"
+            }
         );
     }
     let o = &r.outbox;
@@ -682,7 +690,11 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(
             s,
             "{}{} = {} ({})",
-            if i == 0 { "settings     " } else { "             " },
+            if i == 0 {
+                "settings     "
+            } else {
+                "             "
+            },
             c.key,
             c.value,
             match &c.default {
@@ -695,7 +707,11 @@ pub fn text(r: &Report) -> String {
     let mut first = true;
     for w in Wiring::ALL {
         let found: Vec<&Found> = r.wiring.iter().filter(|f| f.kind == w).collect();
-        let lead = if first { "wiring       " } else { "             " };
+        let lead = if first {
+            "wiring       "
+        } else {
+            "             "
+        };
         first = false;
         if found.is_empty() {
             let _ = writeln!(s, "{lead}{}: none seen", w.word());
@@ -718,9 +734,8 @@ mod tests {
         assert!(!Wiring::Cron.matches("# */5 * * * * cmr-send --outbox"));
         assert!(!Wiring::Cron.matches("*/5 * * * * cmr-send --to mailto:x@y msg"));
         assert!(Wiring::Mail.matches("\"|cmr-recv --mail\""));
-        assert!(Wiring::Mail.matches(
-            "  flags=Rq user=cmr argv=/usr/bin/cmr-recv --mail --state /var/lib/cmr/s"
-        ));
+        assert!(Wiring::Mail
+            .matches("  flags=Rq user=cmr argv=/usr/bin/cmr-recv --mail --state /var/lib/cmr/s"));
         assert!(!Wiring::Mail.matches("\"|cmr-recv --ssh\""));
         assert!(Wiring::Ssh.matches("command=\"cmr-recv --ssh\",restrict ssh-ed25519 AAAA"));
         assert!(!Wiring::Ssh.matches("ssh-ed25519 AAAA me@host"));

@@ -57,7 +57,10 @@ fn without_a_syslog_socket_the_lines_go_to_stderr_and_say_so_once() {
         lines[0],
         "cmr-route: no syslog socket at /dev/log: logging to stderr instead"
     );
-    assert!(lines[1].contains("no peer http://nobody.example/cmr"), "{err}");
+    assert!(
+        lines[1].contains("no peer http://nobody.example/cmr"),
+        "{err}"
+    );
     // A run with nothing to log says nothing (cron mails any output).
     let o = Command::new(env!("CARGO_BIN_EXE_cmr-route"))
         .args(["--log", "syslog", "--state"])
@@ -66,7 +69,11 @@ fn without_a_syslog_socket_the_lines_go_to_stderr_and_say_so_once() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -77,7 +84,11 @@ fn syslog_or_a_named_file() {
     let f = d.path().join("cmr.log");
     let o = failing(&s, &format!("syslog:{}", f.display()), Stdio::piped());
     assert_eq!(o.status.code(), Some(66));
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     if syslog_listening() {
         assert!(!f.exists());
         return;
@@ -89,7 +100,10 @@ fn syslog_or_a_named_file() {
         "cmr-route: no syslog socket at /dev/log: logging to {} instead",
         f.display()
     )));
-    assert!(lines[1].contains("no peer http://nobody.example/cmr"), "{text}");
+    assert!(
+        lines[1].contains("no peer http://nobody.example/cmr"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -98,7 +112,11 @@ fn under_inetd_nothing_goes_to_the_client_socket() {
     let s = d.path().join("s.sqlite");
     init(&s);
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let o = failing(&s, "syslog", Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    let o = failing(
+        &s,
+        "syslog",
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    );
     assert_eq!(o.status.code(), Some(66));
     ours.set_nonblocking(true).unwrap();
     let mut got = Vec::new();

@@ -20,7 +20,11 @@ impl T {
         let t = T {
             dir: tempfile::tempdir().unwrap(),
         };
-        t.ok("cmr-route", &["init", "--address", "mailto:me@example.org"], b"");
+        t.ok(
+            "cmr-route",
+            &["init", "--address", "mailto:me@example.org"],
+            b"",
+        );
         t.ok("cmr-route", &["peer", "add", BOB, "--key-hex", KEY], b"");
         t
     }
@@ -51,7 +55,7 @@ impl T {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
     /// A message Bob created at `ts`, signed with his key, routed in as mail.
-    fn from_bob(&self, ts: &str, body: &str) {
+    fn bob_sends(&self, ts: &str, body: &str) {
         let m = format!("0\r\n{ts} {BOB}\r\n\r\n{}\r\n{body}", body.len());
         let signed = self.ok("cmr-sign", &["--key-hex", KEY], m.as_bytes());
         let out = self.ok("cmr-route", &["--via", "mail"], signed.as_bytes());
@@ -87,19 +91,23 @@ fn cmr_message_id(creator_line: &str) -> String {
 #[test]
 fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
     let t = T::new();
-    t.from_bob(
+    t.bob_sends(
         "2025/06/01 10:00:00",
         "Saturn and Jupiter are the gas giants of the solar system.",
     );
     let post = post_id(&t.ok("cmr-post", &["--json"], b"What is the largest planet?"));
     let dir = t.maildir();
     // Nothing has arrived since: no file, but a Maildir ready for a reader.
-    t.ok("cmr-post", &["--replies", "--maildir", dir.to_str().unwrap()], b"");
+    t.ok(
+        "cmr-post",
+        &["--replies", "--maildir", dir.to_str().unwrap()],
+        b"",
+    );
     assert!(dir.join("new").is_dir() && dir.join("cur").is_dir() && dir.join("tmp").is_dir());
     assert_eq!(files(&dir).len(), 0);
 
     // A related message arrives later (A1: "posted later by other clients").
-    t.from_bob(
+    t.bob_sends(
         "2025/06/02 09:30:15.25",
         "Jupiter is the largest planet.\nIt is more massive than all the other planets together.",
     );
@@ -128,10 +136,7 @@ fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
     assert_eq!(m.in_reply_to().as_text(), Some(bare));
     assert_eq!(
         m.message_id(),
-        Some(
-            cmr_message_id(&format!("2025/06/02 09:30:15.25 {BOB}"))
-                .trim_matches(['<', '>'])
-        )
+        Some(cmr_message_id(&format!("2025/06/02 09:30:15.25 {BOB}")).trim_matches(['<', '>']))
     );
     assert_eq!(
         m.body_text(0).unwrap().trim_end(),
@@ -143,9 +148,15 @@ fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
     );
 
     // Shown: a second run writes nothing; --all finds the file there and writes nothing.
-    t.ok("cmr-post", &["--replies", "--maildir", dir.to_str().unwrap()], b"");
+    t.ok(
+        "cmr-post",
+        &["--replies", "--maildir", dir.to_str().unwrap()],
+        b"",
+    );
     assert_eq!(files(&dir).len(), 1);
-    assert!(t.ok("cmr-post", &["--replies"], b"").contains("no new replies"));
+    assert!(t
+        .ok("cmr-post", &["--replies"], b"")
+        .contains("no new replies"));
     // A reader moved it to cur/ and flagged it seen: still not written again.
     let name = f[0].file_name().unwrap().to_string_lossy().into_owned();
     std::fs::rename(&f[0], dir.join("cur").join(format!("{name}:2,S"))).unwrap();
@@ -172,12 +183,13 @@ fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
 #[test]
 fn a_mail_becomes_a_post_and_the_related_messages_come_back_as_mail() {
     let t = T::new();
-    t.from_bob(
+    t.bob_sends(
         "2025/06/01 10:00:00",
         "Saturn and Jupiter are the gas giants of the solar system.",
     );
     let dir = t.maildir();
-    let mail = b"From: Me <me@example.org>\nTo: ask@example.org\nSubject: What is the largest planet?\n\
+    let mail =
+        b"From: Me <me@example.org>\nTo: ask@example.org\nSubject: What is the largest planet?\n\
 Date: Mon, 1 Dec 2025 10:00:00 +0000\n\nI would like to know.\n-- \nMe\n";
     let args = [
         "--mail",
@@ -190,7 +202,12 @@ Date: Mon, 1 Dec 2025 10:00:00 +0000\n\nI would like to know.\n-- \nMe\n";
     // Somebody else may not post.
     let before = t.cache();
     let o = t.run_env("cmr-recv", &args, mail, &[("SENDER", "eve@example.org")]);
-    assert_eq!(o.status.code(), Some(77), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("eve@example.org"));
     assert_eq!(t.cache(), before);
     assert_eq!(files(&dir).len(), 0);
@@ -198,7 +215,10 @@ Date: Mon, 1 Dec 2025 10:00:00 +0000\n\nI would like to know.\n-- \nMe\n";
     let o = t.run_env("cmr-recv", &args, mail, &[("SENDER", "me@example.org")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cache = t.cache();
-    assert!(cache.contains("by mailto:me@example.org  What is the largest planet?"), "{cache}");
+    assert!(
+        cache.contains("by mailto:me@example.org  What is the largest planet?"),
+        "{cache}"
+    );
     let list: serde_json::Value =
         serde_json::from_str(&t.ok("cmr-route", &["--json", "cache", "list"], b"")).unwrap();
     let post = list

@@ -154,7 +154,8 @@ fn wire(line: &str) -> Wired {
     if let Some(rest) = line.strip_prefix("\"|") {
         // .forward: local(8) runs the command with the mail on stdin.
         let body = "Neptune is the outermost planet of the solar system.";
-        let mut mail = b"From: carol@example.org\r\nTo: me@example.org\r\nSubject: cmr\r\n\r\n".to_vec();
+        let mut mail =
+            b"From: carol@example.org\r\nTo: me@example.org\r\nSubject: cmr\r\n\r\n".to_vec();
         mail.extend(message("mailto:carol@example.org", body));
         Wired {
             command: rest.trim_end_matches('"').to_string(),
@@ -211,7 +212,10 @@ fn every_readme_pipeline_runs_as_written() {
     let text = readme();
     let sh = blocks(&text, "sh");
     let conf = blocks(&text, "conf");
-    assert!(!sh.is_empty() && !conf.is_empty(), "README has no ```sh or ```conf block");
+    assert!(
+        !sh.is_empty() && !conf.is_empty(),
+        "README has no ```sh or ```conf block"
+    );
     let jq = Command::new("jq").arg("--version").output();
     assert!(
         jq.is_ok_and(|o| o.status.success()),
@@ -233,14 +237,18 @@ fn every_readme_pipeline_runs_as_written() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     assert!(
-        env.dir.path().join(".local/state/cmr/state.sqlite").exists(),
+        env.dir
+            .path()
+            .join(".local/state/cmr/state.sqlite")
+            .exists(),
         "the state file is not where the README says"
     );
     assert!(out("jq .ids").contains("\"address\": \"http://bob.example/cmr\""));
     assert!(out("| cmr-route --explain").contains("signature verified"));
     assert!(out("| cmr-post").contains("Jupiter and Saturn"));
     assert!(
-        env.cache(Some("bob.sqlite")).contains("What is the largest planet?"),
+        env.cache(Some("bob.sqlite"))
+            .contains("What is the largest planet?"),
         "the question did not reach bob.sqlite"
     );
     assert!(out("cmr-route status").starts_with("CMR OK: "));

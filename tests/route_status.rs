@@ -50,7 +50,11 @@ impl T {
         let first = text.lines().next().unwrap_or("").to_string();
         a.push("--json");
         let j = self.run("cmr-route", &a, b"");
-        assert_eq!(j.status.code().unwrap(), code, "--json changes the exit status");
+        assert_eq!(
+            j.status.code().unwrap(),
+            code,
+            "--json changes the exit status"
+        );
         let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
         assert_eq!(v["code"], code, "{v}");
         (code, first, v)
@@ -62,10 +66,20 @@ impl T {
     /// An initialised peer: our address, Bob with a key, a message from Bob, and our
     /// question queued for him.
     fn healthy(&self) {
-        self.ok("cmr-route", &["init", "--address", "mailto:me@example.org"], b"");
         self.ok(
             "cmr-route",
-            &["peer", "add", "mailto:bob@example.org", "--key-hex", "626f62626f62"],
+            &["init", "--address", "mailto:me@example.org"],
+            b"",
+        );
+        self.ok(
+            "cmr-route",
+            &[
+                "peer",
+                "add",
+                "mailto:bob@example.org",
+                "--key-hex",
+                "626f62626f62",
+            ],
             b"",
         );
         let body = "Jupiter and Saturn are the gas giants of the solar system.";
@@ -114,12 +128,21 @@ fn a_healthy_peer_is_ok_with_every_section() {
     // The text report names every section.
     let text = t.ok("cmr-route", &["status"], b"");
     for s in [
-        "state file", "addresses", "peers", "outbox", "last drain", "refusals", "settings",
+        "state file",
+        "addresses",
+        "peers",
+        "outbox",
+        "last drain",
+        "refusals",
+        "settings",
         "wiring",
     ] {
         assert!(text.contains(&format!("\n{s} ")), "no {s} in\n{text}");
     }
-    assert!(text.contains(&format!("mail: {forward}:1: \"|cmr-recv --mail\"")), "{text}");
+    assert!(
+        text.contains(&format!("mail: {forward}:1: \"|cmr-recv --mail\"")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -127,7 +150,10 @@ fn a_missing_state_file_is_critical_and_is_not_created() {
     let t = T::new();
     let (code, first, v) = t.status(&[]);
     assert_eq!(code, 2);
-    assert!(first.starts_with("CMR CRITICAL: no state file at "), "{first}");
+    assert!(
+        first.starts_with("CMR CRITICAL: no state file at "),
+        "{first}"
+    );
     assert_eq!(v["status"], "CRITICAL");
     assert!(!t.state().exists());
     assert_eq!(std::fs::read_dir(t.dir.path()).unwrap().count(), 0);
@@ -160,10 +186,18 @@ fn dead_letters_warn() {
     // A sendmail that refuses the address: permanent, so the row is dead at once.
     t.ok("cmr-send", &["--set", "smtp_sendmail=/bin/false"], b"");
     let o = t.run("cmr-send", &["--outbox"], b"");
-    assert_eq!(o.status.code(), Some(69), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let (code, first, v) = t.status(&[]);
     assert_eq!(code, 1, "{first}");
-    assert!(first.starts_with("CMR WARNING: 1 dead letter(s)"), "{first}");
+    assert!(
+        first.starts_with("CMR WARNING: 1 dead letter(s)"),
+        "{first}"
+    );
     assert_eq!(v["outbox"]["dead"], 1);
     // The drain was noted.
     assert!(v["last_drain"].is_string(), "{v}");
@@ -185,7 +219,10 @@ fn an_outbox_nobody_drains_is_critical() {
     );
     let (code, first, v) = t.status(&[]);
     assert_eq!(code, 2, "{first}");
-    assert!(first.starts_with("CMR CRITICAL: outbox not drained for 2 h"), "{first}");
+    assert!(
+        first.starts_with("CMR CRITICAL: outbox not drained for 2 h"),
+        "{first}"
+    );
     assert!(first.contains("last drain never"), "{first}");
     assert!(v["outbox"]["longest_due_secs"].as_f64().unwrap() > 7000.0);
     // --stale moves the line.
@@ -206,7 +243,11 @@ fn an_expired_key_exchange_warns() {
         &["peer", "add", "http://carol.example/cmr"],
         b"",
     );
-    t.ok("cmr-keyx", &["init", "http://carol.example/cmr", "--dh"], b"");
+    t.ok(
+        "cmr-keyx",
+        &["init", "http://carol.example/cmr", "--dh"],
+        b"",
+    );
     let (code, first, v) = t.status(&[]);
     assert_eq!(code, 0, "{first}");
     let carol = |v: &serde_json::Value| {
@@ -251,5 +292,8 @@ fn refusals_and_changed_settings_are_reported() {
     );
     let text = t.ok("cmr-route", &["status"], b"");
     assert!(text.contains("refusals     1 in the last 24 h: "), "{text}");
-    assert!(text.contains("unsigned = reject (default accept)"), "{text}");
+    assert!(
+        text.contains("unsigned = reject (default accept)"),
+        "{text}"
+    );
 }

@@ -127,9 +127,13 @@ fn run(a: Args) -> Result<u8, Failure> {
         let n = crate::transport::maildir::deliver_replies(&st, dir, a.all)?;
         if a.json {
             let mut o = std::io::stdout().lock();
-            writeln!(o, "{}", serde_json::json!({ "delivered": n, "maildir": dir }))
-                .and_then(|_| o.flush())
-                .map_err(|e| Failure::from(e).context("writing output"))?;
+            writeln!(
+                o,
+                "{}",
+                serde_json::json!({ "delivered": n, "maildir": dir })
+            )
+            .and_then(|_| o.flush())
+            .map_err(|e| Failure::from(e).context("writing output"))?;
         }
         return Ok(exit::OK);
     }

@@ -272,10 +272,10 @@ fn post_mail(args: &Args) -> Result<u8, Failure> {
     let buf = read_mail()?;
     let sender = maildir::sender_of(&buf).unwrap_or_default();
     if !args.allow_sender.is_empty()
-        && !args
-            .allow_sender
-            .iter()
-            .any(|a| a.trim_start_matches("mailto:").eq_ignore_ascii_case(&sender))
+        && !args.allow_sender.iter().any(|a| {
+            a.trim_start_matches("mailto:")
+                .eq_ignore_ascii_case(&sender)
+        })
     {
         return Err(Failure::new(
             exit::NOPERM,
@@ -288,7 +288,11 @@ fn post_mail(args: &Args) -> Result<u8, Failure> {
     let text = maildir::post_text(&buf)
         .ok_or_else(|| Failure::data("the mail has no subject and no text to post"))?;
     let mut st = State::open(args.state.as_deref())?;
-    let p = route::post::post(&mut st, text.as_bytes(), &route::post::PostOptions::default())?;
+    let p = route::post::post(
+        &mut st,
+        text.as_bytes(),
+        &route::post::PostOptions::default(),
+    )?;
     let id = p.message_id.clone().unwrap_or_default();
     if args.verbose {
         crate::log::info(&format!("mail from <{sender}>: posted {id}"));

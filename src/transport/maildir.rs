@@ -22,10 +22,7 @@ use std::path::{Path, PathBuf};
 fn split_id(line: &str) -> (Option<Timestamp>, &str) {
     let mut it = line.splitn(3, ' ');
     match (it.next(), it.next(), it.next()) {
-        (Some(d), Some(t), Some(a)) => (
-            Timestamp::parse(format!("{d} {t}").as_bytes()).ok(),
-            a,
-        ),
+        (Some(d), Some(t), Some(a)) => (Timestamp::parse(format!("{d} {t}").as_bytes()).ok(), a),
         _ => (None, line),
     }
 }
@@ -300,9 +297,7 @@ pub fn deliver_replies(st: &State, dir: &Path, all: bool) -> Result<usize, Failu
     if !replies.is_empty() {
         st.write(|tx| {
             let mut q = tx
-                .prepare(
-                    "UPDATE client_inbox SET seen = 1 WHERE post_id = ?1 AND cache_id = ?2",
-                )
+                .prepare("UPDATE client_inbox SET seen = 1 WHERE post_id = ?1 AND cache_id = ?2")
                 .map_err(db_failure)?;
             for r in &replies {
                 q.execute([r.post_cache_id, r.message.cache_id])
