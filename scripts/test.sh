@@ -41,10 +41,12 @@ scripts=(
     tests/integration/http-inetd.sh
     tests/integration/http-handshake.sh
     tests/integration/keyx-channels.sh
+    # The other implementation (cmr-peer, pinned; installed with cargo on first run):
+    tests/integration/interop.sh
 )
 # What the integration scripts install when it is missing (each installs its own share).
 packages=(postfix xinetd openssh-server openssh-client cron curl openssl netcat-openbsd
-    sqlite3 python3 mblaze)
+    sqlite3 python3 mblaze clang)
 
 if [ "$system" = yes ]; then
     for s in "${scripts[@]}"; do steps+=("$s|bash $s"); done

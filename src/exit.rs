@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::io;
-use std::process::ExitCode;
 
 /// successful termination
 pub const OK: u8 = 0;
@@ -131,31 +130,6 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// Run a tool's body, print its failure on stderr as `tool: message`, and turn every
-/// outcome, a panic included, into a sysexits code. A panic becomes 70 (EX_SOFTWARE),
-/// never Rust's 101; a broken pipe on stdout (`cmr-parse ... | head`) ends quietly.
-pub fn run<F>(tool: &str, body: F) -> ExitCode
-where
-    F: FnOnce() -> Result<u8, Failure> + std::panic::UnwindSafe,
-{
-    let tool_name = tool.to_string();
-    std::panic::set_hook(Box::new(move |info| {
-        crate::log::error(&format!("{tool_name}: internal error: {info}"));
-    }));
-    let code = match std::panic::catch_unwind(body) {
-        Ok(Ok(code)) => code,
-        Ok(Err(f)) => {
-            if f.code == IOERR && f.message.contains("Broken pipe") {
-                return ExitCode::from(OK);
-            }
-            crate::log::error(&format!("{tool}: {}", f.message));
-            f.code
-        }
-        Err(_) => SOFTWARE,
-    };
-    ExitCode::from(code)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,14 +142,5 @@ mod tests {
         assert_eq!(io_code(&e), NOINPUT);
         let e = io::Error::new(io::ErrorKind::InvalidData, "x");
         assert_eq!(io_code(&e), IOERR);
-    }
-
-    #[test]
-    fn panics_become_ex_software() {
-        let code = run("t", || panic!("boom"));
-        assert_eq!(
-            format!("{code:?}"),
-            format!("{:?}", ExitCode::from(SOFTWARE))
-        );
     }
 }

@@ -108,11 +108,34 @@ fn program_name() -> String {
         .unwrap_or_else(|| "cmr".into())
 }
 
+/// Text for a terminal (or a log a terminal will show): control characters that a terminal
+/// would act on (C0 but LF and TAB, DEL, C1) become `\xNN` (CR LF is a line end), so that bytes from the network
+/// (an address holding `ESC[31m`, say) are shown, never obeyed. Every tool's human output goes through this;
+/// `--json` output does not (it stays exact).
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            // A line end written CR LF (message bodies) is a line end.
+            '\r' if it.peek() == Some(&'\n') => {}
+            c if bad(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn emit(priority: libc::c_int, line: &str) {
     let notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(n) = notice {
         emit(libc::LOG_NOTICE, &n);
     }
+    let line = &*terminal_safe(line);
     let sink = SINK
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -150,4 +173,17 @@ pub fn error(line: &str) {
 /// Something worth recording that is not a failure (a rejected network message).
 pub fn info(line: &str) {
     emit(libc::LOG_INFO, line)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_bytes_are_shown_not_obeyed() {
+        assert_eq!(super::terminal_safe("a\tb\nc\r\nd"), "a\tb\nc\nd");
+        assert_eq!(
+            super::terminal_safe("x\u{1b}[31my\r\u{7f}\u{9b}2J"),
+            "x\\x1b[31my\\x0d\\x7f\\x9b2J"
+        );
+        assert_eq!(super::terminal_safe("caf\u{e9}"), "caf\u{e9}");
+    }
 }

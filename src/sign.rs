@@ -83,10 +83,8 @@ impl fmt::Debug for Key {
 
 impl Drop for Key {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // Volatile so the wipe is not optimised away.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        // A wipe the optimiser cannot remove.
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

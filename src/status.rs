@@ -218,6 +218,8 @@ pub struct Report {
     pub last_drain_age_secs: Option<f64>,
     /// Messages refused in the window, by reason, most frequent first.
     pub refusals: Vec<(String, i64)>,
+    /// Forwards the relay policy refused in the window, by code (crate::contact).
+    pub relay_refusals: Vec<(String, i64)>,
     pub window_secs: u64,
     pub settings: Vec<Changed>,
     pub wiring: Vec<Found>,
@@ -291,6 +293,7 @@ pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
         last_drain: None,
         last_drain_age_secs: None,
         refusals: refusals(c, opts.window_secs)?,
+        relay_refusals: relay_refusals(c, opts.window_secs)?,
         window_secs: opts.window_secs,
         settings: changed_settings(c)?,
         wiring: Vec::new(),
@@ -451,6 +454,25 @@ fn refusals(c: &Connection, window_secs: u64) -> Result<Vec<(String, i64)>, Fail
                     count(*) AS n
              FROM log WHERE outcome = 'rejected' AND at >= ?1
              GROUP BY why ORDER BY n DESC, why",
+        )
+        .map_err(db_failure)?;
+    let rows = q
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_failure)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+}
+
+/// Forwards the relay policy refused in the window, by code: each routed message's log row
+/// lists its refused forwards as `[dest, what, code]`.
+fn relay_refusals(c: &Connection, window_secs: u64) -> Result<Vec<(String, i64)>, Failure> {
+    let now = Timestamp::now().unix_secs();
+    let since = Timestamp::from_unix(now.saturating_sub(window_secs as i64), 0, 0).to_string();
+    let mut q = c
+        .prepare(
+            "SELECT json_extract(j.value, '$[2]') AS code, count(*) AS n
+             FROM log, json_each(log.detail, '$.refused') AS j
+             WHERE log.at >= ?1 AND json_valid(log.detail)
+             GROUP BY code ORDER BY n DESC, code",
         )
         .map_err(db_failure)?;
     let rows = q
@@ -683,6 +705,19 @@ pub fn text(r: &Report) -> String {
             )
         }
     );
+    if !r.relay_refusals.is_empty() {
+        let _ = writeln!(
+            s,
+            "relay        {} forwards refused in the last {}: {}",
+            r.relay_refusals.iter().map(|x| x.1).sum::<i64>(),
+            duration(r.window_secs as f64),
+            r.relay_refusals
+                .iter()
+                .map(|(w, n)| format!("{w} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if r.settings.is_empty() {
         let _ = writeln!(s, "settings     all defaults");
     }
@@ -767,6 +802,7 @@ mod tests {
             last_drain: None,
             last_drain_age_secs: None,
             refusals: vec![],
+            relay_refusals: vec![],
             window_secs: 0,
             settings: vec![],
             wiring: vec![],

@@ -265,8 +265,22 @@ fn send_to_serve_over_loopback() {
         b"0\r\n2008/09/01 00:00:53 http://a.example/\r\n\r\n3\r\n\x00\xff\r".to_vec()
     });
     let url = format!("http://127.0.0.1:{port}/cgi-bin/cmr");
-    http::send(&url, &msg, &PeerOptions::default()).unwrap();
-    let e = http::send(&url, b"not a message", &PeerOptions::default()).unwrap_err();
+    // Loopback is refused by default (no request forgery), before any connection.
+    let e = http::send(&url, &msg, &PeerOptions::default()).unwrap_err();
+    assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
+    let e = http::send(
+        &format!("http://localhost:{port}/cgi-bin/cmr"),
+        &msg,
+        &PeerOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.message().contains("localhost resolves to"), "{e}");
+    let lo = PeerOptions {
+        allow: cmr::netaddr::Allow::parse("127.0.0.0/8").unwrap(),
+        ..PeerOptions::default()
+    };
+    http::send(&url, &msg, &lo).unwrap();
+    let e = http::send(&url, b"not a message", &lo).unwrap_err();
     assert!(!e.is_transient(), "{e}");
     assert!(e.message().contains("HTTP 400"), "{e}");
     let seen = server.join().unwrap();
@@ -291,7 +305,7 @@ fn send_to_serve_over_loopback() {
         &msg,
         &PeerOptions {
             timeout: Duration::from_secs(3),
-            ..Default::default()
+            ..lo.clone()
         },
     )
     .unwrap_err();

@@ -245,7 +245,7 @@ fn init_queues_the_request_in_the_outbox() {
     assert!(v["outbox_id"].as_i64().is_some());
     let q = a.take_outbox(BOB);
     assert_eq!(q.len(), 1);
-    assert!(body_of(&q[0]).starts_with("DH key exchange request=2,ffffffffffffffffc90fdaa2"));
+    assert!(body_of(&q[0]).starts_with("DH key exchange request=5,ffffffffffffffffc90fdaa2"));
     assert!(body_of(&q[0]).ends_with('.'));
     // A second init while one is pending: refused (64) unless --replace.
     let o = a.keyx(&["init", BOB, "--dh"]);
@@ -626,6 +626,9 @@ fn first_contact_through_the_router() {
     const CAROL: &str = "http://carol.org/";
     let (a, b) = (Peer::new(ALICE), Peer::new(BOB));
     a.keyx_ok(&["policy", "keyx_first_contact", "exchange"]);
+    // The operator configured Bob (no key yet): the relay policy lets an unverified message
+    // be routed to him, and the key exchange agrees the key on first contact.
+    a.route_ok(&["peer", "add", BOB]);
     let unsigned = |from: &str, body: &str| {
         Message::compose(
             &[(past(30), from.as_bytes())],
@@ -799,4 +802,112 @@ fn transport_authenticated_peer_may_rotate_unsigned() {
         (77, Some("signature")),
         "{d}"
     );
+}
+
+/// A forger who can write any sender address sends Bob an unsigned RSA request and then a
+/// DH request claiming Alice. Alice is not locked out: her unsigned messages still pass,
+/// her own exchange completes without operator action, both ends show the same key id, and
+/// her signed message verifies. The same when Alice's request was pending while Bob
+/// answered the forged ones (and their replies reached her first).
+#[test]
+fn a_forged_first_exchange_cannot_lock_a_peer_out() {
+    let show = |p: &Peer, peer: &str| -> serde_json::Value {
+        serde_json::from_slice(&p.keyx_ok(&["show", peer, "--json"])).unwrap()
+    };
+    for alice_pending in [false, true] {
+        let (a, b) = (Peer::new(ALICE), Peer::new(BOB));
+        // The forger: a router of its own that calls itself Alice.
+        let forger = Peer::new(ALICE);
+        let pending = alice_pending.then(|| a.keyx_ok(&["init", BOB, "--dh", "--print"]));
+        for (i, m) in ["--rsa", "--dh"].iter().enumerate() {
+            let mut args = vec!["init", BOB, m, "--print"];
+            if i > 0 {
+                args.push("--replace");
+            }
+            let forged = forger.keyx_ok(&args);
+            assert!(forged.starts_with(b"0\r\n"));
+            let (c, d) = b.receive(&forged, "http");
+            assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+        }
+        let sb = show(&b, ALICE);
+        assert_eq!(sb["provisional"], true, "{sb}");
+        // Bob's answers to the forged requests go to the real Alice.
+        for r in b.take_outbox(ALICE) {
+            let _ = a.receive(&r, "http");
+        }
+        // Alice's ordinary unsigned messages are not refused meanwhile.
+        let m = Message::compose(
+            &[(past(3), ALICE.as_bytes())],
+            b"unsigned, from the real Alice",
+            &wire::Rules::default(),
+        )
+        .unwrap()
+        .encode();
+        let (c, d) = b.receive(&m, "http");
+        assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+
+        // Alice's own exchange completes.
+        let req = pending.unwrap_or_else(|| a.keyx_ok(&["init", BOB, "--dh", "--print"]));
+        assert!(req.starts_with(b"0\r\n"));
+        let (c, d) = b.receive(&req, "http");
+        assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+        let replies = b.take_outbox(ALICE);
+        assert_eq!(replies.len(), 1);
+        assert!(
+            replies[0].starts_with(b"0\r\n"),
+            "unsigned: Bob's key is provisional"
+        );
+        let (c, d) = a.receive(&replies[0], "http");
+        assert_eq!((c, d["outcome"].as_str()), (0, Some("key-exchange")), "{d}");
+
+        let (sa, sb) = (show(&a, BOB), show(&b, ALICE));
+        assert!(sa["key_id"].is_string(), "{sa}");
+        assert_eq!(
+            sa["key_id"], sb["key_id"],
+            "pending={alice_pending}: {sa} / {sb}"
+        );
+        // A signed message from Alice verifies, and confirms the key at Bob.
+        let m = a.signed_message(BOB, "What is the largest planet?");
+        let (c, d) = b.receive(&m, "http");
+        assert_eq!((c, d["verified"].as_bool()), (0, Some(true)), "{d}");
+        assert_eq!(show(&b, ALICE)["provisional"], false);
+        signed_messages_verify(&a, &b);
+        assert_eq!(show(&a, BOB)["provisional"], false);
+
+        // Once confirmed, the key is established: a forged exchange is refused again.
+        let k = b.key_for(ALICE);
+        let forged = forger.keyx_ok(&["init", BOB, "--dh", "--print", "--replace"]);
+        let (c, d) = b.receive(&forged, "http");
+        assert_eq!(
+            (c, d["reason_code"].as_str()),
+            (77, Some("key-exchange")),
+            "{d}"
+        );
+        assert_eq!(b.key_for(ALICE), k);
+    }
+}
+
+#[test]
+fn dh_print_sends_a_primitive_root_for_every_group() {
+    // A5.2: "a primitive root g of p". For the safe primes p = 2q+1 of RFC 3526, g is one
+    // iff g^2 != 1 and g^q != 1 (mod p).
+    use num_bigint::BigUint;
+    for (group, g_hex) in [("14", "b"), ("15", "5"), ("16", "5")] {
+        let a = Peer::new(ALICE);
+        let req = a.keyx_ok(&["init", BOB, "--dh", "--group", group, "--print"]);
+        let body = body_of(&req);
+        let nums = body
+            .strip_prefix("DH key exchange request=")
+            .and_then(|r| r.strip_suffix('.'))
+            .unwrap();
+        let v: Vec<BigUint> = nums
+            .split(',')
+            .map(|h| BigUint::parse_bytes(h.as_bytes(), 16).unwrap())
+            .collect();
+        let (g, p) = (&v[0], &v[1]);
+        assert_eq!(format!("{g:x}"), g_hex, "group {group}");
+        let q: BigUint = p >> 1u32;
+        assert_ne!(g.modpow(&BigUint::from(2u32), p), BigUint::from(1u32));
+        assert_ne!(g.modpow(&q, p), BigUint::from(1u32), "group {group}: g^q");
+    }
 }

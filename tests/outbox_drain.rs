@@ -20,9 +20,16 @@ fn message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Queue messages `range` for `dest`. The receivers here listen on loopback, which the
+/// address policy refuses unless allowed: the state file allows 127.0.0.0/8.
 fn enqueue(state: &Path, dest: &str, range: std::ops::Range<usize>) {
+    enqueue_with(state, dest, range, "127.0.0.0/8")
+}
+
+fn enqueue_with(state: &Path, dest: &str, range: std::ops::Range<usize>, allow: &str) {
     let s = State::open(Some(state)).unwrap();
     s.write(|tx| {
+        cmr::state::settings::set(tx, "send_allow", allow)?;
         for i in range {
             let m = message(i);
             assert!(cmr::state::outbox::enqueue(
@@ -412,4 +419,44 @@ fn bad_peer_options_defer_rows_instead_of_killing_them() {
     let s = states(&state);
     assert_eq!(s.get("queued"), Some(&2), "{s:?}");
     assert_eq!(s.get("dead"), None, "{s:?}");
+}
+
+/// No request forgery: with the default policy, a row to a name that resolves to a
+/// loopback address is refused when it is sent (after resolution), dead-lettered with the
+/// reason, and nothing reaches the receiver; so is a literal one.
+#[test]
+fn loopback_by_name_is_refused_at_send_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.sqlite");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let rx = Receiver::start(sock);
+    let by_name = format!("udp://localhost:{port}/drain");
+    let literal = format!("udp://127.0.0.1:{port}/drain");
+    enqueue_with(&state, &by_name, 0..2, "");
+    enqueue_with(&state, &literal, 2..3, "");
+    let o = send(&state, &["--outbox"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("localhost resolves to"), "{err}");
+    let st = states(&state);
+    assert_eq!(st.get("dead").copied(), Some(3), "{st:?} {err}");
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let why: String = db
+        .query_row(
+            "SELECT last_error FROM outbox WHERE dest = ?1 LIMIT 1",
+            [&by_name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        why.contains("loopback") && why.contains("send_allow"),
+        "{why}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.wait_for(0).is_empty(), "nothing may reach the receiver");
+    // Allowed by the operator: the same rows go out once requeued.
+    enqueue_with(&state, &literal, 3..4, "127.0.0.0/8");
+    let o = send(&state, &["--outbox"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rx.wait_for(1).len(), 1);
 }

@@ -154,6 +154,11 @@ fn eight_streams_of_250_into_one_state_file() {
 
     let procs = 8;
     let per = 250;
+    // The forwarding peers are configured peers: the relay policy lets the router send to
+    // them (these messages are unsigned).
+    for i in 0..12 {
+        e.ok(&["peer", "add", &format!("http://peer{i}.test/")]);
+    }
     let mut streams = Vec::new();
     let mut origins = Vec::new();
     for p in 0..procs {

@@ -200,13 +200,16 @@ fn forwards_parse_carry_our_newer_line_and_are_signed_per_destination() {
             assert_eq!(d["verified"], true);
         }
     }
-    // A message forwarded through another router, about planets: matches all three.
+    // A message forwarded through another router, a keyed peer, about planets: matches
+    // all three. (Verified, so its creator may be sent to within the first-contact budget.)
+    let kh = b"hop key".to_vec();
+    e.ok(&["peer", "add", "http://hop.test/", "--key-hex", &hex(&kh)]);
     let x = msg2(
         "http://hop.test/",
         "http://origin.test/",
         "Which planet is the largest planet?",
     );
-    let (_, d) = e.route_json(&x.encode(), &["--explain"]);
+    let (_, d) = e.route_json(&signed(x, Scheme::HmacSha256, &kh), &["--explain"]);
     assert!(d["forwards"].as_array().unwrap().len() >= 3, "{d}");
 
     let db = e.db();
@@ -249,6 +252,9 @@ fn forwards_parse_carry_our_newer_line_and_are_signed_per_destination() {
         match dest.as_str() {
             ALICE => sign::verify(&m, Scheme::HmacSha256, &Key::new(ka.clone())).unwrap(),
             CAROL => sign::verify(&m, Scheme::Sha256, &Key::new(kc.clone())).unwrap(),
+            "http://hop.test/" => {
+                sign::verify(&m, Scheme::HmacSha256, &Key::new(kh.clone())).unwrap()
+            }
             _ => assert!(!m.signature().is_signed(), "outbox {id}: no key, unsigned"),
         }
         assert!(

@@ -171,19 +171,24 @@ pub fn main() -> ExitCode {
     super::main_with("cmr-keyx", |a: &Args| super::log_option(&a.log), run)
 }
 
+/// Human output: control characters from the network are shown escaped, never obeyed.
 fn out(s: &str) -> Result<(), Failure> {
+    out_bytes(crate::log::terminal_safe(s).as_bytes())
+}
+
+fn out_bytes(b: &[u8]) -> Result<(), Failure> {
     let mut o = std::io::stdout().lock();
-    o.write_all(s.as_bytes())?;
+    o.write_all(b)?;
     o.flush()?;
     Ok(())
 }
 
 fn print_json(v: &serde_json::Value) -> Result<(), Failure> {
-    out(&format!("{v}\n"))
+    out_bytes(format!("{v}\n").as_bytes())
 }
 
 pub fn run(args: Args) -> Result<u8, Failure> {
-    let st = State::open(args.state.as_deref())?;
+    let st = State::open_existing(args.state.as_deref())?;
     let json = args.json;
     match args.cmd {
         Cmd::Init {
@@ -442,6 +447,7 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
 fn describe(s: &db::PeerStatus) -> String {
     let mut parts = vec![
         match &s.key_id {
+            Some(id) if s.provisional => format!("key {id} (provisional: not yet confirmed)"),
             Some(id) => format!("key {id}"),
             None => "no key".to_string(),
         },

@@ -46,9 +46,41 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, Failure> {
     Ok(buf)
 }
 
+/// Like [`read_input`], but reading stops past `max` bytes: a larger input is refused as
+/// malformed (65) having held at most `max` + 1 bytes of it. `limit` names the limit.
+pub fn read_input_limited(path: &str, max: usize, limit: &str) -> Result<Vec<u8>, Failure> {
+    let take = (max as u64).saturating_add(1);
+    let mut buf = Vec::new();
+    let r = if path == "-" {
+        std::io::stdin().lock().take(take).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path)
+            .map_err(|e| Failure::from(e).context(path))?
+            .take(take)
+            .read_to_end(&mut buf)
+    };
+    r.map_err(|e| Failure::from(e).context(input_name(path)))?;
+    if buf.len() > max {
+        return Err(Failure::data(format!(
+            "{}: more than {max} bytes ({limit}): refused without reading the rest",
+            input_name(path)
+        )));
+    }
+    Ok(buf)
+}
+
 /// Like [`read_input`], but an empty input is EX_NOINPUT too ("no message to read").
 pub fn read_message_input(path: &str) -> Result<Vec<u8>, Failure> {
-    let buf = read_input(path)?;
+    read_message_input_limited(path, usize::MAX)
+}
+
+/// [`read_message_input`] that stops reading past `max` bytes (the A2 size limit).
+pub fn read_message_input_limited(path: &str, max: usize) -> Result<Vec<u8>, Failure> {
+    let buf = if max == usize::MAX {
+        read_input(path)?
+    } else {
+        read_input_limited(path, max, "--max-size")?
+    };
     if buf.is_empty() {
         return Err(Failure::no_input(format!(
             "{}: empty input: no message",
@@ -82,7 +114,7 @@ pub fn parse_args<P: clap::Parser>() -> Result<P, ExitCode> {
 
 /// Every tool's `main`: parse the command line of `A` ([`parse_args`]: 0 after `--help` and
 /// `--version`, 64 on a usage error), send diagnostics to the sink `log_sink` picks from the
-/// arguments (usually `--log`; None keeps the default), then run `body` under [`exit::run`].
+/// arguments (usually `--log`; None keeps the default), then run `body` under [`run_tool`].
 pub fn main_with<A>(
     tool: &str,
     log_sink: impl FnOnce(&A) -> Option<crate::log::Sink>,
@@ -98,7 +130,32 @@ where
     if let Some(sink) = log_sink(&args) {
         crate::log::set_sink(sink);
     }
-    exit::run(tool, move || body(args))
+    run_tool(tool, move || body(args))
+}
+
+/// Run a tool's body, print its failure on stderr as `tool: message`, and turn every
+/// outcome, a panic included, into a sysexits code. A panic becomes 70 (EX_SOFTWARE),
+/// never Rust's 101; a broken pipe on stdout (`cmr-parse ... | head`) ends quietly.
+pub fn run_tool<F>(tool: &str, body: F) -> ExitCode
+where
+    F: FnOnce() -> Result<u8, Failure> + std::panic::UnwindSafe,
+{
+    let tool_name = tool.to_string();
+    std::panic::set_hook(Box::new(move |info| {
+        crate::log::error(&format!("{tool_name}: internal error: {info}"));
+    }));
+    let code = match std::panic::catch_unwind(body) {
+        Ok(Ok(code)) => code,
+        Ok(Err(f)) => {
+            if f.code == exit::IOERR && f.message.contains("Broken pipe") {
+                return ExitCode::from(exit::OK);
+            }
+            crate::log::error(&format!("{tool}: {}", f.message));
+            f.code
+        }
+        Err(_) => exit::SOFTWARE,
+    };
+    ExitCode::from(code)
 }
 
 /// The sink named by a `--log` option, if given.
@@ -186,4 +243,18 @@ pub fn escape(b: &[u8], quote: bool) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_ex_software() {
+        let code = run_tool("t", || panic!("boom"));
+        assert_eq!(
+            format!("{code:?}"),
+            format!("{:?}", ExitCode::from(exit::SOFTWARE))
+        );
+    }
 }

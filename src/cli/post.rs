@@ -138,7 +138,7 @@ fn run(a: Args) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     if a.replies {
-        let st = State::open(a.state.as_deref())?;
+        let st = State::open_existing(a.state.as_deref())?;
         let r = post::replies(&st, a.all, !a.dry_run)?;
         let text = if a.json {
             format!(
@@ -156,13 +156,16 @@ fn run(a: Args) -> Result<u8, Failure> {
             }
             s
         };
-        let mut o = std::io::stdout().lock();
-        o.write_all(text.as_bytes())
-            .and_then(|_| o.flush())
-            .map_err(|e| Failure::from(e).context("writing output"))?;
-        return Ok(exit::OK);
+        return write_out(&text, a.json);
     }
-    let body = crate::cli::read_input(&a.file)?;
+    let mut st = State::open_existing(a.state.as_deref())?;
+    // Stop reading at the size cap: an oversized body is refused without being held whole.
+    let max = crate::state::settings::Settings::load(st.conn())?.max_body_bytes;
+    let body = crate::cli::read_input_limited(
+        &a.file,
+        usize::try_from(max).unwrap_or(usize::MAX),
+        "setting max_body_bytes",
+    )?;
     if body.is_empty() {
         return Err(Failure::data(format!(
             "{}: empty body, nothing to post",
@@ -173,7 +176,6 @@ fn run(a: Args) -> Result<u8, Failure> {
             }
         )));
     }
-    let mut st = State::open(a.state.as_deref())?;
     let text = if a.search {
         let rel = post::search(&st, &body, a.k)?;
         if a.json {
@@ -217,6 +219,17 @@ fn run(a: Args) -> Result<u8, Failure> {
             s.push_str(&related_text(&p.related));
             s
         }
+    };
+    write_out(&text, a.json)
+}
+
+/// Write `text` on stdout: exact when JSON, else with control characters from the network
+/// shown escaped, never obeyed.
+fn write_out(text: &str, json: bool) -> Result<u8, Failure> {
+    let text = if json {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        crate::log::terminal_safe(text)
     };
     let mut o = std::io::stdout().lock();
     o.write_all(text.as_bytes())

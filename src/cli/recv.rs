@@ -31,6 +31,11 @@ Modes:
 decoded). --udp reads datagrams until --idle seconds pass without one. --ssh never runs \
 SSH_ORIGINAL_COMMAND; it only compares it with --tag.
 
+Deadlines: --ssh must receive its whole input within $CMR_SSH_TIMEOUT seconds (default \
+300); --http and --https the whole request within $CMR_HTTP_TIMEOUT seconds (default 30), \
+whatever fd 0 is (a socket, a pipe or a file). A client that stops sending ends the process \
+with 75 (the sender retries).
+
 Under inetd fd 2 is the socket: --udp, --http and --https log to syslog unless --log \
 names a file.";
 
@@ -46,9 +51,12 @@ Examples:
   posting by mail:   \"|cmr-recv --mail --post --maildir ~/Maildir --allow-sender me@example.org\"
   cmr-recv --mail --print < mail.eml | cmr-parse --json
 
-Exit status: 0 handled (a message the router rejects per A3 is logged, still 0), 65 no
-CMR message in the mail (--no-message-exit 0 to not bounce) or malformed input, 75
-transient trouble (the MTA retries), 64 usage, 78 configuration.";
+Exit status: 0 handled (--mail, --ssh, --udp: a message the router rejects per A3 is
+logged, still 0; --http and --https answer it 400 and exit 65), 65 no CMR message in the
+mail (--no-message-exit 0 to not bounce) or malformed input, 75 transient trouble (the MTA
+or the sending peer retries; also a state file on a read-only mount or not accessible to
+this user, and input not complete within the deadline), 64 usage, 78 configuration (a
+state file never initialised: none is created).";
 
 #[derive(Parser, Debug)]
 #[command(name = "cmr-recv", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -167,7 +175,7 @@ impl Deliver<'_> {
         let state = if args.print {
             None
         } else {
-            Some(State::open(args.state.as_deref())?)
+            Some(State::open_existing(args.state.as_deref())?)
         };
         Ok(Deliver { args, via, state })
     }
@@ -230,7 +238,15 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             key: args.key.clone(),
             ..Default::default()
         };
-        http::serve_stdio(args.state.as_deref(), &opts)?;
+        if http::is_socket(0) {
+            // inetd: socket timeouts and an alarm bound the connection (http::serve).
+            http::serve_stdio(args.state.as_deref(), &opts)?;
+        } else {
+            // A pipe or a file: no socket timeout applies, so the request must arrive
+            // within the same deadline ($CMR_HTTP_TIMEOUT) or the process ends (75).
+            let input = ssh::StallGuard::new(std::io::stdin(), opts.deadline, "cmr-recv --http");
+            http::serve(input, std::io::stdout(), args.state.as_deref(), &opts)?;
+        }
         return Ok(exit::OK);
     }
     if args.mail && args.post {
@@ -414,7 +430,9 @@ fn recv_ssh(args: &Args) -> Result<u8, Failure> {
     });
     let mut d = Deliver::new(args, Transport::Ssh)?;
     let stdin = std::io::stdin();
-    let mut reader = wire::Reader::new(BufReader::new(stdin.lock()), wire::Rules::unchecked_time());
+    // A client that stops sending cannot hold the process ($CMR_SSH_TIMEOUT).
+    let input = ssh::StallGuard::new(stdin.lock(), ssh::input_deadline(), "cmr-recv --ssh");
+    let mut reader = wire::Reader::new(BufReader::new(input), wire::Rules::unchecked_time());
     let mut n = 0usize;
     loop {
         let m = reader

@@ -40,6 +40,8 @@ Examples:
   cmr-route policy                          list the policy settings
   cmr-route policy unsigned reject
   cmr-route policy rate_peer 60/60
+  cmr-route policy send_allow 10.0.0.0/8    peers on this LAN may be sent to
+  cmr-route policy contact_budget_source 4/3600   first contacts per source
   cmr-route peer list --json
   cmr-route outbox --json
   cmr-route cache show 12
@@ -239,7 +241,18 @@ fn run(args: Args) -> Result<u8, Failure> {
     if let Some(Cmd::Status { stale, window }) = &args.cmd {
         return status_cmd(args.state.as_deref(), *stale, *window, json);
     }
-    let mut st = State::open(args.state.as_deref())?;
+    let mut st = match &args.cmd {
+        // Routing needs an initialised file: a missing one is not created.
+        None | Some(Cmd::Route(_)) => State::open_existing(args.state.as_deref())?,
+        Some(Cmd::Init { addresses }) => {
+            // A failed init leaves nothing: check before the file is created.
+            for a in addresses {
+                settings::check_own_address(a)?;
+            }
+            State::open(args.state.as_deref())?
+        }
+        Some(_) => State::open(args.state.as_deref())?,
+    };
     match args.cmd {
         None => route_cmd(&mut st, &args.route, json),
         Some(Cmd::Route(r)) => route_cmd(&mut st, &r, json),
@@ -256,8 +269,9 @@ fn run(args: Args) -> Result<u8, Failure> {
     }
 }
 
+/// Human output: control characters from the network are shown escaped, never obeyed.
 fn emit(s: &str) -> Result<(), Failure> {
-    emit_bytes(s.as_bytes())
+    emit_bytes(crate::log::terminal_safe(s).as_bytes())
 }
 
 fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
@@ -269,7 +283,7 @@ fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
 
 /// `v` as one line of JSON on stdout.
 fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
-    emit(&format!("{}\n", to_json(v)?))
+    emit_bytes(format!("{}\n", to_json(v)?).as_bytes())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
@@ -305,7 +319,11 @@ fn route_cmd(st: &mut State, r: &RouteArgs, json: bool) -> Result<u8, Failure> {
             text.push_str(&summary(d));
         }
     }
-    emit(&text)?;
+    if json {
+        emit_bytes(text.as_bytes())?;
+    } else {
+        emit(&text)?;
+    }
     if r.strict {
         if let Some(code) = decisions.iter().map(|d| d.strict_exit).find(|&c| c != 0) {
             return Ok(code);
@@ -434,6 +452,20 @@ pub fn explain(d: &Decision) -> String {
         }
     } else if routed {
         let _ = writeln!(s, "forwards queued: none");
+    }
+    if !d.refused.is_empty() {
+        let _ = writeln!(s, "forwards refused by the relay policy:");
+        for r in &d.refused {
+            let _ = writeln!(
+                s,
+                "  {} (row {}) -> {}  [{}] {}",
+                r.what.to_uppercase(),
+                r.cache_id,
+                r.dest,
+                r.code,
+                r.reason
+            );
+        }
     }
     for n in &d.notes {
         let _ = writeln!(s, "note:       {n}");

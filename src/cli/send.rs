@@ -38,7 +38,7 @@ http_handshake. Command-line options override them for one run; a peer's own row
 const EXAMPLES: &str = "\
 Examples:
   cmr-send --to mailto:bob@example.org msg.cmr
-  cmr-sign --peer udp://10.0.0.2:7777/bob m | cmr-send --to udp://10.0.0.2:7777/bob -
+  cmr-sign --peer udp://10.0.0.2:7777/bob m | cmr-send --allow 10.0.0.0/8 --to udp://10.0.0.2:7777/bob -
   cmr-send --to ssh://cmr@bob.example/bob --ssh-identity ~/.ssh/cmr_ed25519 msg.cmr
   cmr-send --outbox                      drain what is due (crontab: */5 * * * *)
   cmr-send --outbox --json               ... and print {sent, deferred, dead, skipped}
@@ -100,6 +100,11 @@ pub struct Args {
     /// Print JSON (--outbox: the run's counts; --list: the rows)
     #[arg(long)]
     pub json: bool,
+    /// Also allow these loopback/private/link-local ranges or host names as destinations,
+    /// besides the state file's send_allow (e.g. --allow 127.0.0.0/8,::1 for a test on
+    /// this host); restricted addresses are refused otherwise
+    #[arg(long, value_name = "RANGES")]
+    pub allow: Option<String>,
     /// State file (default $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite)
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
@@ -212,6 +217,12 @@ fn options(args: &Args, state: Option<&State>) -> Result<(SendOptions, outbox::P
         o.ssh.identity = args.ssh_identity.clone();
     }
     o.ssh.options.extend(args.ssh_option.iter().cloned());
+    if let Some(a) = &args.allow {
+        let extra =
+            crate::netaddr::Allow::parse(a).map_err(|e| Failure::usage(format!("--allow: {e}")))?;
+        o.allow = o.allow.union(&extra);
+        o.http.allow = o.http.allow.union(&extra);
+    }
     Ok((o, p))
 }
 
@@ -248,8 +259,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                     _ => r.created.clone().map(|t| format!("created {t}")),
                 }
                 .unwrap_or_default();
-                write!(
-                    out,
+                let mut line = format!(
                     "{:>6} {:<7} {:>2} tries {:>7} B  {}  {}",
                     r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                     r.state,
@@ -257,11 +267,12 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
                     r.size,
                     r.dest,
                     when
-                )?;
+                );
                 if let Some(e) = &r.last_error {
-                    write!(out, "  [{e}]")?;
+                    line.push_str(&format!("  [{e}]"));
                 }
-                writeln!(out)?;
+                // Addresses and errors come from the network: shown escaped, never obeyed.
+                writeln!(out, "{}", crate::log::terminal_safe(&line))?;
             }
         }
         return Ok(exit::OK);

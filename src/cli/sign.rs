@@ -1,6 +1,6 @@
 //! `cmr-sign`: sign, re-sign, verify or strip the signature of an A2 message.
 
-use super::{input_name, read_message_input, RuleArgs};
+use super::{input_name, read_message_input_limited, RuleArgs};
 use crate::exit::{self, Failure};
 use crate::sign::{self, Key, Scheme};
 use crate::wire::{self, Signature};
@@ -120,8 +120,9 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             "a key is required: --key-hex HEX or --key-file PATH (or use --strip)",
         ));
     }
-    let buf = read_message_input(&args.file)?;
-    let msg = wire::parse(&buf, &args.rules.rules())
+    let rules = args.rules.rules();
+    let buf = read_message_input_limited(&args.file, rules.limits.max_message_bytes)?;
+    let msg = wire::parse(&buf, &rules)
         .map_err(|e| Failure::data(format!("{}: {e}", input_name(&args.file))))?;
     let out = match key {
         _ if args.strip => msg.with_signature(Signature::Unsigned),

@@ -1,4 +1,4 @@
-//! The native model as the router's matching engine ([`crate::route::matching::Matcher`]).
+//! The native model as the router's matching engine ([`super::matching::Matcher`]).
 //!
 //! Scores follow the router's convention: lower = closer, and normalised so that the 3.3
 //! thresholds do not depend on the message size.
@@ -15,12 +15,14 @@
 //! A message is scored once per routing decision even though the router asks for peer
 //! scores and related messages separately: the last scoring is kept for the same body.
 
+use super::matching::Matcher;
 use super::model::{self, Global, PeerStats, Scored, Term, TermRow};
 use super::related::{self, QueryView, RelatedOptions};
 use super::store::{db_failure, SqlStore, Store};
 use super::Metric;
 use crate::exit::Failure;
-use crate::route::matching::Matcher;
+use crate::state::fts::{ensure_fts, fts_learn};
+pub use crate::state::fts::{fts_exists, sync_fts};
 use crate::state::settings::Settings;
 use rusqlite::{Connection, Transaction};
 use std::cell::RefCell;
@@ -207,67 +209,6 @@ pub fn forget_indexes(tx: &Transaction, cache_id: i64, fts: bool) -> Result<(), 
         tx.execute("DELETE FROM cache_fts WHERE rowid = ?1", [cache_id])
             .map_err(db_failure)?;
     }
-    Ok(())
-}
-
-/// Whether the full-text index exists.
-pub fn fts_exists(conn: &Connection) -> Result<bool, Failure> {
-    conn.prepare_cached(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'cache_fts'",
-    )
-    .map_err(db_failure)?
-    .query_row([], |r| r.get::<_, i64>(0))
-    .map(|n| n > 0)
-    .map_err(db_failure)
-}
-
-/// Create the full-text index of the cache and fill it, if it does not exist.
-fn ensure_fts(tx: &Transaction) -> Result<(), Failure> {
-    if fts_exists(tx)? {
-        return Ok(());
-    }
-    tx.execute_batch(
-        "CREATE VIRTUAL TABLE cache_fts USING fts5(body, content='', contentless_delete=1);",
-    )
-    .map_err(db_failure)?;
-    let rows: Vec<(i64, Vec<u8>)> = {
-        let mut st = tx
-            .prepare("SELECT id, substr(bytes, body_offset + 1) FROM cache ORDER BY id")
-            .map_err(db_failure)?;
-        let it = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db_failure)?;
-        it.collect::<Result<_, _>>().map_err(db_failure)?
-    };
-    for (id, body) in &rows {
-        fts_learn(tx, *id, body)?;
-    }
-    Ok(())
-}
-
-/// Keep the full-text index in step with the `compressor` setting: the general-purpose
-/// baselines (`deflate`, `xz`) shortlist related messages with it, the native model does
-/// not. With the model it does not exist, and a routed message costs no FTS5 writes; a
-/// switch to a baseline builds it from the cache (an index that exists is current: the
-/// baselines keep it so). `rebuild` builds it afresh all the same (`cache reindex`).
-pub fn sync_fts(tx: &Transaction, compressor: &str, rebuild: bool) -> Result<(), Failure> {
-    if compressor == "model" || rebuild {
-        tx.execute_batch("DROP TABLE IF EXISTS cache_fts;")
-            .map_err(db_failure)?;
-    }
-    if compressor != "model" {
-        ensure_fts(tx)?;
-    }
-    Ok(())
-}
-
-/// The baseline's full-text index entry for a cached body.
-fn fts_learn(tx: &Transaction, cache_id: i64, body: &[u8]) -> Result<(), Failure> {
-    let text = String::from_utf8_lossy(&body[..body.len().min(64 << 10)]);
-    tx.prepare_cached("INSERT INTO cache_fts(rowid, body) VALUES (?1, ?2)")
-        .map_err(db_failure)?
-        .execute(rusqlite::params![cache_id, text])
-        .map_err(db_failure)?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 
 pub mod eval;
 pub mod matcher;
+pub mod matching;
 pub mod model;
 pub mod related;
 pub mod store;

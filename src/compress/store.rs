@@ -17,20 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 
 /// The SQL creating the engine's tables (one migration of the state file).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS engine_global(
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  docs INTEGER NOT NULL, total INTEGER NOT NULL, distinct_terms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS engine_peers(
-  idx INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
-  messages INTEGER NOT NULL, total INTEGER NOT NULL, distinct_terms INTEGER NOT NULL,
-  n1 INTEGER NOT NULL, n2 INTEGER NOT NULL, n3 INTEGER NOT NULL, n4 INTEGER NOT NULL,
-  bits REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS engine_terms(
-  hash INTEGER PRIMARY KEY, df INTEGER NOT NULL, counts BLOB NOT NULL, recent BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS engine_docs(
-  id INTEGER PRIMARY KEY, peer INTEGER NOT NULL, bits REAL NOT NULL, terms BLOB NOT NULL);
-";
+pub use crate::state::schema::ENGINE_TABLES as SCHEMA;
 
 /// A cached message as the engine remembers it.
 #[derive(Debug, Clone, PartialEq)]

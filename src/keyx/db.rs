@@ -5,7 +5,9 @@
 //! a reply, with their one-time secrets), `keyx_peers` (per-peer derivation and the last
 //! exchange), `keyx_held` (first-contact messages waiting for a key), `keyx_groups` (custom
 //! DH groups already checked), `keyx_retired` (replaced keys during their grace period),
-//! `keyx_spare` (one-time RSA key pairs generated ahead).
+//! `keyx_spare` (one-time RSA key pairs generated ahead), and `keyx_provisional` (keys set
+//! by an unauthenticated exchange and not yet confirmed by a verified signature, see
+//! [`exchange`](super::exchange); a later migration).
 //! Keys themselves live in `peers` (via `state::peers::set_key`).
 
 use super::derive::{Derive, Method};
@@ -14,9 +16,9 @@ use super::exchange::{
 };
 use super::rsa::KeyPair;
 use crate::exit::Failure;
-use crate::route::Transport;
 use crate::sign::{Key, Scheme};
 use crate::state::{clock, db_failure, outbox, peers, settings};
+use crate::via::Transport;
 use crate::wire::{Message, Timestamp};
 use rusqlite::{OptionalExtension, Transaction};
 use serde::Serialize;
@@ -177,7 +179,8 @@ impl Store for DbStore<'_, '_> {
     fn local_address(&self, peer: &str) -> Result<String, Failure> {
         // The router's rule for forwards (the first of ours with the peer's scheme, else the
         // primary one), so key exchange and forwards name us alike.
-        crate::route::forward::our_address_for(&self.settings, peer)
+        self.settings
+            .our_address_for(peer)
             .map(str::to_string)
             .ok_or_else(|| {
                 Failure::config(
@@ -192,7 +195,10 @@ impl Store for DbStore<'_, '_> {
         let current = peers::get(self.tx, peer)?;
         let scheme = current.as_ref().map(|p| p.scheme).unwrap_or_default();
         if let Some(old) = current.and_then(|p| p.key) {
-            retire(self.tx, peer, scheme, &old)?;
+            // A provisional key was never established: nothing signed with it needs a grace.
+            if !self.is_provisional(peer)? {
+                retire(self.tx, peer, scheme, &old)?;
+            }
         }
         peers::set_key(self.tx, peer, scheme, key)
     }
@@ -322,6 +328,41 @@ impl Store for DbStore<'_, '_> {
             .map_err(db_failure)?;
         Ok(rows)
     }
+    fn is_provisional(&self, peer: &str) -> Result<bool, Failure> {
+        is_provisional(self.tx, peer)
+    }
+    fn set_provisional(&mut self, peer: &str, secret: Option<&Pending>) -> Result<(), Failure> {
+        let data = match secret {
+            Some(p) => Some(
+                serde_json::to_string(p)
+                    .map_err(|e| Failure::software(format!("provisional key: {e}")))?,
+            ),
+            None => None,
+        };
+        self.tx
+            .execute(
+                "INSERT OR REPLACE INTO keyx_provisional(peer, key, since, secret)
+                 SELECT address, key, ?2, ?3 FROM peers WHERE address = ?1 AND key IS NOT NULL",
+                rusqlite::params![peer, unix_now(), data],
+            )
+            .map_err(db_failure)?;
+        Ok(())
+    }
+    fn provisional_secret(&self, peer: &str) -> Result<Option<Pending>, Failure> {
+        let d: Option<Option<String>> = self
+            .tx
+            .query_row(
+                "SELECT secret FROM keyx_provisional WHERE peer = ?1",
+                [peer],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_failure)?;
+        Ok(d.flatten().and_then(|d| serde_json::from_str(&d).ok()))
+    }
+    fn confirm(&mut self, peer: &str) -> Result<(), Failure> {
+        confirm(self.tx, peer)
+    }
     fn take_spare_rsa(&mut self) -> Result<Option<KeyPair>, Failure> {
         let row: Option<(i64, String)> = self
             .tx
@@ -340,6 +381,33 @@ impl Store for DbStore<'_, '_> {
             .map_err(db_failure)?;
         Ok(serde_json::from_str(&data).ok())
     }
+}
+
+/// Whether the key held for `peer` is provisional: set by an unauthenticated exchange and
+/// not yet confirmed by a message that verified with it. The router takes unsigned messages
+/// from such a peer as from a peer we hold no key for.
+pub fn is_provisional(conn: &rusqlite::Connection, peer: &str) -> Result<bool, Failure> {
+    // Only while the key is the one the exchange set: a key set any other way (cmr-route peer
+    // add --key-hex, say) is established.
+    conn.prepare_cached(
+        "SELECT 1 FROM keyx_provisional v JOIN peers p ON p.address = v.peer AND p.key = v.key
+         WHERE v.peer = ?1",
+    )
+    .map_err(db_failure)?
+    .query_row([peer], |_| Ok(()))
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(db_failure)
+}
+
+/// A message from `peer` verified with the key held for it: the key is established (key
+/// confirmation). The router calls this for every verified message; it costs one lookup.
+pub fn confirm(tx: &Transaction, peer: &str) -> Result<(), Failure> {
+    tx.prepare_cached("DELETE FROM keyx_provisional WHERE peer = ?1")
+        .map_err(db_failure)?
+        .execute([peer])
+        .map_err(db_failure)?;
+    Ok(())
 }
 
 /// Keep the key being replaced for `keyx_retired_grace` seconds: messages the peer signed
@@ -540,6 +608,9 @@ pub struct PeerStatus {
     pub has_key: bool,
     /// [`key_id`] of the key held, so both ends can check they hold the same one.
     pub key_id: Option<String>,
+    /// The key came from an unauthenticated exchange and no message signed with it has
+    /// verified yet (see [`exchange`](super::exchange)).
+    pub provisional: bool,
     pub scheme: String,
     pub derive: String,
     /// Whether the derivation is the peer's own setting (else the default).
@@ -601,6 +672,7 @@ pub fn status(tx: &Transaction, peer: &str) -> Result<Option<PeerStatus>, Failur
         peer: peer.to_string(),
         has_key: p.as_ref().is_some_and(|p| p.key.is_some()),
         key_id: p.as_ref().and_then(|p| p.key.as_ref()).map(key_id),
+        provisional: p.as_ref().is_some_and(|p| p.key.is_some()) && is_provisional(tx, peer)?,
         scheme: p.map(|p| p.scheme).unwrap_or_default().to_string(),
         derive: store.derive_mode(peer)?.to_string(),
         derive_set: derive_own.is_some(),
@@ -661,6 +733,7 @@ pub fn set_key(
     match key {
         Some(k) => {
             peers::set_key(tx, peer, scheme, k)?;
+            confirm(tx, peer)?;
             note_exchange(tx, peer, "manual")?;
             let mut store = DbStore::new(tx)?;
             store.delete_pending(peer)?;
@@ -679,6 +752,7 @@ pub fn forget(tx: &Transaction, peer: &str) -> Result<bool, Failure> {
         "DELETE FROM keyx_pending WHERE peer = ?1",
         "DELETE FROM keyx_held WHERE dest = ?1",
         "DELETE FROM keyx_retired WHERE peer = ?1",
+        "DELETE FROM keyx_provisional WHERE peer = ?1",
     ] {
         n += tx.execute(sql, [peer]).map_err(db_failure)?;
     }
@@ -724,52 +798,3 @@ pub fn take_spare(tx: &Transaction, bits: u64) -> Result<Option<KeyPair>, Failur
         .map_err(db_failure)?;
     Ok(serde_json::from_str(&data).ok())
 }
-
-/// The migration that creates keyx's tables (appended to `state::schema::MIGRATIONS`).
-pub const MIGRATION: &str = r#"
--- Key exchange (A5). Our requests waiting for a reply; data holds the one-time secret
--- (RSA private key or DH exponent) as JSON and is deleted once the reply is handled.
-CREATE TABLE keyx_pending(
-    peer    TEXT PRIMARY KEY,
-    method  TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    data    TEXT NOT NULL
-);
--- Per-peer key derivation (NULL: setting keyx_derive) and the last completed exchange.
-CREATE TABLE keyx_peers(
-    peer          TEXT PRIMARY KEY,
-    derive        TEXT,
-    last_method   TEXT,
-    last_exchange TEXT,
-    exchanges     INTEGER NOT NULL DEFAULT 0
-);
--- First contact: messages waiting for a key, released signed into the outbox.
-CREATE TABLE keyx_held(
-    id      INTEGER PRIMARY KEY,
-    dest    TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    msg_key BLOB NOT NULL,
-    created TEXT NOT NULL,
-    UNIQUE(dest, msg_key)
-);
--- Custom DH groups whose safe-prime test ran (digest of g and p).
-CREATE TABLE keyx_groups(
-    digest  BLOB PRIMARY KEY,
-    ok      INTEGER NOT NULL,
-    checked TEXT NOT NULL
-) WITHOUT ROWID;
--- Keys replaced by an exchange, kept for a grace period (messages still in flight).
-CREATE TABLE keyx_retired(
-    peer   TEXT PRIMARY KEY,
-    scheme TEXT NOT NULL,
-    key    BLOB NOT NULL,
-    until  INTEGER NOT NULL
-);
--- One-time RSA key pairs generated ahead of time (cmr-keyx spare).
-CREATE TABLE keyx_spare(
-    id      INTEGER PRIMARY KEY,
-    bits    INTEGER NOT NULL,
-    data    TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-"#;

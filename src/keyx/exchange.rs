@@ -27,6 +27,27 @@
 //!
 //! Control messages travel one hop: one with more than one line in its routing header was
 //! forwarded by someone else and is refused.
+//!
+//! Provisional keys (key confirmation). A2/A5 allow an unsigned first exchange, so anyone
+//! who can write a sender address can start one in a peer's name. A key set by an exchange
+//! whose messages were neither signed with a key we hold nor authenticated by the transport
+//! is therefore *provisional*:
+//! - it signs our ordinary messages to the peer, so the peer can confirm it;
+//! - the first message from the peer that verifies with it confirms it (the router calls
+//!   `db::confirm`); from then on it is an established key as A5.1 means it;
+//! - until then it does not count as established: an unsigned message or key exchange from
+//!   that address is taken as if no key were held, and a fresh exchange replaces the key.
+//!   Our own control messages to the peer go unsigned (the peer may hold another
+//!   provisional key, or none);
+//! - as the initiator, we keep our request's secret with a provisional key, so that another
+//!   reply to the same request (the one to our real request, after a reply to a forged one)
+//!   replaces the key too.
+//!
+//! A forger who can write any sender address can thus delay the pair's key but cannot keep
+//! a peer out: the peer's own exchange replaces the forged key, and nothing but a verified
+//! signature ever makes a key established. Keys set over a signed exchange, over a transport
+//! that authenticated the peer, by hand (`cmr-keyx set`) or by our own clear key are
+//! established at once, as before.
 
 use super::body::Control;
 use super::derive::{derive, Derive, Method};
@@ -144,6 +165,32 @@ pub trait Store {
     fn take_spare_rsa(&mut self) -> Result<Option<KeyPair>, Failure> {
         Ok(None)
     }
+    /// Whether the key held for `peer` is provisional (see the module text).
+    fn is_provisional(&self, _peer: &str) -> Result<bool, Failure> {
+        Ok(false)
+    }
+    /// Mark the key just set for `peer` provisional; as the initiator, keep our request's
+    /// secret for further replies to it.
+    fn set_provisional(&mut self, _peer: &str, _secret: Option<&Pending>) -> Result<(), Failure> {
+        Ok(())
+    }
+    /// The secret of our request kept with a provisional key, if any.
+    fn provisional_secret(&self, _peer: &str) -> Result<Option<Pending>, Failure> {
+        Ok(None)
+    }
+    /// The key held for `peer` is established (signed or authenticated exchange, a verified
+    /// message): drop the provisional mark and any kept secret.
+    fn confirm(&mut self, _peer: &str) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// The key we hold for `peer` if it is established (not provisional).
+fn established_key(store: &dyn Store, peer: &str) -> Result<Option<(Scheme, Key)>, Failure> {
+    match store.key(peer)? {
+        Some(k) if !store.is_provisional(peer)? => Ok(Some(k)),
+        _ => Ok(None),
+    }
 }
 
 /// Our live (unexpired) pending request to `peer`; an expired one is deleted.
@@ -158,11 +205,12 @@ pub fn live_pending(store: &mut dyn Store, peer: &str) -> Result<Option<Pending>
     }
 }
 
-/// A message from us to `peer` with `body`, signed with the key we hold for it (A5.1 "signed
-/// with the old keys"), or unsigned if none.
+/// A control message from us to `peer` with `body`, signed with the key we hold for it
+/// (A5.1 "signed with the old keys"), or unsigned if none is established (a provisional key
+/// may not be the one the peer holds).
 pub fn compose(store: &mut dyn Store, peer: &str, body: &[u8]) -> Result<Message, Failure> {
     let m = compose_unsigned(store, peer, body)?;
-    Ok(match store.key(peer)? {
+    Ok(match established_key(store, peer)? {
         Some((scheme, key)) => sign::sign(m, scheme, &key),
         None => m,
     })
@@ -263,6 +311,8 @@ pub fn initiate(
             };
             store.delete_pending(peer)?;
             install(store, peer, Method::Clear, derive_mode, key)?;
+            // We chose it and sent it over HTTPS or SSH: established.
+            store.confirm(peer)?;
         }
     }
     Ok(msg)
@@ -389,8 +439,13 @@ pub fn receive(
             "key exchange messages travel one hop; this one has several header lines",
         ));
     }
-    let keyed = store.key(peer)?.is_some();
-    if !keyed && msg.signature().is_signed() {
+    // A provisional key is not established: its holder may be a forger (see the module text).
+    let keyed = established_key(store, peer)?.is_some();
+    let signed = msg.signature().is_signed();
+    // The key this exchange sets is established when its messages were signed with an
+    // established key or the transport authenticated the peer; provisional otherwise.
+    let trusted = signed || authenticated;
+    if !keyed && signed {
         // A5.1: "If no key has been established, then both messages are unsigned."
         return Ok(KeyxOutcome::refused(
             kind,
@@ -401,13 +456,23 @@ pub fn receive(
     // The peer sent it unsigned although we hold a key, and the transport vouches for it:
     // to the peer no key is established, so its reply is unsigned too (A5.1 "If no key has
     // been established, then both messages are unsigned").
-    let unsigned_reply = keyed && !msg.signature().is_signed();
+    let unsigned_reply = keyed && !signed;
     if unsigned_reply && !authenticated {
         // A5.1: "Otherwise, both messages are signed with the old keys"
+        // No standing per-peer exception: anyone could then replace this key (and with an
+        // RSA request of their own, learn the new one). The operator who knows the peer lost
+        // its key (cmr-peer keeps exchanged keys in memory only) forgets ours once, and the
+        // next request is a first contact; a peer that still holds the key accepts a
+        // re-keying we start, signed with it.
         return Ok(KeyxOutcome::refused(
             kind,
-            "unsigned key exchange from a peer we share a key with (A5.1: it must be signed \
-             with the old key, or come over a transport that authenticated this peer)",
+            format!(
+                "unsigned key exchange from a peer we share a key with (A5.1: it must be \
+                 signed with the old key, or come over a transport that authenticated this \
+                 peer); if {peer} lost its key, run `cmr-keyx forget {peer}` and let it send \
+                 the request again; if it still holds it, re-key from here: `cmr-keyx init \
+                 {peer}`"
+            ),
         ));
     }
     let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {
@@ -430,10 +495,15 @@ pub fn receive(
             send(store, peer, &reply)?;
             let mode = store.derive_mode(peer)?;
             install(store, peer, Method::Rsa, mode, &k)?;
+            mark(store, peer, trusted, None)?;
             Ok(KeyxOutcome {
                 kind,
                 action: Action::Replied,
-                reason: format!("answered RSA request ({} bits); new key stored", n.bits()),
+                reason: format!(
+                    "answered RSA request ({} bits); new key stored{}",
+                    n.bits(),
+                    provisional_note(trusted)
+                ),
             })
         }
         Control::DhRequest { g, p, a } => {
@@ -450,17 +520,19 @@ pub fn receive(
             send(store, peer, &reply)?;
             let mode = store.derive_mode(peer)?;
             install(store, peer, Method::Dh, mode, &k)?;
+            mark(store, peer, trusted, None)?;
             Ok(KeyxOutcome {
                 kind,
                 action: Action::Replied,
                 reason: format!(
-                    "answered DH request ({} bits); new key stored",
-                    group.p.bits()
+                    "answered DH request ({} bits); new key stored{}",
+                    group.p.bits(),
+                    provisional_note(trusted)
                 ),
             })
         }
         Control::RsaReply { c } => {
-            let Some(pending) = live_pending(store, peer)? else {
+            let Some(pending) = pending_or_kept(store, peer, trusted)? else {
                 return Ok(KeyxOutcome::refused(
                     kind,
                     "no RSA request of ours is pending",
@@ -478,14 +550,18 @@ pub fn receive(
             };
             store.delete_pending(peer)?;
             install(store, peer, Method::Rsa, pending.derive(), &k)?;
+            mark(store, peer, trusted, Some(&pending))?;
             Ok(KeyxOutcome {
                 kind,
                 action: Action::KeySet,
-                reason: "RSA exchange complete; new key stored".into(),
+                reason: format!(
+                    "RSA exchange complete; new key stored{}",
+                    provisional_note(trusted)
+                ),
             })
         }
         Control::DhReply { b } => {
-            let Some(pending) = live_pending(store, peer)? else {
+            let Some(pending) = pending_or_kept(store, peer, trusted)? else {
                 return Ok(KeyxOutcome::refused(
                     kind,
                     "no DH request of ours is pending",
@@ -508,10 +584,14 @@ pub fn receive(
             let k = group.shared(&b, &num(x));
             store.delete_pending(peer)?;
             install(store, peer, Method::Dh, pending.derive(), &k)?;
+            mark(store, peer, trusted, Some(&pending))?;
             Ok(KeyxOutcome {
                 kind,
                 action: Action::KeySet,
-                reason: "DH exchange complete; new key stored".into(),
+                reason: format!(
+                    "DH exchange complete; new key stored{}",
+                    provisional_note(trusted)
+                ),
             })
         }
         Control::Clear { key } => {
@@ -530,13 +610,56 @@ pub fn receive(
             store.delete_pending(peer)?;
             let mode = store.derive_mode(peer)?;
             install(store, peer, Method::Clear, mode, &key)?;
+            mark(store, peer, trusted, None)?;
             Ok(KeyxOutcome {
                 kind,
                 action: Action::KeySet,
-                reason: "clear key stored".into(),
+                reason: format!("clear key stored{}", provisional_note(trusted)),
             })
         }
     }
+}
+
+/// After an exchange set a key: established when `trusted`, else provisional (keeping the
+/// initiator's `secret` for further replies to the same request).
+fn mark(
+    store: &mut dyn Store,
+    peer: &str,
+    trusted: bool,
+    secret: Option<&Pending>,
+) -> Result<(), Failure> {
+    if trusted {
+        store.confirm(peer)
+    } else {
+        store.set_provisional(peer, secret)
+    }
+}
+
+fn provisional_note(trusted: bool) -> &'static str {
+    if trusted {
+        ""
+    } else {
+        " (provisional until a message signed with it verifies)"
+    }
+}
+
+/// The request a reply answers: the pending one, else (for an unsigned reply) the one whose
+/// secret was kept with a provisional key, answered again (the peer answered a forged
+/// request in our name first, say).
+fn pending_or_kept(
+    store: &mut dyn Store,
+    peer: &str,
+    trusted: bool,
+) -> Result<Option<Pending>, Failure> {
+    if let Some(p) = live_pending(store, peer)? {
+        return Ok(Some(p));
+    }
+    if trusted || !store.is_provisional(peer)? {
+        return Ok(None);
+    }
+    Ok(store
+        .provisional_secret(peer)?
+        .filter(|p| store.now() - p.created <= store.pending_ttl().unwrap_or(DEFAULT_PENDING_TTL)))
 }
 
 /// A peer's group and public value: cheap checks first, then the safe-prime test, whose

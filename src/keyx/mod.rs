@@ -22,15 +22,18 @@
 //!   below 1000; e must be odd, at least 3, below n and at most 256 bits. The responder's k
 //!   is a random number one bit shorter than n, not a short key: under textbook RSA (no
 //!   padding, as A5.1 writes it) a short k with a small e is recovered by an integer root.
-//! - DH (A5.2): our requests use RFC 3526 groups 14 to 16, whose g = 2 generates the
-//!   prime-order subgroup rather than being a primitive root. A peer's custom group must be
+//! - DH (A5.2): our requests use RFC 3526 groups 14 to 16 with a primitive root as g (11,
+//!   5 and 5; RFC 3526's g = 2 is still accepted from peers). A peer's custom group must be
 //!   a safe prime (see [`dh`] for exactly what is checked), at most `keyx_dh_custom_max_bits`.
 //! - Clear keys (A5.3): only over HTTPS or SSH, at least `keyx_clear_min_bytes` (16) bytes.
 //! - Derivation: `hardened` (the default) runs the exchanged secret through HKDF-SHA-256
 //!   bound to both addresses; `spec` uses it as is. A number becomes bytes big-endian,
 //!   without leading zero bytes.
-//! - Once a key is shared, an unsigned control message is refused (otherwise anyone could
-//!   replace the key), unless the transport authenticated that very peer (an SSH forced
+//! - A key from an exchange nobody authenticated is provisional until a message signed with
+//!   it verifies; until then a fresh exchange from that address replaces it (see
+//!   [`exchange`]), so a forged first exchange cannot lock the real peer out.
+//! - Once a key is established, an unsigned control message is refused (otherwise anyone
+//!   could replace the key), unless the transport authenticated that very peer (an SSH forced
 //!   command per peer, an HTTPS client certificate): then it is handled and answered
 //!   unsigned. A signed one from a peer we hold no key for cannot be checked and is refused
 //!   too. Control messages must come straight from the peer (one header line).
@@ -53,7 +56,7 @@ pub mod rsa;
 mod tests;
 
 pub use body::{is_control, BodyDefect, BodyError, Control};
-pub use db::{before_forward, handle, retired_key};
+pub use db::{before_forward, confirm, handle, is_provisional, retired_key};
 pub use derive::{Derive, Method};
 pub use exchange::{Action, FirstContact, FirstContactPolicy, KeyxOutcome, Store};
 

@@ -7,7 +7,7 @@
 //! T comes from the state file's clock inside the caller's write transaction: unique,
 //! strictly increasing across processes, newer than the header's newest line.
 //!
-//! Our line names the address of ours that suits the destination (`our_address_for`): the
+//! Our line names the address of ours that suits the destination (`Settings::our_address_for`): the
 //! destination shares its key with that address, so that is the line it checks the
 //! signature against. A message that already carries that address (one our own client
 //! created under it with cmr-post) is forwarded as it is, keeping its original ID: A2
@@ -15,6 +15,7 @@
 //! naming another of its addresses above its client's creator line; the addresses differ,
 //! so A2 holds, and the destination sees the sender it shares a key with.
 
+use crate::contact::{self, Cause, Refusal};
 use crate::exit::Failure;
 use crate::sign;
 use crate::state::{clock, outbox, peers, settings::Settings};
@@ -30,19 +31,6 @@ pub struct Built {
     pub signed: bool,
 }
 
-/// Which of our addresses goes on a forward to `dest`: the first of ours whose scheme
-/// (`mailto:`, `http:`, `udp:`, ...) is the destination's, else our primary address.
-pub fn our_address_for<'a>(settings: &'a Settings, dest: &str) -> Option<&'a str> {
-    let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    let want = scheme(dest);
-    settings
-        .own_addresses
-        .iter()
-        .find(|a| want.is_some() && scheme(a) == want)
-        .or(settings.own_addresses.first())
-        .map(String::as_str)
-}
-
 /// Build the forward of `msg` (canonical, unsigned) to `dest`.
 pub fn build(
     tx: &Transaction,
@@ -50,7 +38,8 @@ pub fn build(
     msg: &Message,
     dest: &str,
 ) -> Result<Built, Failure> {
-    let ours = our_address_for(settings, dest)
+    let ours = settings
+        .our_address_for(dest)
         .ok_or_else(|| Failure::config("no address of ours: run cmr-route init --address ADDR"))?;
     let (fwd, timestamp) = if msg.has_address(ours.as_bytes()) {
         (
@@ -91,22 +80,31 @@ pub enum Queued {
     /// Not queued: that (destination, message) pair was queued, sent or held before, or the
     /// key exchange refused to send to the destination.
     Skipped,
+    /// Not queued: the relay policy refused the destination ([`crate::contact`]).
+    Refused(Refusal),
 }
 
-/// Build and queue the forward of `msg` to `dest`, unless that pair was queued, sent or
-/// held before. The key exchange's first-contact hook sees every forward before it is queued.
+/// Build and queue the forward of `msg` (`what`: x, y or z) to `dest`, unless that pair
+/// was queued, sent or held before, or the relay policy refuses the destination for this
+/// `cause`. The key exchange's first-contact hook sees every forward before it is queued.
 pub fn queue(
     tx: &Transaction,
     settings: &Settings,
     msg: &Message,
     cache_id: i64,
     dest: &str,
+    what: &str,
+    cause: &Cause,
 ) -> Result<Queued, Failure> {
     let key = msg.origin().key();
     // Never the same (destination, message) twice: queued or sent before, or held by the
     // key exchange until a key is agreed with the destination (it queues it then).
     if outbox::seen(tx, dest, &key)? || crate::keyx::db::is_held(tx, dest, &key)? {
         return Ok(Queued::Skipped);
+    }
+    // A3's "zero or more addresses": who we may send to at all (crate::contact).
+    if let Err(r) = contact::admit(tx, settings, dest, what, cause)? {
+        return Ok(Queued::Refused(r));
     }
     let b = build(tx, settings, msg, dest)?;
     match crate::keyx::before_forward(tx, dest, &b.bytes, &key)? {

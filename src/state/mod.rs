@@ -7,9 +7,16 @@
 //! - Every write goes through [`State::write`]: `BEGIN IMMEDIATE`, the caller's work,
 //!   `COMMIT`. A tool reports success only after that commit (nothing lost).
 //! - Busy, locked, full, I/O and cannot-open errors become EX_TEMPFAIL (75): retry later.
+//!   So do a read-only file system and a file or directory this user may not read or write:
+//!   an operator can fix those, and the message must stay with its sender meanwhile (an MTA
+//!   bounces on any other code). The diagnostic says what to fix.
+//! - Only [`State::open`] creates a file (`cmr-route init` and the administration commands).
+//!   The tools that need an initialised file open it with [`State::open_existing`], which
+//!   creates nothing when it is missing: a failing tool leaves no half-made state file.
 
 pub mod cache;
 pub mod clock;
+pub mod fts;
 pub mod log;
 pub mod outbox;
 pub mod peers;
@@ -63,15 +70,46 @@ pub fn db_failure(e: rusqlite::Error) -> Failure {
             | ErrorCode::OutOfMemory
             | ErrorCode::FileLockingProtocolFailed,
         ) => exit::TEMPFAIL,
+        // A read-only mount, or a file, WAL or directory this user may not write: the
+        // operator fixes it and the sender retries.
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            return Failure::temp(format!(
+                "state file: {e}: the file, its -wal/-shm files or its directory is read-only \
+                 or not writable by this user ({}): fix that, then retry",
+                whoami()
+            ))
+        }
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => exit::CONFIG,
-        Some(
-            ErrorCode::ReadOnly
-            | ErrorCode::PermissionDenied
-            | ErrorCode::AuthorizationForStatementDenied,
-        ) => exit::NOPERM,
+        Some(ErrorCode::AuthorizationForStatementDenied) => exit::NOPERM,
         _ => exit::SOFTWARE,
     };
     Failure::new(code, format!("state file: {e}"))
+}
+
+/// "uid N", for diagnostics about permissions.
+fn whoami() -> String {
+    // SAFETY: geteuid cannot fail.
+    format!("uid {}", unsafe { libc::geteuid() })
+}
+
+/// An I/O error while opening or creating the state file at `path`. What an operator can
+/// fix (a read-only mount, missing permissions) is EX_TEMPFAIL with what to fix; disk full
+/// and the like are transient anyway ([`exit::io_code`]).
+fn open_failure(path: &Path, e: std::io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(libc::EROFS) => Failure::temp(format!(
+            "state file {}: {e}: remount the file system read-write (or give --state a \
+             writable place), then retry",
+            path.display()
+        )),
+        Some(libc::EACCES | libc::EPERM) => Failure::temp(format!(
+            "state file {}: {e}: give {} read and write access to the file and its directory, \
+             then retry",
+            path.display(),
+            whoami()
+        )),
+        _ => Failure::from(e).context(path.display()),
+    }
 }
 
 /// Where the state file is: `explicit`, else `$CMR_STATE`, else the XDG state directory.
@@ -112,16 +150,48 @@ impl State {
     pub fn open(path: Option<&Path>) -> Result<State, Failure> {
         let path = resolve_path(path)?;
         create_private(&path)?;
+        Self::open_at(path, true)
+    }
+
+    /// Open a state file that must exist already; create nothing. A missing file is a
+    /// configuration error (78) that names the file and how to make one.
+    pub fn open_existing(path: Option<&Path>) -> Result<State, Failure> {
+        let path = resolve_path(path)?;
+        match std::fs::metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::config(format!(
+                    "no state file at {}: initialise one with cmr-route init --address ADDR \
+                     (or give --state); nothing was created",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(open_failure(&path, e)),
+        }
+        Self::open_at(path, false)
+    }
+
+    fn open_at(path: PathBuf, create: bool) -> Result<State, Failure> {
+        // Opening read-write fails here, with the OS's reason, on a read-only mount or a file
+        // this user may not write; SQLite would only say "unable to open".
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| open_failure(&path, e))?;
         // SQLite is built with SQLITE_DISABLE_DIRSYNC (.cargo/config.toml): unmodified, it
         // fsyncs the directory on every process's first WAL sync, one more disk wait per
         // message. A directory needs syncing only when an entry in it is new: the state file
         // (create_private) and the WAL file, when this process is the one that creates it.
         let wal_new = !wal_path(&path).exists();
+        let create_flag = if create {
+            OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::empty()
+        };
         let conn = Connection::open_with_flags(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | create_flag | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(db_failure)
         .map_err(|f| f.context(path.display()))?;
@@ -203,7 +273,7 @@ impl State {
                 if i + 1 == schema::FTS_ON_DEMAND {
                     // (only this setting: later migrations have not run yet)
                     let c = settings::get_or_default(tx, "compressor")?;
-                    crate::compress::matcher::sync_fts(tx, &c, false)?;
+                    fts::sync_fts(tx, &c, false)?;
                 }
             }
             tx.execute_batch(&format!("PRAGMA user_version = {want}"))
@@ -316,7 +386,7 @@ fn create_private(path: &Path) -> Result<(), Failure> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| Failure::from(e).context(dir.display()))?;
+                .map_err(|e| open_failure(dir, e))?;
         }
     }
     let new = !path.exists();
@@ -327,7 +397,7 @@ fn create_private(path: &Path) -> Result<(), Failure> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Failure::from(e).context(path.display()))?;
+        .map_err(|e| open_failure(path, e))?;
     if new {
         sync_dir(path)?;
     }

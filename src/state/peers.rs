@@ -260,10 +260,15 @@ pub fn note_rejected_verified(tx: &Transaction, address: &str) -> Result<(), Fai
     Ok(())
 }
 
-/// Count a forward queued for a peer.
+/// Count a forward queued for a peer. The row is made when there is none yet (a forward
+/// queued before the transaction records the message from that peer, or to an address
+/// of the header): every outbox row is counted.
 pub fn note_forwarded(tx: &Transaction, address: &str) -> Result<(), Failure> {
-    tx.prepare_cached("UPDATE peers SET forwarded = forwarded + 1 WHERE address = ?1")
-        .and_then(|mut st| st.execute([address]))
-        .map_err(db_failure)?;
+    tx.prepare_cached(
+        "INSERT INTO peers(address, forwarded) VALUES (?1, 1)
+         ON CONFLICT(address) DO UPDATE SET forwarded = forwarded + 1",
+    )
+    .and_then(|mut st| st.execute([address]))
+    .map_err(db_failure)?;
     Ok(())
 }

@@ -141,20 +141,119 @@ CREATE INDEX client_inbox_unseen ON client_inbox(seen, id);
 "#,
     // 4: key exchange (keyx_*): pending requests, per-peer derivation, held first-contact
     // messages, checked DH groups, replaced keys in their grace period, spare RSA key pairs.
-    crate::keyx::db::MIGRATION,
+    r#"
+-- Key exchange (A5). Our requests waiting for a reply; data holds the one-time secret
+-- (RSA private key or DH exponent) as JSON and is deleted once the reply is handled.
+CREATE TABLE keyx_pending(
+    peer    TEXT PRIMARY KEY,
+    method  TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    data    TEXT NOT NULL
+);
+-- Per-peer key derivation (NULL: setting keyx_derive) and the last completed exchange.
+CREATE TABLE keyx_peers(
+    peer          TEXT PRIMARY KEY,
+    derive        TEXT,
+    last_method   TEXT,
+    last_exchange TEXT,
+    exchanges     INTEGER NOT NULL DEFAULT 0
+);
+-- First contact: messages waiting for a key, released signed into the outbox.
+CREATE TABLE keyx_held(
+    id      INTEGER PRIMARY KEY,
+    dest    TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    msg_key BLOB NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE(dest, msg_key)
+);
+-- Custom DH groups whose safe-prime test ran (digest of g and p).
+CREATE TABLE keyx_groups(
+    digest  BLOB PRIMARY KEY,
+    ok      INTEGER NOT NULL,
+    checked TEXT NOT NULL
+) WITHOUT ROWID;
+-- Keys replaced by an exchange, kept for a grace period (messages still in flight).
+CREATE TABLE keyx_retired(
+    peer   TEXT PRIMARY KEY,
+    scheme TEXT NOT NULL,
+    key    BLOB NOT NULL,
+    until  INTEGER NOT NULL
+);
+-- One-time RSA key pairs generated ahead of time (cmr-keyx spare).
+CREATE TABLE keyx_spare(
+    id      INTEGER PRIMARY KEY,
+    bits    INTEGER NOT NULL,
+    data    TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+"#,
     // 5: the outbox claim token of the `cmr-send --outbox` run sending a row.
-    crate::transport::outbox::MIGRATION,
-    // 6: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`.
-    crate::transport::handshake::MIGRATION,
+    "ALTER TABLE outbox ADD COLUMN claim_token TEXT;",
+    // 6: A4.5 handshake: messages waiting to be fetched once with `?reply=SECRET`
+    // (transport::handshake).
+    "
+CREATE TABLE handshake_reply(
+    secret  TEXT PRIMARY KEY,
+    dest    TEXT NOT NULL,
+    bytes   BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX handshake_reply_expires ON handshake_reply(expires);
+",
     // 7: the routing engine's word model (engine_*; compress::store).
-    crate::compress::store::SCHEMA,
+    ENGINE_TABLES,
     // 8: the full-text index of migration 2 is kept only while a baseline compressor is
-    // selected (compress::matcher::sync_fts, run by State::migrate after this entry); the
+    // selected (state::fts::sync_fts, run by State::migrate after this entry); the
     // (sender, id) index repeats what (sender, arrived_unix) gives.
     "DROP TABLE IF EXISTS cache_fts; DROP INDEX IF EXISTS cache_sender;",
     // 9: a peer's other addresses (`cmr-route peer alias`): one peer to the router.
     "CREATE TABLE peer_aliases(alias TEXT PRIMARY KEY, peer TEXT NOT NULL) WITHOUT ROWID;",
+    // 10: sends to strangers, the first-contact budget's memory (crate::contact).
+    r#"
+CREATE TABLE contact_spend(
+    id      INTEGER PRIMARY KEY,
+    at_unix REAL NOT NULL,
+    source  TEXT NOT NULL,
+    dest    TEXT NOT NULL,
+    what    TEXT NOT NULL
+);
+CREATE INDEX contact_spend_source ON contact_spend(source, at_unix);
+CREATE INDEX contact_spend_at ON contact_spend(at_unix);
+"#,
+    // 11: keys from an unauthenticated exchange, until a verified signature confirms them
+    // (keyx).
+    r#"
+-- Keys set by an exchange nobody authenticated (unsigned, over a transport that does not
+-- authenticate the peer), until a message signed with them verifies; only while `key` is
+-- still the peer's key. secret: our request's
+-- one-time secret (JSON) when we were the initiator, for further replies to that request.
+CREATE TABLE keyx_provisional(
+    peer   TEXT PRIMARY KEY,
+    key    BLOB NOT NULL,
+    since  INTEGER NOT NULL,
+    secret TEXT
+);
+"#,
 ];
 
-/// The migration after which [`crate::compress::matcher::sync_fts`] runs.
+/// The routing engine's tables (compress::store; also created on their own for an engine
+/// kept in memory).
+pub const ENGINE_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS engine_global(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  docs INTEGER NOT NULL, total INTEGER NOT NULL, distinct_terms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS engine_peers(
+  idx INTEGER PRIMARY KEY, address TEXT NOT NULL UNIQUE,
+  messages INTEGER NOT NULL, total INTEGER NOT NULL, distinct_terms INTEGER NOT NULL,
+  n1 INTEGER NOT NULL, n2 INTEGER NOT NULL, n3 INTEGER NOT NULL, n4 INTEGER NOT NULL,
+  bits REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS engine_terms(
+  hash INTEGER PRIMARY KEY, df INTEGER NOT NULL, counts BLOB NOT NULL, recent BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS engine_docs(
+  id INTEGER PRIMARY KEY, peer INTEGER NOT NULL, bits REAL NOT NULL, terms BLOB NOT NULL);
+";
+
+/// The migration after which [`super::fts::sync_fts`] runs.
 pub const FTS_ON_DEMAND: usize = 8;

@@ -23,6 +23,8 @@ pub enum Kind {
     Rate,
     /// Any text without CR or LF (an address).
     Address,
+    /// Address ranges and host names (`crate::netaddr::Allow`), comma-separated.
+    AllowList,
 }
 
 /// One known setting.
@@ -51,15 +53,33 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "rate_peer",
-        default: "off",
+        default: "120/60",
         kind: Kind::Rate,
         help: "per-peer rate window: at most N accepted messages per SECONDS, e.g. 60/60",
     },
     Spec {
         key: "rate_global",
-        default: "off",
+        default: "1200/60",
         kind: Kind::Rate,
         help: "global rate window over all senders, e.g. 1000/60",
+    },
+    Spec {
+        key: "send_allow",
+        default: "",
+        kind: Kind::AllowList,
+        help: "loopback/private/link-local ranges and host names we may send to anyway, e.g. 127.0.0.0/8,::1,peer.lan (default: none)",
+    },
+    Spec {
+        key: "contact_budget_source",
+        default: "8/3600",
+        kind: Kind::Rate,
+        help: "sends to addresses that are neither keyed nor configured peers, per source (the verified sender that caused them; all unverified senders share one source)",
+    },
+    Spec {
+        key: "contact_budget_global",
+        default: "64/3600",
+        kind: Kind::Rate,
+        help: "sends to addresses that are neither keyed nor configured peers, over all sources",
     },
     Spec {
         key: "max_body_bytes",
@@ -251,6 +271,9 @@ pub fn validate(key: &str, value: &str) -> Result<String, Failure> {
                 Ok(v.to_string())
             }
         }
+        Kind::AllowList => crate::netaddr::Allow::parse(v)
+            .map(|a| a.to_text())
+            .map_err(|e| bad(&format!("a list of address ranges and host names: {e}"))),
     }
 }
 
@@ -283,7 +306,7 @@ pub fn set(tx: &Transaction, key: &str, value: &str) -> Result<String, Failure> 
     let v = validate(key, value)?;
     set_raw(tx, key, &v)?;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &v, false)?;
+        super::fts::sync_fts(tx, &v, false)?;
     }
     Ok(v)
 }
@@ -306,7 +329,7 @@ pub fn unset(tx: &Transaction, key: &str) -> Result<bool, Failure> {
         .map_err(db_failure)?
         > 0;
     if key == "compressor" {
-        crate::compress::matcher::sync_fts(tx, &get_or_default(tx, "compressor")?, false)?;
+        super::fts::sync_fts(tx, &get_or_default(tx, "compressor")?, false)?;
     }
     Ok(gone)
 }
@@ -335,12 +358,7 @@ pub fn own_addresses(conn: &Connection) -> Result<Vec<String>, Failure> {
 
 /// Add one of our own addresses (appended after the existing ones). False if present.
 pub fn add_own_address(tx: &Transaction, address: &str) -> Result<bool, Failure> {
-    if address.is_empty() || address.contains(['\r', '\n']) {
-        return Err(Failure::usage(format!(
-            "bad address '{}': it must be non-empty, without CR or LF",
-            address.escape_debug()
-        )));
-    }
+    check_own_address(address)?;
     let n = tx
         .execute(
             "INSERT OR IGNORE INTO own_addresses(address, position)
@@ -349,6 +367,17 @@ pub fn add_own_address(tx: &Transaction, address: &str) -> Result<bool, Failure>
         )
         .map_err(db_failure)?;
     Ok(n > 0)
+}
+
+/// An address of ours must be non-empty, without CR or LF (A2); 64 otherwise.
+pub fn check_own_address(address: &str) -> Result<(), Failure> {
+    if address.is_empty() || address.contains(['\r', '\n']) {
+        return Err(Failure::usage(format!(
+            "bad address '{}': it must be non-empty, without CR or LF",
+            address.escape_debug()
+        )));
+    }
+    Ok(())
 }
 
 /// A rate window: at most `count` accepted messages per `secs` seconds.
@@ -366,6 +395,11 @@ pub struct Settings {
     pub accept_unknown_signed: bool,
     pub rate_peer: Option<Rate>,
     pub rate_global: Option<Rate>,
+    /// Restricted addresses we may send to anyway (`send_allow`).
+    pub send_allow: crate::netaddr::Allow,
+    /// Sends to addresses without a relationship, per source and over all sources.
+    pub contact_budget_source: Option<Rate>,
+    pub contact_budget_global: Option<Rate>,
     pub max_body_bytes: u64,
     pub max_header_lines: u64,
     pub reputation_floor: Option<f64>,
@@ -427,6 +461,10 @@ impl Settings {
             accept_unknown_signed: val("unknown_signed")? == "accept",
             rate_peer: rate("rate_peer")?,
             rate_global: rate("rate_global")?,
+            send_allow: crate::netaddr::Allow::parse(&val("send_allow")?)
+                .map_err(|e| Failure::config(format!("setting send_allow: {e}")))?,
+            contact_budget_source: rate("contact_budget_source")?,
+            contact_budget_global: rate("contact_budget_global")?,
             max_body_bytes: count("max_body_bytes")?,
             max_header_lines: count("max_header_lines")?,
             reputation_floor: val("reputation_floor")?.parse().ok(),
@@ -470,6 +508,19 @@ impl Settings {
         }
         let peer = self.peer_of(dest);
         m.ids().any(|id| self.peer_of(&id.address_str()) == peer)
+    }
+
+    /// Which of our addresses goes on a message to `dest`: the first of ours whose scheme
+    /// (`mailto:`, `http:`, `udp:`, ...) is the destination's, else our primary address.
+    /// The router's forwards and the key exchange name us alike.
+    pub fn our_address_for(&self, dest: &str) -> Option<&str> {
+        let scheme = |a: &str| a.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        let want = scheme(dest);
+        self.own_addresses
+            .iter()
+            .find(|a| want.is_some() && scheme(a) == want)
+            .or(self.own_addresses.first())
+            .map(String::as_str)
     }
 
     /// Our primary address, if the state file was initialised.

@@ -28,18 +28,6 @@ use rusqlite::OptionalExtension;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// State schema entry (appended to `state::schema::MIGRATIONS`).
-pub const MIGRATION: &str = "
-CREATE TABLE handshake_reply(
-    secret  TEXT PRIMARY KEY,
-    dest    TEXT NOT NULL,
-    bytes   BLOB NOT NULL,
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE INDEX handshake_reply_expires ON handshake_reply(expires);
-";
-
 /// How long a message waits to be fetched, by default.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(120);
 /// Most messages waiting to be fetched at once.
@@ -241,7 +229,11 @@ pub fn fetch(sender: &str, secret: &str, opts: &PeerOptions) -> Result<Vec<u8>, 
         .with_config()
         .limit(limit)
         .read_to_vec()
-        .map_err(|e| http::classify(sender, e))
+        .map_err(|e| match e {
+            // the sender's page is larger than any message: its fault, not the network's
+            ureq::Error::BodyExceedsLimit(_) => SendError::Permanent(format!("{sender}: {e}")),
+            e => http::classify(sender, e),
+        })
 }
 
 /// Sender side: offer the message, ask the receiver to fetch it, and report whether it
@@ -260,7 +252,7 @@ pub fn send(
             SendError::Permanent(m)
         }
     };
-    let mut state = State::open(hs.state_path.as_deref()).map_err(to_send)?;
+    let mut state = State::open_existing(hs.state_path.as_deref()).map_err(to_send)?;
     let secret = offer(&mut state, addr, bytes, hs.expiry).map_err(to_send)?;
     let url = request_url(addr, &hs.own_address, &secret);
     let result = http::agent(opts).and_then(|agent| {
@@ -268,7 +260,7 @@ pub fn send(
             .get(&url)
             .call()
             .map_err(|e| http::classify(addr, e))?;
-        http::check_status(addr, resp).map(|_| ())
+        http::delivery_status(addr, resp)
     });
     if result.is_ok() {
         // A receiver that answers before fetching: wait (bounded) for the fetch.

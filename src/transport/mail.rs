@@ -87,17 +87,9 @@ impl MailOptions {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
-    let h = String::from_utf8_lossy(&buf[..end]).into_owned();
-    if h.is_empty() {
-        "localhost".into()
-    } else {
-        h
+    match hostname::get() {
+        Ok(h) if !h.is_empty() => h.to_string_lossy().into_owned(),
+        _ => "localhost".into(),
     }
 }
 

@@ -19,12 +19,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod compat;
 pub mod handshake;
 pub mod http;
 pub mod mail;
 pub mod maildir;
 pub mod multipart;
 pub mod outbox;
+pub mod resolve;
 pub mod ssh;
 pub mod udp;
 
@@ -333,6 +335,8 @@ pub struct SendOptions {
     pub ssh: ssh::SshOptions,
     /// HTTP(S) peers: trust file, A4.5 handshake (`http_trust_file`, `http_handshake`).
     pub http: http::PeerOptions,
+    /// Restricted addresses that may be sent to anyway (`send_allow`; crate::netaddr).
+    pub allow: crate::netaddr::Allow,
 }
 
 impl Default for SendOptions {
@@ -342,6 +346,7 @@ impl Default for SendOptions {
             mail: mail::MailOptions::default(),
             ssh: ssh::SshOptions::default(),
             http: http::PeerOptions::default(),
+            allow: crate::netaddr::Allow::default(),
         }
     }
 }
@@ -504,6 +509,13 @@ pub fn setting(conn: &rusqlite::Connection, key: &str) -> Result<Option<String>,
     .map_err(crate::state::db_failure)
 }
 
+/// The `send_allow` policy setting: restricted addresses we may send to anyway.
+pub fn send_allow(conn: &rusqlite::Connection) -> Result<crate::netaddr::Allow, Failure> {
+    let v = crate::state::settings::get_or_default(conn, "send_allow")?;
+    crate::netaddr::Allow::parse(&v)
+        .map_err(|e| Failure::config(format!("setting send_allow = {v:?}: {e}")))
+}
+
 /// A numeric setting, with a clear error when it does not parse.
 pub fn setting_num<T: FromStr>(
     conn: &rusqlite::Connection,
@@ -522,6 +534,7 @@ pub fn setting_num<T: FromStr>(
 impl SendOptions {
     /// Read the transport settings from the state file (`send_timeout`, `smtp_*`, `ssh_*`).
     pub fn from_settings(conn: &rusqlite::Connection) -> Result<SendOptions, Failure> {
+        let allow = send_allow(conn)?;
         Ok(SendOptions {
             timeout: Duration::try_from_secs_f64(setting_num(conn, "send_timeout", 60.0)?)
                 .map_err(|_| Failure::config("setting send_timeout must be >= 0 seconds"))?,
@@ -530,8 +543,10 @@ impl SendOptions {
             http: http::PeerOptions {
                 trust_file: setting(conn, "http_trust_file")?.map(Into::into),
                 handshake: setting(conn, "http_handshake")?.map(http::HandshakeOptions::new),
+                allow: allow.clone(),
                 ..http::PeerOptions::default()
             },
+            allow,
         })
     }
 }
@@ -546,7 +561,13 @@ impl SendOptions {
     ) -> Result<SendOptions, Failure> {
         let mut o = self.clone();
         if let Address::Http(u) | Address::Https(u) = addr {
-            o.http = http::PeerOptions::for_peer(state, u, o.http)?;
+            // The peer's own `timeout=` replaces send_timeout for it.
+            let base = http::PeerOptions {
+                timeout: o.timeout,
+                ..o.http
+            };
+            o.http = http::PeerOptions::for_peer(state, u, base)?;
+            o.timeout = o.http.timeout;
         }
         Ok(o)
     }
@@ -557,8 +578,8 @@ impl SendOptions {
 /// SSH forced command exited 0, or the UDP datagram left (UDP confirms nothing more).
 pub fn send(addr: &Address, bytes: &[u8], opts: &SendOptions) -> Result<(), SendError> {
     match addr {
-        Address::Udp { host, port, tag } => udp::send(host, *port, tag, bytes),
-        Address::Ssh { .. } => ssh::send(addr, bytes, &opts.ssh, opts.timeout),
+        Address::Udp { host, port, tag } => udp::send(host, *port, tag, bytes, &opts.allow),
+        Address::Ssh { .. } => ssh::send(addr, bytes, &opts.ssh, opts.timeout, &opts.allow),
         _ => {
             // Transports without their own deadline run on a thread we stop waiting for.
             let (tx, rx) = std::sync::mpsc::channel();
@@ -569,6 +590,7 @@ pub fn send(addr: &Address, bytes: &[u8], opts: &SendOptions) -> Result<(), Send
                     Address::Http(u) | Address::Https(u) => {
                         let mut po = o.http.clone();
                         po.timeout = o.timeout;
+                        po.allow = o.allow.clone();
                         http::send(u, &b, &po)
                     }
                     _ => unreachable!("handled above"),

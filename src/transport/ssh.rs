@@ -103,16 +103,60 @@ pub fn command_args(addr: &Address, o: &SshOptions, timeout: Duration) -> Vec<St
     a
 }
 
+/// The host ssh connects to: the peer's host resolved once and checked against the
+/// address policy ([`crate::netaddr`]). A name is replaced by the checked address, with
+/// `HostKeyAlias` keeping the name for the host-key check, so ssh cannot resolve it again
+/// to somewhere else.
+fn checked_target(
+    addr: &Address,
+    allow: &crate::netaddr::Allow,
+) -> Result<(Address, Option<String>), SendError> {
+    let Address::Ssh {
+        user,
+        host,
+        port,
+        tag,
+    } = addr
+    else {
+        return Ok((addr.clone(), None));
+    };
+    let ip = match crate::netaddr::resolve(host, port.unwrap_or(22), allow) {
+        Ok(a) => a[0].ip(),
+        Err(e @ crate::netaddr::ResolveError::Refused(_)) => {
+            return Err(SendError::Permanent(format!("{addr}: {e}")))
+        }
+        Err(e) => return Err(SendError::Transient(format!("{addr}: {e}"))),
+    };
+    if crate::netaddr::literal_ip(host).is_some() {
+        return Ok((addr.clone(), None));
+    }
+    let target = Address::Ssh {
+        user: user.clone(),
+        host: ip.to_string(),
+        port: *port,
+        tag: tag.clone(),
+    };
+    Ok((target, Some(host.clone())))
+}
+
 /// Send one message (or several concatenated ones) to an `ssh://` address.
 pub fn send(
     addr: &Address,
     bytes: &[u8],
     o: &SshOptions,
     timeout: Duration,
+    allow: &crate::netaddr::Allow,
 ) -> Result<(), SendError> {
     let what = addr.to_string();
+    let (target, alias) = checked_target(addr, allow)?;
+    let mut args = command_args(&target, o, timeout);
+    if let Some(name) = alias {
+        // Before the "--" that ends the options.
+        let at = args.iter().position(|a| a == "--").unwrap_or(0);
+        args.splice(at..at, ["-o".to_string(), format!("HostKeyAlias={name}")]);
+    }
     let mut child = Command::new(&o.program)
-        .args(command_args(addr, o, timeout))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -218,7 +262,95 @@ mod tests {
             program: "/nonexistent/ssh".into(),
             ..Default::default()
         };
-        let e = send(&a, b"x", &o, Duration::from_secs(2)).unwrap_err();
+        let lo = crate::netaddr::Allow::parse("127.0.0.0/8").unwrap();
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &lo).unwrap_err();
         assert!(e.is_transient(), "{e}");
+        // Without the allowance, loopback is refused before ssh runs, for good.
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &Default::default()).unwrap_err();
+        assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
+    }
+}
+
+/// Default for the whole input of `cmr-recv --ssh`, seconds (`$CMR_SSH_TIMEOUT`).
+pub const DEFAULT_INPUT_DEADLINE_SECS: u64 = 300;
+
+/// The input deadline of `cmr-recv --ssh`: `$CMR_SSH_TIMEOUT` seconds when set and valid,
+/// else [`DEFAULT_INPUT_DEADLINE_SECS`].
+pub fn input_deadline() -> Duration {
+    std::env::var("CMR_SSH_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e6)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(DEFAULT_INPUT_DEADLINE_SECS))
+}
+
+/// Standard input with an overall deadline, whatever fd 0 is (a pipe from sshd, a pipe or
+/// file given to `--http`): a read still waiting `deadline` after [`StallGuard::new`] ends
+/// the process with EX_TEMPFAIL (75) and a diagnostic, so a client that stops sending cannot
+/// hold it. Time spent routing between reads does not count against a read that then
+/// returns at once. Ending the process is safe: what was committed stays, what was not is
+/// rolled back, and the sender retries (a message routed twice is a duplicate).
+pub struct StallGuard<R> {
+    inner: R,
+    shared: std::sync::Arc<GuardState>,
+}
+
+struct GuardState {
+    /// A read is in progress.
+    reading: std::sync::atomic::AtomicBool,
+    /// The guard was dropped: the watchdog ends.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl<R: Read> StallGuard<R> {
+    /// Guard `inner`; `what` names the input in the diagnostic.
+    pub fn new(inner: R, deadline: Duration, what: &'static str) -> StallGuard<R> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let shared = std::sync::Arc::new(GuardState {
+            reading: false.into(),
+            done: false.into(),
+        });
+        let s = shared.clone();
+        let until = Instant::now() + deadline;
+        std::thread::spawn(move || loop {
+            let now = Instant::now();
+            if s.done.load(SeqCst) {
+                return;
+            }
+            if now >= until && s.reading.load(SeqCst) {
+                crate::log::error(&format!(
+                    "{what}: input not complete within {:.0} s: giving up (75; the sender \
+                     retries)",
+                    deadline.as_secs_f64()
+                ));
+                std::process::exit(crate::exit::TEMPFAIL as i32);
+            }
+            let step = Duration::from_millis(100);
+            std::thread::sleep(if now < until {
+                (until - now).min(step)
+            } else {
+                step
+            });
+        });
+        StallGuard { inner, shared }
+    }
+}
+
+impl<R: Read> Read for StallGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.shared.reading.store(true, SeqCst);
+        let r = self.inner.read(buf);
+        self.shared.reading.store(false, SeqCst);
+        r
+    }
+}
+
+impl<R> Drop for StallGuard<R> {
+    fn drop(&mut self) {
+        self.shared
+            .done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

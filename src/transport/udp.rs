@@ -11,7 +11,7 @@
 use super::SendError;
 use crate::exit::Failure;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 /// The largest UDP payload over IPv4 (65,535 - 20 IP header - 8 UDP header).
@@ -40,13 +40,23 @@ pub fn frame(tag: &str, message: &[u8]) -> Result<Vec<u8>, SendError> {
 }
 
 /// Send one message to `udp://host:port/tag`.
-pub fn send(host: &str, port: u16, tag: &str, message: &[u8]) -> Result<(), SendError> {
+/// The destination is resolved once and checked against the address policy (`allow`:
+/// restricted addresses we may send to anyway); the datagram goes to the checked address.
+pub fn send(
+    host: &str,
+    port: u16,
+    tag: &str,
+    message: &[u8],
+    allow: &crate::netaddr::Allow,
+) -> Result<(), SendError> {
     let datagram = frame(tag, message)?;
-    let dest: SocketAddr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| SendError::Transient(format!("udp://{host}:{port}: resolving: {e}")))?
-        .next()
-        .ok_or_else(|| SendError::Transient(format!("udp://{host}:{port}: no address")))?;
+    let dest: SocketAddr = match crate::netaddr::resolve(host, port, allow) {
+        Ok(a) => a[0],
+        Err(e @ crate::netaddr::ResolveError::Refused(_)) => {
+            return Err(SendError::Permanent(format!("udp://{host}:{port}: {e}")))
+        }
+        Err(e) => return Err(SendError::Transient(format!("udp://{host}:{port}: {e}"))),
+    };
     let bind: SocketAddr = if dest.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
@@ -255,7 +265,11 @@ mod tests {
     fn loopback_send_and_closed_port() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = rx.local_addr().unwrap().port();
-        send("127.0.0.1", port, "t", b"hello").unwrap();
+        let lo = crate::netaddr::Allow::parse("127.0.0.0/8").unwrap();
+        let refused = send("127.0.0.1", port, "t", b"hello", &Default::default()).unwrap_err();
+        assert!(!refused.is_transient(), "{refused}");
+        assert!(refused.message().contains("send_allow"), "{refused}");
+        send("127.0.0.1", port, "t", b"hello", &lo).unwrap();
         let mut got = Vec::new();
         let o = ReceiveOptions {
             first_wait: Duration::from_secs(2),
@@ -270,7 +284,7 @@ mod tests {
         assert_eq!(got, vec![b"hello".to_vec()]);
         assert_eq!(st.handed_on, 1);
         drop(rx);
-        let e = send("127.0.0.1", port, "t", b"hello").unwrap_err();
+        let e = send("127.0.0.1", port, "t", b"hello", &lo).unwrap_err();
         assert!(e.is_transient(), "{e}");
     }
 }

@@ -41,6 +41,7 @@ as_bob() { runuser -u cmrtest -- "$@"; }
 echo "# three routers: addresses, a little history each, keys per pair"
 init_state "$AS" "$ALICE"
 as_bob "$R" init --state "$BS" --address "$BOB_SSH" --address "$BOB_MAIL" >/dev/null
+as_bob "$R" policy --state "$BS" send_allow 127.0.0.0/8,::1 >/dev/null
 init_state "$CS" "$CHARLIE"
 # History (before keys exist, so unsigned is still fine): what each router knows of its
 # peers decides where it forwards (3.2).

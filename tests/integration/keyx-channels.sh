@@ -59,6 +59,9 @@ echo "# two routers"
     --address "$ALICE_HTTPS" --address "$ALICE_UDP" --address "$ALICE_MAIL" >/dev/null
 as_bob "$BIN/cmr-route" init --state "$BS" --address "$BOB_SSH" --address "$BOB_HTTPS" \
     --address "$BOB_HTTP" --address "$BOB_UDP" --address "$BOB_MAIL" >/dev/null
+# Both listen on loopback, which the address policy refuses unless allowed.
+"$BIN/cmr-route" policy --state "$AS" send_allow 127.0.0.0/8,::1 >/dev/null
+as_bob "$BIN/cmr-route" policy --state "$BS" send_allow 127.0.0.0/8,::1 >/dev/null
 
 echo "# Bob's ingress: sshd forced command, xinetd (https, http, udp), Postfix pipe; Alice's: xinetd http"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \

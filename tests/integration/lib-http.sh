@@ -49,6 +49,8 @@ send_msg() { # send_msg URL FILE [--trust PEM] [--handshake OWN --state S] [--pe
         shift 2
     done
     "$BIN/cmr-route" --state "$state" --log none peer add "$url" --options "$options" >/dev/null
+    # The receivers listen on loopback, which the address policy refuses unless allowed.
+    "$BIN/cmr-route" --state "$state" --log none policy send_allow 127.0.0.0/8,::1 >/dev/null
     "$BIN/cmr-send" --state "$state" --to "$url" "${extra[@]}" "$file"
 }
 
@@ -201,4 +203,6 @@ PY
 
 init_state() { # init_state STATE OWN_ADDRESS
     "$BIN/cmr-route" init --state "$1" --address "$2" >/dev/null
+    # The peers here listen on loopback, which the address policy refuses unless allowed.
+    "$BIN/cmr-route" policy --state "$1" send_allow 127.0.0.0/8,::1 >/dev/null
 }

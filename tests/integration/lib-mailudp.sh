@@ -83,6 +83,8 @@ ensure_user() {
 init_state() {
     local owner=${3:-root}
     runuser -u "$owner" -- "$BIN/cmr-route" init --state "$1" --address "$2" >/dev/null
+    # The peers here listen on loopback, which the address policy refuses unless allowed.
+    runuser -u "$owner" -- "$BIN/cmr-route" policy --state "$1" send_allow 127.0.0.0/8,::1 >/dev/null
 }
 
 free_port() {

@@ -54,7 +54,7 @@ stop_sshd() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; }
 at_exit 'stop_sshd'
 start_sshd
 
-SEND=("$BIN/cmr-send" --ssh-identity "$WORK/alice_key" --ssh-option "UserKnownHostsFile=$WORK/known_hosts" --timeout 20)
+SEND=("$BIN/cmr-send" --allow 127.0.0.0/8 --ssh-identity "$WORK/alice_key" --ssh-option "UserKnownHostsFile=$WORK/known_hosts" --timeout 20)
 DEST="ssh://cmrtest@127.0.0.1:$PORT/bob"
 
 echo "# cmr-send --to ssh://"

@@ -50,7 +50,7 @@ start_xinetd
 
 echo "# cmr-send --to udp://"
 make_msg "$WORK/m1" mailto:alice@example.org "over udp"
-"$BIN/cmr-send" --to "$DEST" "$WORK/m1"
+"$BIN/cmr-send" --allow 127.0.0.0/8 --to "$DEST" "$WORK/m1"
 check "cmr-send --to exits 0" 0 $?
 wait_for 1 cache_count "$RS" || true
 check "the message reached bob's cache via xinetd" 1 "$(cache_has "$RS" "over udp")"
@@ -59,7 +59,7 @@ check "  tagged as arrived by udp" udp "$(sql "$RS" "select via from cache where
 echo "# bad datagrams: logged, dropped, no state change"
 before=$(cache_count "$RS")
 make_msg "$WORK/m2" mailto:alice@example.org "wrong tag"
-"$BIN/cmr-send" --to "udp://127.0.0.1:$PORT/carol" "$WORK/m2"
+"$BIN/cmr-send" --allow 127.0.0.0/8 --to "udp://127.0.0.1:$PORT/carol" "$WORK/m2"
 python3 - "$PORT" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -82,7 +82,7 @@ import sys
 b = b'y' * 65500
 sys.stdout.buffer.write(b'0\r\n2020/01/01 00:00:00 mailto:a@example.org\r\n\r\n%d\r\n%s' % (len(b), b))" >"$WORK/big"
 set +e
-err=$("$BIN/cmr-send" --to "$DEST" "$WORK/big" 2>&1); rc=$?
+err=$("$BIN/cmr-send" --allow 127.0.0.0/8 --to "$DEST" "$WORK/big" 2>&1); rc=$?
 set -e
 check "oversized send exits 69" 69 "$rc"
 check_contains "  and says why" "over the 65507-byte UDP limit" "$err"
@@ -105,19 +105,19 @@ for i in range(20):
 c.commit()
 PY
 set +e
-"$BIN/cmr-send" --state "$SS" --outbox --backoff-base 0.5 2>"$WORK/send.err"; rc=$?
+"$BIN/cmr-send" --allow 127.0.0.0/8 --state "$SS" --outbox --backoff-base 0.5 2>"$WORK/send.err"; rc=$?
 set -e
 check "outbox run while bob is down exits 75" 75 "$rc"
 check_contains "  and says the port is unreachable" "port unreachable" "$(cat "$WORK/send.err")"
 check "  nothing marked sent" 0 "$(sql "$SS" "select count(*) from delivered")"
 sleep 1
-set +e; "$BIN/cmr-send" --state "$SS" --outbox --backoff-base 0.5 2>/dev/null; rc=$?; set -e
+set +e; "$BIN/cmr-send" --allow 127.0.0.0/8 --state "$SS" --outbox --backoff-base 0.5 2>/dev/null; rc=$?; set -e
 check "a second run while down: 75 again" 75 "$rc"
 start_xinetd
 sleep 1.2
 # Runs as cron would, until nothing is deferred (bounded).
 for i in $(seq 10); do
-    set +e; "$BIN/cmr-send" --state "$SS" --outbox --backoff-base 0.5 2>>"$WORK/send.err"; rc=$?; set -e
+    set +e; "$BIN/cmr-send" --allow 127.0.0.0/8 --state "$SS" --outbox --backoff-base 0.5 2>>"$WORK/send.err"; rc=$?; set -e
     [ "$rc" = 0 ] && break
     sleep 1
 done

@@ -267,9 +267,16 @@ pub const TOPICS: [&str; 4] = [
 
 /// Seed the cache with one message per topic from its own peer (margin 0.5, so that every
 /// new message is routed and forwarded).
+///
+/// The seed peers are configured peers (`peer add`), so the relay policy lets unverified
+/// messages be routed to them; the rate windows are off, as these tests route hundreds of
+/// messages in seconds.
 pub fn seed_topics(e: &Env) {
     e.ok(&["policy", "margin", "0.5"]);
+    e.ok(&["policy", "rate_peer", "off"]);
+    e.ok(&["policy", "rate_global", "off"]);
     for (i, t) in TOPICS.iter().enumerate() {
+        e.ok(&["peer", "add", &format!("http://seed{i}.test/")]);
         let (_, d) = e.route_json(&msg(&format!("http://seed{i}.test/"), t).encode(), &[]);
         assert_eq!(d["outcome"], "accepted");
     }

@@ -84,9 +84,9 @@ fn compressor_reply_gains(
 /// default, see docs/routing.md) or a general-purpose compressor.
 pub fn from_settings(s: &Settings) -> Result<Box<dyn Matcher>, Failure> {
     match s.matcher.as_str() {
-        "compression" if s.compressor == "model" => Ok(Box::new(
-            crate::compress::matcher::ModelMatcher::from_settings(s)?,
-        )),
+        "compression" if s.compressor == "model" => {
+            Ok(Box::new(super::matcher::ModelMatcher::from_settings(s)?))
+        }
         "compression" => Ok(Box::new(CompressionMatcher::from_settings(s)?)),
         other => Err(Failure::config(format!("unknown matcher '{other}'"))),
     }
@@ -321,11 +321,11 @@ impl Matcher for CompressionMatcher {
         peer: &str,
         body: &[u8],
     ) -> Result<(), Failure> {
-        crate::compress::matcher::learn_indexes(tx, cache_id, peer, body, true)
+        super::matcher::learn_indexes(tx, cache_id, peer, body, true)
     }
 
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure> {
-        crate::compress::matcher::forget_indexes(tx, cache_id, true)
+        super::matcher::forget_indexes(tx, cache_id, true)
     }
 
     fn peer_scores(
@@ -354,7 +354,7 @@ impl Matcher for CompressionMatcher {
     ) -> Result<Vec<(i64, f64)>, Failure> {
         // The index is built by the first message learned after a switch to a baseline
         // (or by `cmr-route policy compressor`); until then nothing is shortlisted.
-        if k == 0 || !crate::compress::matcher::fts_exists(conn)? {
+        if k == 0 || !super::matcher::fts_exists(conn)? {
             return Ok(Vec::new());
         }
         if !self.rescore {

@@ -1,0 +1,258 @@
+//! A3 step 6: cache the message, let the matcher learn it, and queue its forwards (3.2
+//! routing, A3 forwards of matched messages, 3.2 compensatory replies), each one through the
+//! relay policy ([`crate::contact`]).
+
+use super::matching::Matcher;
+use super::select::{selected_peers, Plan};
+use super::{forward, Decision, Forward, Matched, Outcome, PeerScore, RefusedForward, Transport};
+use crate::exit::Failure;
+use crate::state::{self, cache, log as dlog, settings::Settings};
+use crate::wire::Message;
+
+/// Cache `msg`, let the matcher learn it, and queue its forwards (A3, 3.2, 3.3), in this
+/// order: cache and learn; route X to the selected peers (3.2), or a compensatory reply
+/// to a selected peer that is one of X's senders; then for each matched message Y,
+/// forward X to Y's header and Y to X's header (A3).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn accept(
+    tx: &rusqlite::Transaction,
+    settings: &Settings,
+    matcher: &dyn Matcher,
+    msg: &Message,
+    sender: &str,
+    via: Transport,
+    client: bool,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<i64, Failure> {
+    let id = cache::insert(tx, msg, sender, via.as_str(), client, d.verified)?;
+    // An alias's messages teach its peer's context.
+    matcher.learn(tx, id, settings.peer_of(sender), msg.body())?;
+    d.cache_id = Some(id);
+    d.accepted = true;
+    d.outcome = if client {
+        Outcome::Posted
+    } else {
+        Outcome::Accepted
+    };
+    d.scores = plan
+        .scores
+        .iter()
+        .map(|(p, s)| PeerScore {
+            peer: p.clone(),
+            score: *s,
+        })
+        .collect();
+    d.best_peer = plan.scores.first().map(|(p, _)| p.clone());
+    let q = Queuer {
+        tx,
+        settings,
+        max: settings.max_forwards as usize,
+        cause: crate::contact::Cause {
+            sender,
+            verified: d.verified,
+            client,
+        },
+    };
+    route_to_peers(&q, msg, id, client, plan, d)?;
+    forward_matches(&q, msg, id, client, plan, d)?;
+    if d.forwards.len() >= q.max {
+        d.notes.push(format!("3.3: max_forwards {} reached", q.max));
+    }
+    Ok(id)
+}
+
+/// Queues one forward at a time, within `max_forwards`, through the relay policy.
+struct Queuer<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    settings: &'a Settings,
+    max: usize,
+    cause: crate::contact::Cause<'a>,
+}
+
+impl Queuer<'_> {
+    /// Queue `m` (cache row `mid`; `what`: x, y or z) for `dest`. True when it was queued
+    /// (or held for a key exchange); a refusal by the relay policy is recorded in `d`.
+    fn queue(
+        &self,
+        d: &mut Decision,
+        what: &'static str,
+        m: &Message,
+        mid: i64,
+        dest: &str,
+        why: String,
+    ) -> Result<bool, Failure> {
+        let (tx, settings) = (self.tx, self.settings);
+        if d.forwards.len() >= self.max {
+            return Ok(false);
+        }
+        // Never to us, never to an address (or another address of a peer) already in the
+        // forwarded message's header.
+        if settings.is_own(dest.as_bytes()) || settings.peer_in_header(m, dest) {
+            return Ok(false);
+        }
+        let (outbox_id, b) = match forward::queue(tx, settings, m, mid, dest, what, &self.cause)? {
+            forward::Queued::Queued(id, b) => (Some(id), b),
+            forward::Queued::Held(b) => (None, b),
+            forward::Queued::Skipped => return Ok(false),
+            forward::Queued::Refused(r) => {
+                dlog::bump(tx, "relay", r.code, 1)?;
+                d.refused.push(RefusedForward {
+                    dest: dest.to_string(),
+                    what,
+                    cache_id: mid,
+                    code: r.code,
+                    reason: r.reason,
+                });
+                return Ok(false);
+            }
+        };
+        d.forwards.push(Forward {
+            dest: dest.to_string(),
+            what,
+            cache_id: mid,
+            why,
+            held: outbox_id.is_none(),
+            outbox_id,
+            timestamp: b.timestamp.map(|t| t.to_string()),
+            signed: b.signed,
+        });
+        Ok(true)
+    }
+}
+
+/// 3.2 / 3.3: route X (cache row `id`) to the best peer, and to peers within the margin of
+/// it; a selected peer that is one of X's senders gets a compensatory reply instead.
+fn route_to_peers(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    client: bool,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let settings = q.settings;
+    let mut selected = selected_peers(settings, &plan.scores);
+    if client && selected.is_empty() && settings.post_to_best {
+        // 3.1: Alice "doesn't know who might know, but knows Bob ... She asks Bob." The 3.3
+        // threshold bounds what a router relays; a new post from our own client is one
+        // message, and it goes at least to the best peer we know.
+        if let Some(best) = plan.scores.first() {
+            d.notes.push(format!(
+                "3.1: our client's post goes to the best peer although its score {:.4} is above distance_threshold {} (post_routing best)",
+                best.1, settings.distance_threshold
+            ));
+            selected.push(best.clone());
+        }
+    }
+    if !plan.scores.is_empty() && selected.is_empty() {
+        d.notes.push(format!(
+            "3.3: best score {:.4} is above distance_threshold {}: not routed to a peer",
+            plan.scores[0].1, settings.distance_threshold
+        ));
+    }
+    for (peer, score) in &selected {
+        if settings.peer_in_header(msg, peer) {
+            compensatory_reply(q, peer, *score, plan, d)?;
+        } else {
+            let why = format!("3.2 routing: score {score:.4}");
+            q.queue(d, "x", msg, id, peer, why)?;
+        }
+    }
+    Ok(())
+}
+
+/// 3.2: "If Bob is one of the senders of X, then Alice should keep X rather than send it
+/// back ... send a different message back to Bob": the best candidate not sent to him yet.
+fn compensatory_reply(
+    q: &Queuer,
+    peer: &str,
+    score: f64,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let cands = plan
+        .compensation
+        .iter()
+        .find(|(p, _)| p == peer)
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or(&[]);
+    for &z in cands {
+        let Some(row) = cache::get(q.tx, z)? else {
+            continue;
+        };
+        let zm = row.message()?;
+        let why =
+            format!("3.2 compensatory reply: {peer} (score {score:.4}) is one of the senders");
+        if q.queue(d, "z", &zm, z, peer, why)? {
+            return Ok(());
+        }
+    }
+    d.notes.push(format!(
+        "3.2: {peer} is one of the senders; no compensatory reply left to send"
+    ));
+    Ok(())
+}
+
+/// A header's addresses, oldest first (the creator, then the routers it came through).
+fn addresses_oldest_first(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m.ids().map(|i| i.address_str().into_owned()).collect();
+    v.reverse();
+    v
+}
+
+/// A3: "For each message Y matched to X, it should forward X to zero or more addresses
+/// that appear in the header of Y, and forward Y to zero or more addresses that appear in
+/// the header of X."
+fn forward_matches(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    client: bool,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let per_match = q.settings.forwards_per_match as usize;
+    let x_addrs = addresses_oldest_first(msg);
+    for &(yid, score) in &plan.related {
+        let Some(row) = cache::get(q.tx, yid)? else {
+            continue;
+        };
+        let y = row.message()?;
+        if row.client && !client {
+            // A1: our client's post Y is answered by X, "posted later by other clients".
+            let (now, _) = state::now();
+            q.tx.execute(
+                "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![yid, id, score, now],
+            )
+            .map_err(state::db_failure)?;
+        }
+        d.matched.push(Matched {
+            cache_id: yid,
+            score,
+            origin: String::from_utf8_lossy(&y.origin().line()).into_owned(),
+            sender: row.sender.clone(),
+        });
+        // X to Y's creator first (who posted the similar message), then the routers it
+        // came through, oldest first.
+        let mut n = 0;
+        for a in &addresses_oldest_first(&y) {
+            if n >= per_match {
+                break;
+            }
+            let why = format!("A3: matched cached message {yid} (score {score:.4})");
+            if q.queue(d, "x", msg, id, a, why)? {
+                n += 1;
+            }
+        }
+        // Y back to everyone X passed: its creator and every router (3.1 "sending those
+        // responses back to the originator as well as any peers through which X was
+        // routed").
+        for a in &x_addrs {
+            let why = format!("A3: matched by the new message (score {score:.4})");
+            q.queue(d, "y", &y, yid, a, why)?;
+        }
+    }
+    Ok(())
+}

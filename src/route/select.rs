@@ -1,0 +1,144 @@
+//! Matching and the choice of peers (A3 "match X to zero or more cached messages", 3.2,
+//! 3.3), worked out on a read snapshot before the write lock is taken.
+
+use super::matching::Matcher;
+use crate::exit::Failure;
+use crate::state::{cache, peers, settings::Settings, State};
+use crate::wire::Message;
+
+/// What the read-only phase worked out: the exact scoring, done before the write lock.
+#[derive(Default)]
+pub(crate) struct Plan {
+    pub related: Vec<(i64, f64)>,
+    pub scores: Vec<(String, f64)>,
+    /// 3.2 compensatory reply candidates per peer (cache rows, best first).
+    pub compensation: Vec<(String, Vec<i64>)>,
+}
+
+/// The read-only part of matching and routing for `msg` (no write lock held).
+pub(crate) fn plan(
+    state: &State,
+    settings: &Settings,
+    matcher: &dyn Matcher,
+    msg: &Message,
+) -> Result<Plan, Failure> {
+    let conn = state.conn();
+    let body = msg.body();
+    let mut p = Plan {
+        related: matcher
+            .related(conn, body, settings.match_k as usize)?
+            .into_iter()
+            .filter(|(_, s)| *s <= settings.match_threshold)
+            .collect(),
+        ..Plan::default()
+    };
+    // One candidate per peer: an alias's messages are its peer's context.
+    let mut candidates: Vec<String> = Vec::new();
+    for a in peers::recent(conn, settings.max_peers_scored as usize)? {
+        let p = settings.peer_of(&a).to_string();
+        if !settings.is_own(p.as_bytes())
+            && settings.client_address.as_deref() != Some(&p)
+            && !candidates.contains(&p)
+        {
+            candidates.push(p);
+        }
+    }
+    p.scores = matcher.peer_scores(conn, body, &candidates)?;
+    p.scores
+        .sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    // 3.2: a selected peer that is one of X's senders gets a compensatory reply instead.
+    for (peer, _) in selected_peers(settings, &p.scores) {
+        if settings.peer_in_header(msg, &peer) {
+            let c = compensation_candidates(conn, settings, matcher, msg, &peer)?;
+            p.compensation.push((peer, c));
+        }
+    }
+    Ok(p)
+}
+
+/// 3.2/3.3: the best peer, and the others within `margin` of it, if the best is within
+/// `distance_threshold`.
+pub(crate) fn selected_peers(settings: &Settings, scores: &[(String, f64)]) -> Vec<(String, f64)> {
+    let Some((_, best)) = scores.first() else {
+        return Vec::new();
+    };
+    if *best > settings.distance_threshold {
+        return Vec::new();
+    }
+    scores
+        .iter()
+        .filter(|(_, s)| *s <= best + settings.margin && *s <= settings.distance_threshold)
+        .cloned()
+        .collect()
+}
+
+/// 3.2 compensatory reply: "for each message Zj in Alice's cache where Bob is not one of
+/// the senders, Alice computes Dj = D(Zj, Z_{i≠j}) - D(X, Zj) and reply with Zj that
+/// maximizes Dj."
+///
+/// Bounded approximation: the candidates are the shortlist of cached messages related to X
+/// (at most 16), without Bob in their headers. D(Zj, rest of cache) (what Zj costs Alice to
+/// keep, as it is not redundant with her cache) is approximated by C(Zj), and D(X, Zj) by
+/// the cost of Zj given Bob's context ("Alice can concatenate other messages from Bob to
+/// X"): Dj ≈ C(Zj) - C(Zj | Bob), what Bob saves on Zj ([`Matcher::reply_gains`]: his
+/// peer model for the native engine, his most recent 8 KB followed by X for the
+/// general-purpose compressors). Best first.
+fn compensation_candidates(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    matcher: &dyn Matcher,
+    x: &Message,
+    peer: &str,
+) -> Result<Vec<i64>, Failure> {
+    let short = matcher.related(conn, x.body(), 16)?;
+    let mut ids = Vec::new();
+    let mut bodies = Vec::new();
+    for (id, _) in short {
+        let Some(z) = cache::get(conn, id)? else {
+            continue;
+        };
+        let zm = z.message()?;
+        if settings.peer_in_header(&zm, peer) {
+            continue; // Bob is one of its senders
+        }
+        ids.push(id);
+        bodies.push(zm.body().to_vec());
+    }
+    let zs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
+    let gains = matcher.reply_gains(conn, peer, x.body(), &zs)?;
+    let mut scored: Vec<(i64, f64)> = ids.into_iter().zip(gains).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(scored.into_iter().map(|(i, _)| i).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+
+    #[test]
+    fn peers_within_the_margin_of_a_good_enough_best() {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        let mut s = Settings::load(st.conn()).unwrap();
+        s.distance_threshold = 0.9;
+        s.margin = 0.05;
+        let sc = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+            v.iter().map(|(p, x)| (p.to_string(), *x)).collect()
+        };
+        let pick = |v: Vec<(String, f64)>| -> Vec<String> {
+            selected_peers(&s, &v).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            pick(sc(&[("a", 0.5), ("b", 0.54), ("c", 0.56)])),
+            ["a", "b"]
+        );
+        assert_eq!(
+            pick(sc(&[("a", 0.88), ("b", 0.92)])),
+            ["a"],
+            "never above the threshold"
+        );
+        assert!(pick(sc(&[("a", 0.91)])).is_empty());
+        assert!(pick(Vec::new()).is_empty());
+    }
+}
