@@ -5,7 +5,7 @@
 #   PREFIX=/usr DESTDIR=/tmp/stage scripts/install.sh --no-build
 #   scripts/install.sh --uninstall             # remove what an install under PREFIX put there
 #
-#   $DESTDIR$PREFIX/bin/cmr-*                        the seven tools
+#   $DESTDIR$PREFIX/bin/cmr-*                        the tools (src/bin/*.rs)
 #   $DESTDIR$PREFIX/share/man/man1/cmr-*.1.gz        their manuals; man7/cmr.7.gz
 #   $DESTDIR$PREFIX/share/doc/cmr/                   README.md, docs/*.md
 #   $DESTDIR$PREFIX/share/doc/cmr/examples/          postfix, procmail, xinetd, inetd, sshd,
@@ -23,13 +23,15 @@ bindir=$DESTDIR$PREFIX/bin
 mandir=$DESTDIR$PREFIX/share/man
 docdir=$DESTDIR$PREFIX/share/doc/cmr
 build=${CMR_BUILD_DIR:-${CARGO_TARGET_DIR:-target}/release}
-tools=(cmr-parse cmr-sign cmr-route cmr-send cmr-keyx cmr-recv cmr-post)
+# Every binary of the crate (src/bin/NAME.rs), so a new tool is installed with the others.
+tools=()
+for src in src/bin/*.rs; do tools+=("$(basename "$src" .rs)"); done
 examples=(postfix procmail xinetd inetd sshd cron)
 
 case "${1:-}" in
 --uninstall)
-    for t in "${tools[@]}"; do rm -f "$bindir/$t" "$mandir/man1/$t.1.gz"; done
-    rm -f "$mandir/man7/cmr.7.gz"
+    for t in "${tools[@]}"; do rm -f "$bindir/$t"; done
+    for m in man/*.1 man/*.7; do rm -f "$mandir/man${m##*.}/$(basename "$m").gz"; done
     rm -rf "$docdir"
     echo "removed cmr from $DESTDIR$PREFIX"
     exit 0

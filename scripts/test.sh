@@ -26,6 +26,7 @@ steps=(
     "build every target (benches and examples too)|cargo test --all-targets --no-run"
     "cargo test|cargo test --no-fail-fast"
     "the parse benchmark's quick pass|cargo test --bench parse"
+    "the demo (Appendix A, Section 3.1) runs to its end|scripts/demo.sh"
 )
 # Benchmarks print figures and are run on purpose (README), not here:
 # tests/route_eval_smoke.rs covers route-eval on a subset.
@@ -61,11 +62,13 @@ if [ "$system" = yes ]; then
     had_maillog=no
     [ -e /var/log/cmr-test-postfix.log ] && had_maillog=yes
     mailname_before=$(cat /etc/mailname 2>/dev/null || echo '(none)')
+    apt_note=
+    [ ${#missing[@]} -eq 0 ] || apt_note='
+#     (apt-get update first; Postfix preseeded "Local only" with mail name cmr.test, so
+#     its package writes /etc/mailname; packages stay installed)'
     cat <<EOF
 # The integration scripts change this machine (as root):
-#   apt-get install: ${missing[*]:-nothing, every package is there}
-#     (apt-get update first; Postfix preseeded "Local only" with mail name cmr.test, so
-#     its package writes /etc/mailname; packages stay installed)
+#   apt-get install: ${missing[*]:-nothing, every package is there}$apt_note
 #   a system user cmrtest with a home directory: $([ "$had_user" = yes ] && echo "exists already, kept" || echo "created, removed at the end")
 #   /etc/postfix/main.cf and master.cf: changed per script, put back; Postfix started and
 #     stopped again (reloaded if it was running); newaliases rebuilds /etc/aliases.db

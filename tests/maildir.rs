@@ -55,7 +55,7 @@ impl T {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
     /// A message Bob created at `ts`, signed with his key, routed in as mail.
-    fn from_bob(&self, ts: &str, body: &str) {
+    fn bob_sends(&self, ts: &str, body: &str) {
         let m = format!("0\r\n{ts} {BOB}\r\n\r\n{}\r\n{body}", body.len());
         let signed = self.ok("cmr-sign", &["--key-hex", KEY], m.as_bytes());
         let out = self.ok("cmr-route", &["--via", "mail"], signed.as_bytes());
@@ -91,7 +91,7 @@ fn cmr_message_id(creator_line: &str) -> String {
 #[test]
 fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
     let t = T::new();
-    t.from_bob(
+    t.bob_sends(
         "2025/06/01 10:00:00",
         "Saturn and Jupiter are the gas giants of the solar system.",
     );
@@ -107,7 +107,7 @@ fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
     assert_eq!(files(&dir).len(), 0);
 
     // A related message arrives later (A1: "posted later by other clients").
-    t.from_bob(
+    t.bob_sends(
         "2025/06/02 09:30:15.25",
         "Jupiter is the largest planet.\nIt is more massive than all the other planets together.",
     );
@@ -183,7 +183,7 @@ fn later_replies_land_in_a_maildir_as_rfc5322_mail() {
 #[test]
 fn a_mail_becomes_a_post_and_the_related_messages_come_back_as_mail() {
     let t = T::new();
-    t.from_bob(
+    t.bob_sends(
         "2025/06/01 10:00:00",
         "Saturn and Jupiter are the gas giants of the solar system.",
     );

@@ -282,3 +282,52 @@ fn fenced_blocks_are_found_by_language() {
     assert_eq!(commands(&b[1]), vec!["four"]);
     assert_eq!(commands(&blocks(t, "text")[0]), vec!["three"]);
 }
+
+/// State files and Maildirs under `dir`.
+fn state_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if name == "Maildir" {
+                    found.push(p.clone());
+                }
+                stack.push(p);
+            } else if name.contains(".sqlite") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The README's commands run without the `cmr-route init` lines (a new user who skipped
+/// them): those that fail for want of an initialised state file leave no state file, WAL,
+/// SHM or Maildir behind that was not there before.
+#[test]
+fn readme_commands_that_fail_before_init_leave_nothing_behind() {
+    let text = readme();
+    let env = Env::new();
+    let mut failed = 0;
+    for line in blocks(&text, "sh").iter().flat_map(|b| commands(b)) {
+        if line.contains(" init ") {
+            continue;
+        }
+        let before = state_files(env.dir.path());
+        let o = env.run("bash", &line, b"", &[]);
+        if o.status.success() {
+            continue;
+        }
+        failed += 1;
+        let after = state_files(env.dir.path());
+        assert_eq!(before, after, "{}", show(&line, &o));
+    }
+    assert!(
+        failed >= 4,
+        "only {failed} README commands failed without cmr-route init"
+    );
+}

@@ -21,15 +21,15 @@ if ! installed cmr-peer || ! installed cmr-compressor; then
         cargo install --locked "cmr-peer@$PEER_VERSION" "cmr-compressor@$PEER_VERSION" \
         >"$WORK/install.log" 2>&1; then
         tail -40 "$WORK/install.log"
-        echo "FAIL cannot build cmr-peer/cmr-compressor $PEER_VERSION (log above)"
-        echo "0 passed, 1 failed"
+        echo "not ok - cannot build cmr-peer/cmr-compressor $PEER_VERSION (log above)"
+        echo "# 0 passed, 1 failed"
         exit 1
     fi
 fi
 PEER="$CARGO_BIN/cmr-peer"
 COMPRESSOR="$CARGO_BIN/cmr-compressor"
 for b in "$PEER" "$COMPRESSOR"; do
-    [ -x "$b" ] || { echo "FAIL $b missing after install"; echo "0 passed, 1 failed"; exit 1; }
+    [ -x "$b" ] || { echo "not ok - $b missing after install"; echo "# 0 passed, 1 failed"; exit 1; }
 done
 build
 
@@ -85,8 +85,8 @@ start_peer() {
         sleep 0.1
     done
     cat "$WORK/$1.log"
-    echo "FAIL cmr-peer $PEER_VERSION ($1) does not run (log above)"
-    echo "$PASSES passed, $((FAILS + 1)) failed"
+    echo "not ok - cmr-peer $PEER_VERSION ($1) does not run (log above)"
+    echo "# $PASSES passed, $((FAILS + 1)) failed"
     exit 1
 }
 

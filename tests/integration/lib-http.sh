@@ -148,10 +148,10 @@ PY
 check() { # check DESCRIPTION EXPECTED ACTUAL
     if [ "$2" = "$3" ]; then
         PASSES=$((PASSES + 1))
-        echo "ok   $1"
+        echo "ok - $1"
     else
         FAILS=$((FAILS + 1))
-        echo "FAIL $1: expected [$2], got [$3]"
+        echo "not ok - $1: expected [$2], got [$3]"
     fi
 }
 
@@ -161,7 +161,7 @@ raw_status() { # raw_status PORT < request
 }
 
 finish() {
-    echo "$PASSES passed, $FAILS failed"
+    echo "# $PASSES passed, $FAILS failed"
     [ "$FAILS" = 0 ]
 }
 
