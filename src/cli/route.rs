@@ -1027,7 +1027,7 @@ fn status_cmd(
                 .as_deref(),
         ),
     };
-    let r = match State::open(Some(&p)).and_then(|st| status::check(&st, &opts)) {
+    let r = match State::open_existing(Some(&p)).and_then(|st| status::check(&st, &opts)) {
         Ok(r) => r,
         Err(f) => return early(Level::Unknown, format!("{}: {}", p.display(), f.message)),
     };
