@@ -25,7 +25,7 @@ mod common;
 
 use clap::Parser;
 use cmr::compress::eval::{peer_address, read_corpus, split, Item, TfIdfCentroid};
-use cmr::compress::model::{learn, score, terms};
+use cmr::compress::model::{learn, score_with, terms, TOPIC_WEIGHT};
 use cmr::compress::related::{related, related_exhaustive, QueryView, RelatedOptions};
 use cmr::compress::store::{SqlStore, Store};
 use cmr::compress::{general_sizes, CompressorKind, Metric, PeerContext};
@@ -72,9 +72,13 @@ struct Args {
     /// shortlist size
     #[arg(long)]
     shortlist: Option<usize>,
-    /// weight of the peer model in related-message scores
+    /// weight of the peer model in related-message scores; default 1 / topic weight
     #[arg(long)]
     peer_weight: Option<f64>,
+    /// weight of each peer's own distribution in its mixture with the background (the
+    /// engine's TOPIC_WEIGHT by default; 1 = the peer model alone, without the mixture)
+    #[arg(long)]
+    topic_weight: Option<f64>,
     /// skip the exhaustive matching used to measure the shortlist's recall
     #[arg(long)]
     no_recall: bool,
@@ -302,9 +306,8 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     if let Some(s) = args.shortlist {
         opts.shortlist = s;
     }
-    if let Some(w) = args.peer_weight {
-        opts.peer_weight = w;
-    }
+    let topic_weight = args.topic_weight.unwrap_or(TOPIC_WEIGHT);
+    opts.peer_weight = args.peer_weight.unwrap_or(1.0 / topic_weight);
 
     let needs_xy = args.metric.iter().any(|m| m.needs_xy());
     let mut st = SqlStore::new(&conn);
@@ -327,7 +330,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         let ts = terms(x);
         let g = st.global().map_err(|f| f.message)?;
         let peers = st.all_peers().map_err(|f| f.message)?;
-        let scored = score(&mut st, &g, &ts, &peers).map_err(|f| f.message)?;
+        let scored = score_with(&mut st, &g, &ts, &peers, topic_weight).map_err(|f| f.message)?;
         // per metric: the label of the closest peer
         let best: Vec<Option<usize>> = match args.compressor.general() {
             None => args
@@ -566,6 +569,7 @@ fn main() {
         v["seeds"] = serde_json::json!(args.seed);
         v["labels"] = serde_json::json!(mean.peers);
         v["train_per_peer"] = serde_json::json!(args.train);
+        v["topic_weight"] = serde_json::json!(args.topic_weight.unwrap_or(TOPIC_WEIGHT));
         v["corpus"] = corpus.display().to_string().into();
         println!("{v}");
     }

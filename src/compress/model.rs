@@ -395,7 +395,19 @@ pub fn score(
     terms: &[Term],
     peers: &[PeerStats],
 ) -> Result<Scored, Failure> {
-    let ds: Vec<Discounts> = peers.iter().map(|p| p.discounts()).collect();
+    score_with(store, g, terms, peers, TOPIC_WEIGHT)
+}
+
+/// [`score`] with the weight `w` of the peers' own distributions in the mixture instead
+/// of [`TOPIC_WEIGHT`] (route-eval's `--topic-weight`; 1 is the peer model alone).
+pub fn score_with(
+    store: &mut dyn Store,
+    g: &Global,
+    terms: &[Term],
+    peers: &[PeerStats],
+    w: f64,
+) -> Result<Scored, Failure> {
+    let ds: Vec<Discounts> = peers.iter().map(|p| p.discounts_with(w)).collect();
     let mut cond = vec![0.0; peers.len()];
     let mut cond_known = vec![0.0; peers.len()];
     let mut cx_known = 0.0;
