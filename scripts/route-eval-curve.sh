@@ -6,6 +6,7 @@
 #   scripts/route-eval-curve.sh                  # open corpus, seeds 1,2,3
 #   scripts/route-eval-curve.sh debian           # Debian package descriptions by section
 #   CORPUS=/path/other.jsonl SEEDS=4,5,6 scripts/route-eval-curve.sh
+#   EXTRA='--topic-weight 1' scripts/route-eval-curve.sh    # more route-eval options
 #
 # "debian" builds its corpus from the package lists apt knows (apt-cache dumpavail,
 # scripts/debian-corpus.py) into target/debian-descriptions.jsonl, once.
@@ -29,6 +30,8 @@ echo "|-----------|-------------------|--------------|-----------------------|--
 for n in $TRAIN; do
     set -- --corpus "$CORPUS" --seed "$SEEDS" --no-recall --json
     [ "$n" = all ] || set -- "$@" --train "$n"
+    # shellcheck disable=SC2086
+    set -- "$@" ${EXTRA:-}
     cargo bench -q --bench route_eval -- "$@" | grep '^{' | tee -a "$OUT" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)

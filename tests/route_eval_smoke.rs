@@ -106,5 +106,8 @@ fn engine_beats_the_tfidf_centroid_from_20_messages_per_peer() {
     }
     // measured: engine 0.256, tf-idf centroid 0.197 (without the peer models' mixture
     // with the background the engine scored 0.213)
-    assert!(engine >= tfidf + 0.03, "engine {engine}, tf-idf centroid {tfidf}");
+    assert!(
+        engine >= tfidf + 0.03,
+        "engine {engine}, tf-idf centroid {tfidf}"
+    );
 }

@@ -283,7 +283,12 @@ mod tests {
         assert_eq!(cold.train.len(), 6);
         for l in 0..2 {
             let all: Vec<usize> = s.train.iter().filter(|t| t.0 == l).map(|t| t.1).collect();
-            let kept: Vec<usize> = cold.train.iter().filter(|t| t.0 == l).map(|t| t.1).collect();
+            let kept: Vec<usize> = cold
+                .train
+                .iter()
+                .filter(|t| t.0 == l)
+                .map(|t| t.1)
+                .collect();
             assert_eq!(kept, all[all.len() - 3..]);
         }
         assert!(cold.train.windows(2).all(|w| w[0].1 < w[1].1));

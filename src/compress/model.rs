@@ -809,7 +809,10 @@ mod tests {
         let pb = p_all(&g, perl.df);
         let mixed = peer_bits(&a, &a.discounts(), 0, pb);
         let alone = peer_bits(&a, &a.discounts_with(1.0), 0, pb);
-        assert!(mixed - (-pb.log2()) < 0.5 * (alone - (-pb.log2())), "{mixed} {alone}");
+        assert!(
+            mixed - (-pb.log2()) < 0.5 * (alone - (-pb.log2())),
+            "{mixed} {alone}"
+        );
         let cat = s.terms[&terms(b"cat")[0].hash].clone();
         let pb = p_all(&g, cat.df);
         assert!(peer_bits(&a, &a.discounts(), cat.count(a.idx), pb) < -pb.log2());
