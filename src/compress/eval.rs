@@ -213,7 +213,7 @@ impl TfIdfCentroid {
             let norm = c.values().map(|x| x * x).sum::<f64>().sqrt();
             let dot: f64 = q.iter().filter_map(|(w, x)| c.get(w).map(|y| x * y)).sum();
             let cos = dot / norm;
-            if best.map_or(true, |(_, b)| cos > b) {
+            if best.is_none_or(|(_, b)| cos > b) {
                 best = Some((p, cos));
             }
         }
