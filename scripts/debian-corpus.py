@@ -3,12 +3,15 @@
 
     apt-cache dumpavail | scripts/debian-corpus.py > debian.jsonl          # short descriptions
     apt-cache dumpavail | scripts/debian-corpus.py --long > debian-long.jsonl
+    apt-cache dumpavail | scripts/debian-corpus.py --facet use > debian-use.jsonl
 
 One JSON line per package: {"id": "debian/<section>/<package>", "label": <section>, "text": ...},
 the section without its archive area ("contrib/net" is "net"), the text the package's short
 description (the first line of Description), with --long also the long description.
+With --facet F the label is instead the package's one debtag of facet F ("use" labels
+"use::editing" as "editing"); packages with none or several such tags are left out.
 Packages are taken in the order of the lists, the first of each name only, at most --max
-(default 500) per section. Reads stdin, writes stdout.
+(default 500) per label. Reads stdin, writes stdout.
 """
 import json
 import sys
@@ -36,6 +39,9 @@ def packages(lines):
 def main():
     long_ = "--long" in sys.argv
     cap = 500
+    facet = None
+    if "--facet" in sys.argv:
+        facet = sys.argv[sys.argv.index("--facet") + 1] + "::"
     if "--max" in sys.argv:
         cap = int(sys.argv[sys.argv.index("--max") + 1])
     seen = set()
@@ -46,6 +52,12 @@ def main():
             continue
         seen.add(name)
         sec = sec.split("/")[-1]
+        if facet:
+            tags = [t.strip() for t in p.get("Tag", "").replace("\n", " ").split(",")]
+            tags = [t[len(facet):] for t in tags if t.startswith(facet)]
+            if len(tags) != 1:
+                continue
+            sec = tags[0]
         if per.get(sec, 0) >= cap:
             continue
         per[sec] = per.get(sec, 0) + 1

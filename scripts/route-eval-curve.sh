@@ -5,22 +5,25 @@
 #
 #   scripts/route-eval-curve.sh                  # open corpus, seeds 1,2,3
 #   scripts/route-eval-curve.sh debian           # Debian package descriptions by section
+#   scripts/route-eval-curve.sh debian-use       # the same labelled by their debtag use::
 #   CORPUS=/path/other.jsonl SEEDS=4,5,6 scripts/route-eval-curve.sh
 #   EXTRA='--topic-weight 1' scripts/route-eval-curve.sh    # more route-eval options
 #
-# "debian" builds its corpus from the package lists apt knows (apt-cache dumpavail,
-# scripts/debian-corpus.py) into target/debian-descriptions.jsonl, once.
+# "debian" and "debian-use" build their corpus from the package lists apt knows
+# (apt-cache dumpavail, scripts/debian-corpus.py) into target/, once.
 set -eu
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-1,2,3}
 TRAIN=${TRAIN:-5 10 20 40 80 all}
-if [ "${1:-}" = debian ]; then
-    CORPUS=${CORPUS:-target/debian-descriptions.jsonl}
-    if [ ! -s "$CORPUS" ]; then
-        mkdir -p "$(dirname "$CORPUS")"
-        apt-cache dumpavail | python3 scripts/debian-corpus.py > "$CORPUS.tmp"
-        mv "$CORPUS.tmp" "$CORPUS"
-    fi
+case "${1:-}" in
+debian) CORPUS=${CORPUS:-target/debian-descriptions.jsonl}; BUILD= ;;
+debian-use) CORPUS=${CORPUS:-target/debian-use.jsonl}; BUILD="--facet use" ;;
+esac
+if [ -n "${1:-}" ] && [ ! -s "$CORPUS" ]; then
+    mkdir -p "$(dirname "$CORPUS")"
+    # shellcheck disable=SC2086
+    apt-cache dumpavail | python3 scripts/debian-corpus.py $BUILD > "$CORPUS.tmp"
+    mv "$CORPUS.tmp" "$CORPUS"
 fi
 CORPUS=${CORPUS:-../shared/corpus/fortunes_topics.jsonl}
 OUT=${OUT:-/dev/null}
