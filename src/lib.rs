@@ -31,6 +31,7 @@
 //! - [`contact`]: the relay policy (who a router may send to), over [`netaddr`].
 //! - [`log`]: diagnostics to stderr, a file or syslog.
 //! - [`status`]: `cmr-route status`, a peer's health for people and monitoring.
+//! - [`sim`]: a network of real routers on one machine, measured (`cmr-sim`).
 pub mod cli;
 pub mod compress;
 pub mod contact;
@@ -40,6 +41,7 @@ pub mod log;
 pub mod netaddr;
 pub mod route;
 pub mod sign;
+pub mod sim;
 pub mod state;
 pub mod status;
 pub mod transport;

@@ -16,6 +16,7 @@ pub mod recv;
 pub mod route;
 pub mod send;
 pub mod sign;
+pub mod sim;
 
 /// Every tool's command line, in the order the manual lists them. `tests/man.rs` renders
 /// one page per entry into `man/<name>.1`; a new tool adds its `command()` here.
@@ -28,6 +29,7 @@ pub fn commands() -> Vec<clap::Command> {
         keyx::command(),
         send::command(),
         recv::command(),
+        sim::command(),
     ]
 }
 

@@ -44,10 +44,11 @@ pub(crate) fn accept(
         })
         .collect();
     d.best_peer = plan.scores.first().map(|(p, _)| p.clone());
+    let max = super::explore::forward_cap(settings, msg, d);
     let q = Queuer {
         tx,
         settings,
-        max: settings.max_forwards as usize,
+        max,
         cause: crate::contact::Cause {
             sender,
             verified: d.verified,
@@ -56,7 +57,8 @@ pub(crate) fn accept(
     };
     route_to_peers(&q, msg, id, client, plan, d)?;
     forward_matches(&q, msg, id, client, plan, d)?;
-    if d.forwards.len() >= q.max {
+    explore(&q, msg, id, plan, d)?;
+    if q.max > 0 && d.forwards.len() >= q.max {
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
     }
     Ok(id)
@@ -253,6 +255,31 @@ fn forward_matches(
             let why = format!("A3: matched by the new message (score {score:.4})");
             q.queue(d, "y", &y, yid, a, why)?;
         }
+    }
+    Ok(())
+}
+
+/// 3.1: while contexts form, a message nobody here can place explores a few neighbours
+/// ([`super::explore`]).
+fn explore(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let decided: Vec<String> = d.forwards.iter().map(|f| f.dest.clone()).collect();
+    let targets = super::explore::targets(
+        q.tx,
+        q.settings,
+        msg,
+        &plan.scores,
+        !plan.related.is_empty(),
+        q.cause.client,
+        &decided,
+    )?;
+    for (dest, why) in targets {
+        q.queue(d, "x", msg, id, &dest, why)?;
     }
     Ok(())
 }

@@ -24,6 +24,7 @@
 
 mod accept;
 mod decision;
+pub mod explore;
 pub mod forward;
 mod policy;
 pub mod post;

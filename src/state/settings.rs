@@ -173,7 +173,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "forwards_per_match",
-        default: "2",
+        default: "1",
         kind: Kind::Count,
         help: "addresses of a matched message's header the new message is sent to",
     },
@@ -212,6 +212,30 @@ pub const SPECS: &[Spec] = &[
         default: "10000",
         kind: Kind::Count,
         help: "how long to wait for another writer before giving up with 75",
+    },
+    Spec {
+        key: "max_hops",
+        default: "3",
+        kind: Kind::Count,
+        help: "3.3: a message whose header has this many lines (routers passed) is cached and matched but not forwarded (0: no limit)",
+    },
+    Spec {
+        key: "explore_fanout",
+        default: "3",
+        kind: Kind::Count,
+        help: "3.1 exploration: a message that matched nothing here and has no peer within distance_threshold goes to this many more neighbours (0: never)",
+    },
+    Spec {
+        key: "explore_hops",
+        default: "3",
+        kind: Kind::Count,
+        help: "3.1 exploration: only messages whose header has fewer lines than this (hops travelled) are explored",
+    },
+    Spec {
+        key: "explore_until",
+        default: "0",
+        kind: Kind::Count,
+        help: "3.1 exploration stops once the cache holds this many messages (0: it never stops; it fades as peers come within distance_threshold)",
     },
 ];
 
@@ -422,6 +446,12 @@ pub struct Settings {
     pub client_address: Option<String>,
     /// (alias, peer): a peer's other addresses (`cmr-route peer alias`).
     pub aliases: Vec<(String, String)>,
+    /// 3.1 exploration while contexts form (`route::explore`).
+    pub explore_fanout: u64,
+    pub explore_hops: u64,
+    pub explore_until: u64,
+    /// 3.3: forward nothing once a header has this many lines (0: no limit).
+    pub max_hops: u64,
 }
 
 impl Settings {
@@ -485,6 +515,10 @@ impl Settings {
             related_k: count("related_k")?,
             client_address: (!client.is_empty()).then_some(client),
             aliases: aliases(conn)?,
+            explore_fanout: count("explore_fanout")?,
+            explore_hops: count("explore_hops")?,
+            explore_until: count("explore_until")?,
+            max_hops: count("max_hops")?,
         })
     }
 

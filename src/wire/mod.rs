@@ -67,6 +67,32 @@ pub struct Rules {
     pub own_addresses: Vec<Vec<u8>>,
 }
 
+/// When nonzero, the clock stands still at this many microseconds since the epoch (the
+/// simulator sets it once per round, so a run does not depend on how fast it runs).
+static CLOCK_FROZEN_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Stop this process's clock (every `Timestamp::now()`, hence the state file's times, the
+/// outbox's backoff, the rate windows and the not-in-the-future rule) at `secs` since the
+/// Unix epoch; None lets it run again. Only the simulator calls it.
+pub fn freeze_clock(secs: Option<f64>) {
+    CLOCK_FROZEN_MICROS.store(
+        secs.map_or(0, |s| (s * 1e6) as i64),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// The time since the Unix epoch: the system clock, or the frozen time (only in the
+/// simulator).
+pub fn system_time() -> std::time::Duration {
+    let frozen = CLOCK_FROZEN_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+    if frozen > 0 {
+        return std::time::Duration::from_micros(frozen as u64);
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 impl Rules {
     /// The default rules with the future check disabled.
     pub fn unchecked_time() -> Self {
@@ -82,9 +108,7 @@ impl Rules {
         let skew = self.skew_secs as i64;
         match &self.now {
             Now::System => {
-                let d = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
+                let d = system_time();
                 let mut digits = [b'0'; 9];
                 let mut n = d.subsec_nanos();
                 for c in digits.iter_mut().rev() {

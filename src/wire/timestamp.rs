@@ -39,9 +39,7 @@ impl Timestamp {
 
     /// The system clock, in microseconds.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = super::system_time();
         Timestamp::from_unix(d.as_secs() as i64, d.subsec_micros() * 1000, 6)
     }
 

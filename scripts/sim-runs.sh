@@ -1,0 +1,78 @@
+#!/bin/bash
+# Every figure of docs/network.md: cmr-sim runs on the open corpus and the Debian package
+# descriptions, written as one JSON file per run under docs/network/ (and the plot
+# docs/network.svg). Runs go N at a time (JOBS, default 3).
+#
+#   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
+#   scripts/sim-runs.sh accept     # one group: scale, accept, sweep, seeds, faults, debian, relay
+#
+# Needs the shared corpus ($CMR_SHARED, else ../shared) and, for the Debian corpus,
+# apt-cache. The relay group needs PRERELAY_BIN: a cmr-sim built before the relay policy
+# (issue 14) was merged, e.g. from commit 22dbc66.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin cmr-sim
+SIM=target/release/cmr-sim
+OUT=docs/network
+mkdir -p "$OUT"
+JOBS=${JOBS:-3}
+export CMR_SHARED=${CMR_SHARED:-../shared}
+DEB=${DEB:-$OUT/debian18.jsonl.tmp}
+if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
+    apt-cache dumpavail | LABELS=18 scripts/sim-corpus-debian.py > "$DEB"
+fi
+
+run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
+    local name=$1; shift
+    echo "cmr-sim $* --json > $OUT/$name.json" >&2
+    "${BIN:-$SIM}" "$@" --json > "$OUT/$name.json.part" && mv "$OUT/$name.json.part" "$OUT/$name.json"
+}
+wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
+
+group=${1:-all}
+if [ "$group" = all ] || [ "$group" = scale ]; then
+    wait_jobs; run scale-1000 --routers 1000 --seed 1 --queries 100 &
+    for n in 30 300; do wait_jobs; run "scale-$n" --routers $n --seed 1 --queries 100 & done
+fi
+if [ "$group" = all ] || [ "$group" = accept ]; then
+    wait_jobs; run accept --routers 100 --seed 1 --plot docs/network.svg &
+fi
+if [ "$group" = all ] || [ "$group" = sweep ]; then
+    # The fan-out settings, one change at a time from the chosen defaults (100 queries).
+    for s in "max_hops=0" "max_hops=5" "max_forwards=4" "max_forwards=6" \
+             "match_k=1" "match_k=5" "forwards_per_match=2" "explore_fanout=0" \
+             "explore_fanout=2" "explore_hops=4" "distance_threshold=0.9" \
+             "distance_threshold=0.98" "margin=0" "margin=0.05" "match_threshold=0.6"; do
+        wait_jobs; run "sweep-${s/=/-}" --routers 100 --seed 1 --queries 100 --set "$s" &
+    done
+    wait_jobs; run sweep-defaults --routers 100 --seed 1 --queries 100 &
+fi
+if [ "$group" = all ] || [ "$group" = seeds ]; then
+    # The choice of explore_fanout and forwards_per_match, over three seeds.
+    for seed in 1 2 3; do
+        wait_jobs; run "seeds-new-$seed" --routers 100 --seed $seed --queries 100 &
+        wait_jobs; run "seeds-old-$seed" --routers 100 --seed $seed --queries 100 \
+            --set explore_fanout=2 --set forwards_per_match=2 &
+        wait_jobs; run "seeds-ef3mf5-$seed" --routers 100 --seed $seed --queries 100 \
+            --set forwards_per_match=2 --set max_forwards=5 &
+    done
+fi
+if [ "$group" = all ] || [ "$group" = faults ]; then
+    wait_jobs; run churn --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run spam --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run spam100 --routers 100 --seed 1 --spam 100 &
+    wait_jobs; run forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run spam-explore_until --routers 100 --seed 1 --spam 10 --set explore_until=100 &
+    wait_jobs; run explore_until --routers 100 --seed 1 --set explore_until=100 &
+fi
+if [ "$group" = all ] || [ "$group" = debian ]; then
+    wait_jobs; run debian --routers 100 --seed 1 --corpus "$DEB" &
+fi
+if [ "$group" = all ] || [ "$group" = relay ]; then
+    if [ -n "${PRERELAY_BIN:-}" ]; then
+        wait_jobs; BIN=$PRERELAY_BIN run prerelay --routers 100 --seed 1 --set max_hops=3 \
+            --set explore_fanout=3 --set forwards_per_match=1 &
+    fi
+    wait_jobs; run relay-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
+fi
+wait

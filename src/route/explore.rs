@@ -1,0 +1,122 @@
+//! Exploration while contexts form.
+//!
+//! A network starts cold: with empty caches every peer scores near 1.0, and 3.3 ("if there
+//! is no good match then the message is discarded") would keep an expert's knowledge where
+//! it was posted. 3.1: "The originator of the message serves as a link to other peers whose
+//! semantic regions overlaps", and "A client may also post a message to several peers to
+//! improve the expected number of responses."
+//!
+//! The rule, bounded on every side:
+//! - only a message that matched nothing in our cache (we have no answer to give) and for
+//!   which no peer scores within `distance_threshold` (routing has nowhere to send it);
+//! - only while the message has travelled fewer than `explore_hops` hops (its header lines);
+//! - to at most `explore_fanout` more neighbours (configured peers and peers we scored,
+//!   never one in the message's header), the best-scored first, ties broken by a hash of
+//!   the message and the peer, so different messages explore different neighbours;
+//! - only while our cache holds fewer than `explore_until` messages, when that is set.
+//!
+//! It fades by itself as contexts form: once a peer scores within the threshold, the
+//! message is routed (3.2) instead of explored. The forwards still pass the router's
+//! `max_forwards` cap and its never-twice rule.
+
+use super::Decision;
+use crate::exit::Failure;
+use crate::state::{cache, db_failure, settings::Settings};
+use crate::wire::Message;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+/// The neighbours `msg` explores to (with the reason to log), best first; empty when the
+/// rule does not apply. `scores`: the routing scores (best first); `matched`: whether the
+/// message matched a cached message here; `client`: our own client's post; `already`:
+/// destinations decided before.
+pub fn targets(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    scores: &[(String, f64)],
+    matched: bool,
+    client: bool,
+    already: &[String],
+) -> Result<Vec<(String, String)>, Failure> {
+    let fanout = settings.explore_fanout as usize;
+    let hops = msg.ids().len() as u64;
+    // `post_routing threshold` holds our own client's posts to the threshold: no
+    // exploration either.
+    let held = client && !settings.post_to_best;
+    if fanout == 0 || matched || held || hops >= settings.explore_hops {
+        return Ok(Vec::new());
+    }
+    if scores
+        .first()
+        .is_some_and(|(_, s)| *s <= settings.distance_threshold)
+    {
+        return Ok(Vec::new());
+    }
+    if settings.explore_until > 0 && cache::count(conn)? as u64 >= settings.explore_until {
+        return Ok(Vec::new());
+    }
+    let mut cands: Vec<(String, f64)> = scores.to_vec();
+    let configured: Vec<String> = {
+        let mut st = conn
+            .prepare_cached("SELECT address FROM peers WHERE configured = 1 ORDER BY address")
+            .map_err(db_failure)?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_failure)?;
+        rows.collect::<Result<_, _>>().map_err(db_failure)?
+    };
+    for a in configured {
+        let p = settings.peer_of(&a).to_string();
+        if !cands.iter().any(|(c, _)| *c == p) {
+            // Never scored (nothing received from it yet): after every scored peer.
+            cands.push((p, f64::INFINITY));
+        }
+    }
+    let key = msg.origin().key();
+    let tie = |p: &str| {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        p.hash(&mut h);
+        h.finish()
+    };
+    cands.retain(|(p, _)| {
+        !settings.is_own(p.as_bytes())
+            && settings.client_address.as_deref() != Some(p.as_str())
+            && !settings.peer_in_header(msg, p)
+            && !already.iter().any(|a| settings.peer_of(a) == p)
+    });
+    cands.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| tie(&a.0).cmp(&tie(&b.0))));
+    Ok(cands
+        .into_iter()
+        .take(fanout)
+        .map(|(p, s)| {
+            let why = if s.is_finite() {
+                format!("3.1 exploration: nothing matched, best peer above distance_threshold; {hops} hop(s) travelled, score {s:.4}")
+            } else {
+                format!("3.1 exploration: nothing matched, no peer within distance_threshold; {hops} hop(s) travelled, neighbour not scored yet")
+            };
+            (p, why)
+        })
+        .collect())
+}
+
+/// 3.3 flow control: "a ratio of output to input greater than 1 could lead to an
+/// exponential explosion of messages. To compensate, peers should ... establish a distance
+/// threshold or other criteria such that if there is no good match then the message is
+/// discarded." Every message a router accepts is matched and may be forwarded, replies
+/// included, so without a bound one post sets off a cascade that ends only when every
+/// router holds it. The bound: a message whose header already has `max_hops` lines (it
+/// passed that many routers) is cached and matched (our clients still get it) but
+/// forwarded to no one. Returns the cap on this message's forwards.
+pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> usize {
+    let lines = msg.ids().len() as u64;
+    if settings.max_hops > 0 && lines >= settings.max_hops {
+        d.notes.push(format!(
+            "3.3: the header has {lines} lines (max_hops {}): cached, not forwarded",
+            settings.max_hops
+        ));
+        return 0;
+    }
+    settings.max_forwards as usize
+}

@@ -1,0 +1,123 @@
+//! cmr-sim on a small network: real routers, real keys, a few queries, and the baselines.
+
+mod common;
+
+use std::process::Command;
+
+fn sim() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cmr-sim"));
+    c.env("CMR_SHARED", common::shared());
+    c
+}
+
+#[test]
+fn a_small_network_answers_queries_and_the_baselines_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("net.svg");
+    let out = sim()
+        .args([
+            "--routers",
+            "12",
+            "--degree",
+            "4",
+            "--seed",
+            "3",
+            "--experts",
+            "1",
+            "--train",
+            "4",
+            "--queries",
+            "12",
+            "--horizon",
+            "6",
+            "--json",
+            "--plot",
+        ])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "routers",
+        "queries",
+        "success_by_round",
+        "messages_per_query",
+        "load_max_over_mean",
+        "baselines",
+        "wall_s",
+        "peak_rss_kib",
+    ] {
+        assert!(v.get(k).is_some(), "key {k} missing: {v}");
+    }
+    assert_eq!(v["routers"], 12);
+    assert_eq!(v["queries"], 12);
+    let succ: Vec<f64> = v["success_by_round"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(succ.len(), 6);
+    assert!(
+        succ.windows(2).all(|w| w[0] <= w[1]),
+        "success never falls with h: {succ:?}"
+    );
+    // Queries find their topic through the real routers.
+    assert!(succ[5] >= 0.25, "success within 6 rounds {succ:?}");
+    assert!(v["messages_per_query"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_kib"].as_u64().unwrap() > 0);
+    // Every link is keyed: nothing was refused for its signature.
+    let rejected = v["rejected"].as_object().unwrap();
+    assert!(rejected.get("signature").is_none(), "{rejected:?}");
+    let b = &v["baselines"];
+    for k in ["flood", "walk", "oracle"] {
+        let s = b[k]["success_by_round"].as_array().unwrap();
+        assert_eq!(s.len(), 6, "{k}");
+        assert!(b[k]["messages_per_query"].as_f64().unwrap() >= 0.0);
+    }
+    // The oracle is the floor on hops: nothing succeeds earlier than it, and on 12 routers
+    // every holder is within its horizon.
+    let f = |k: &str, h: usize| b[k]["success_by_round"][h].as_f64().unwrap();
+    for h in 0..6 {
+        assert!(f("oracle", h) >= f("walk", h) && f("oracle", h) >= f("flood", h) - 1e-9);
+    }
+    assert_eq!(f("oracle", 5), 1.0);
+    // Flooding costs more messages than the oracle.
+    assert!(
+        b["flood"]["messages_per_query"].as_f64().unwrap()
+            > b["oracle"]["messages_per_query"].as_f64().unwrap()
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("flood") && svg.contains("cmr"));
+}
+
+#[test]
+fn bad_options_and_a_missing_corpus() {
+    let out = sim().args(["--churn", "1.5"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sim().args(["--set", "margin"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = sim().args(["--set", "margin=-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let out = sim()
+        .args(["--routers", "12", "--corpus", "/nonexistent/corpus.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/corpus.jsonl"));
+    let out = sim()
+        .args(["--routers", "5", "--degree", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
