@@ -18,6 +18,7 @@
 //!                          settings, cache, peers, outbox rows, clock, log
 //! sign  log                signatures · diagnostics
 //! wire  via  netaddr  exit A2 format · how a message came · address ranges · sysexits
+//! sys                      safe system calls on the standard descriptors (rustix)
 //! ```
 //!
 //! `state` knows tables, not their owners' logic: every migration is in `state::schema`,
@@ -44,6 +45,7 @@ pub mod sign;
 pub mod sim;
 pub mod state;
 pub mod status;
+pub mod sys;
 pub mod transport;
 pub mod via;
 pub mod wire;

@@ -57,8 +57,7 @@ fn syslog_listening() -> bool {
 
 /// Is fd 2 a socket (inetd hands the client's connection over as fds 0, 1 and 2)?
 fn stderr_is_socket() -> bool {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    unsafe { libc::fstat(2, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK }
+    crate::sys::is_socket(crate::sys::Std::Err)
 }
 
 /// Choose the sink for the rest of the process.
@@ -92,6 +91,8 @@ pub fn set_sink(s: Sink) {
                 .unwrap_or_default()
                 .into_boxed_c_str(),
         );
+        // SAFETY: ident is a NUL-terminated string that lives for the whole process, as
+        // openlog requires (it keeps the pointer).
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_MAIL) };
     }
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
@@ -160,6 +161,8 @@ fn emit(priority: libc::c_int, line: &str) {
         }
         Sink::Syslog | Sink::SyslogOr(_) => {
             let msg = std::ffi::CString::new(line.replace('\0', "\\0")).unwrap_or_default();
+            // SAFETY: a constant "%s" format with one NUL-terminated argument that outlives
+            // the call: syslog reads nothing else.
             unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
         }
     }

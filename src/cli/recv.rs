@@ -242,7 +242,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             key: args.key.clone(),
             ..Default::default()
         };
-        if http::is_socket(0) {
+        if crate::sys::is_socket(crate::sys::Std::In) {
             // inetd: socket timeouts and an alarm bound the connection (http::serve).
             http::serve_stdio(args.state.as_deref(), &opts)?;
         } else {
@@ -376,27 +376,16 @@ fn recv_udp(args: &Args) -> Result<u8, Failure> {
     let sock = match &args.listen {
         Some(a) => UdpSocket::bind(a).map_err(|e| Failure::from(e).context(a))?,
         None => {
-            use std::os::fd::FromRawFd;
+            use crate::sys::{self, Std};
             // Refuse a non-socket fd 0 (run by hand) with a clear error instead of EBADF noise.
-            let mut ty: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            let r = unsafe {
-                libc::getsockopt(
-                    0,
-                    libc::SOL_SOCKET,
-                    libc::SO_TYPE,
-                    (&mut ty as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            if r != 0 || ty != libc::SOCK_DGRAM {
+            if !sys::is_datagram_socket(Std::In) {
                 return Err(Failure::usage(
                     "--udp expects a datagram socket on fd 0 (run it from inetd/xinetd as a \
                      `dgram wait` service) or --listen ADDR:PORT",
                 ));
             }
-            // SAFETY: fd 0 is a datagram socket handed to us by inetd; we own it from here.
-            unsafe { UdpSocket::from_raw_fd(0) }
+            // The datagram socket inetd handed us on fd 0, as a descriptor of our own.
+            UdpSocket::from(sys::dup(Std::In).map_err(Failure::from)?)
         }
     };
     let opts = udp::ReceiveOptions {

@@ -52,9 +52,7 @@ mod server;
 pub use client::send;
 pub(crate) use client::{agent, check_status, classify, delivery_status};
 pub use handshake_glue::percent_encode;
-pub use inetd::{
-    is_socket, peer_address, serve, serve_stdio, serve_tls, server_config, set_socket_timeouts,
-};
+pub use inetd::{serve, serve_stdio, serve_tls, server_config};
 
 /// How one peer is reached over HTTP(S) (per destination).
 #[derive(Debug, Clone)]

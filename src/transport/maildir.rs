@@ -200,15 +200,9 @@ pub fn ensure(dir: &Path) -> Result<(), Failure> {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let n = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    let h = if r == 0 {
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    } else {
-        String::new()
-    };
-    // Maildir: "/" and ":" in the host name are written as \057 and \072.
+    let h = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let h = h.replace('/', "\\057").replace(':', "\\072");
     if h.is_empty() {
         "localhost".into()

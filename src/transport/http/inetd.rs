@@ -6,9 +6,9 @@ use super::server::serve_stream;
 use super::HttpOptions;
 use crate::exit::Failure;
 use crate::route::Transport;
+use crate::sys::{self, Std};
 use std::borrow::Cow;
 use std::io::{self, BufReader, Read, Write};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,14 +163,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// True when `fd` is a socket.
-pub fn is_socket(fd: i32) -> bool {
-    // SAFETY: a zeroed stat is a valid out-buffer; fstat only writes into it and reports a
-    // bad fd as an error.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK }
-}
-
 /// One short-lived process per message: keep freed memory in the heap instead of giving it
 /// back to the kernel after every large free (the router's compressors allocate and free
 /// large buffers many times per message; trimming and re-faulting them cost more than the
@@ -185,15 +177,15 @@ fn keep_heap() {
 
 /// Under inetd: socket timeouts, the peer's address, the alarm.
 fn inetd_prepare(opts: &HttpOptions) -> Cow<'_, HttpOptions> {
-    if !opts.inetd || !is_socket(0) {
+    if !opts.inetd || !sys::is_socket(Std::In) {
         return Cow::Borrowed(opts);
     }
     keep_heap();
     let mut o = opts.clone();
-    set_socket_timeouts(0, o.read_timeout);
-    set_socket_timeouts(1, o.read_timeout);
+    sys::set_socket_timeouts(Std::In, o.read_timeout);
+    sys::set_socket_timeouts(Std::Out, o.read_timeout);
     if o.peer.is_none() {
-        o.peer = peer_address(0);
+        o.peer = sys::peer_address(Std::In);
     }
     // Backstop: whatever hangs (name resolution, a stuck fetch), the process ends.
     let backstop = o.deadline + o.fetch.timeout + o.fetch.connect_timeout * 2;
@@ -205,69 +197,13 @@ fn inetd_prepare(opts: &HttpOptions) -> Cow<'_, HttpOptions> {
 /// inetd/xinetd `nowait`: serve the connection on fds 0 and 1 (unbuffered), then shut it
 /// down.
 pub fn serve_stdio(state_path: Option<&Path>, opts: &HttpOptions) -> Result<(), Failure> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: fds 0 and 1 stay open for the whole process; ManuallyDrop never closes them.
-    let input = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    let output = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
-    let r = serve(&*input, &*output, state_path, opts);
-    if is_socket(1) {
-        // SAFETY: fd 1 is a socket (checked above); shutdown touches nothing in memory.
-        unsafe { libc::shutdown(1, libc::SHUT_WR) };
+    // Our own descriptors for fds 0 and 1 (dups): unbuffered reads and writes, no unsafe.
+    let input = std::fs::File::from(sys::dup(Std::In).map_err(Failure::from)?);
+    let output = std::fs::File::from(sys::dup(Std::Out).map_err(Failure::from)?);
+    let r = serve(&input, &output, state_path, opts);
+    drop(output);
+    if sys::is_socket(Std::Out) {
+        sys::shutdown_write(Std::Out);
     }
     r
-}
-
-/// SO_RCVTIMEO and SO_SNDTIMEO on a socket fd (a no-op on pipes and files).
-pub fn set_socket_timeouts(fd: i32, t: Duration) {
-    let tv = libc::timeval {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_usec: t.subsec_micros() as libc::suseconds_t,
-    };
-    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: the option value points to a live timeval of the size passed.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-    }
-}
-
-/// The remote address of a socket fd (IPv4-mapped IPv6 addresses come back as IPv4).
-pub fn peer_address(fd: i32) -> Option<IpAddr> {
-    // SAFETY: a zeroed sockaddr_storage is a valid out-buffer of the length passed, and the
-    // casts below read it as the family getpeername wrote.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getpeername(
-            fd,
-            &mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr,
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    match ss.ss_family as i32 {
-        libc::AF_INET => {
-            let sin = unsafe { &*(&ss as *const _ as *const libc::sockaddr_in) };
-            Some(IpAddr::from(
-                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-            ))
-        }
-        libc::AF_INET6 => {
-            let sin6 = unsafe { &*(&ss as *const _ as *const libc::sockaddr_in6) };
-            let a = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(match a.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(a),
-            })
-        }
-        _ => None,
-    }
 }
