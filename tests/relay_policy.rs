@@ -71,7 +71,10 @@ fn with_the_defaults_the_open_relay_message_reaches_no_third_party() {
     assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
     let dests = outbox_dests(&e);
     for p in &parties {
-        assert!(!dests.contains(p), "queued to the third party {p}: {dests:?}");
+        assert!(
+            !dests.contains(p),
+            "queued to the third party {p}: {dests:?}"
+        );
     }
 }
 
