@@ -35,7 +35,10 @@ simulator, not of the router). Faults: --churn (share of routers down in each ro
 neighbours).
 
 The corpus defaults to $CMR_SHARED/corpus/fortunes_topics.jsonl, else \
-../shared/corpus/fortunes_topics.jsonl. docs/network.md describes the model and the results.
+../shared/corpus/fortunes_topics.jsonl. With CMR_SIM_DIAG=1, the quantiles of the match scores \
+of same-label and other-label pairs and of the best peer scores go to stderr. A run depends \
+only on its options and seed: the clock stands still within a round, from a fixed date. \
+docs/network.md describes the model and the results.
 
 Exit status: 0 ok, 64 usage, 65 bad corpus, 66 corpus missing, 70 internal error, 75 \
 temporary failure.";
