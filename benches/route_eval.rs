@@ -3,11 +3,17 @@
 //!
 //!     cargo bench --bench route_eval -- --seed 1,2,3
 //!     cargo bench --bench route_eval -- --compressor xz --metric d --labels 6
+//!     cargo bench --bench route_eval -- --train 20 --no-recall   # cold start
 //!
 //! Prints, per seed and as the mean over seeds: top-1 accuracy, precision of the related
 //! messages (share with the query's label), forwards per query (distinct peers among the
 //! related messages' senders, A3), recall of the shortlist against exhaustive matching,
 //! and milliseconds per routing decision in the library (peer scores; related messages).
+//! Beside them, the top-1 accuracy of the corpus README's reference classifier, tf-idf
+//! cosine to each peer's centroid, on the same split (`compress::eval::TfIdfCentroid`).
+//!
+//! `--train N` keeps at most N training messages per peer, its most recent: the last N of
+//! its label in corpus order, the order in which they enter the cache (`Split::limit_train`).
 //!
 //! With `--e2e`, the same split also goes through the real router: the training messages
 //! are cached in a state file (as the router's accept step does, in big transactions) and
@@ -18,8 +24,8 @@
 mod common;
 
 use clap::Parser;
-use cmr::compress::eval::{peer_address, read_corpus, split, Item};
-use cmr::compress::model::{learn, score, terms};
+use cmr::compress::eval::{peer_address, read_corpus, split, Item, TfIdfCentroid};
+use cmr::compress::model::{learn, score_with, terms, TOPIC_WEIGHT};
 use cmr::compress::related::{related, related_exhaustive, QueryView, RelatedOptions};
 use cmr::compress::store::{SqlStore, Store};
 use cmr::compress::{general_sizes, CompressorKind, Metric, PeerContext};
@@ -40,6 +46,10 @@ struct Args {
     /// held-out queries per label
     #[arg(long, default_value_t = 40)]
     tests: usize,
+    /// at most this many training messages per peer, its most recent (the last in corpus
+    /// order); default all
+    #[arg(long)]
+    train: Option<usize>,
     /// seeds, comma separated; figures are averaged over them
     #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
     seed: Vec<u64>,
@@ -62,9 +72,13 @@ struct Args {
     /// shortlist size
     #[arg(long)]
     shortlist: Option<usize>,
-    /// weight of the peer model in related-message scores
+    /// weight of the peer model in related-message scores; default 1 / topic weight
     #[arg(long)]
     peer_weight: Option<f64>,
+    /// weight of each peer's own distribution in its mixture with the background (the
+    /// engine's TOPIC_WEIGHT by default; 1 = the peer model alone, without the mixture)
+    #[arg(long)]
+    topic_weight: Option<f64>,
     /// skip the exhaustive matching used to measure the shortlist's recall
     #[arg(long)]
     no_recall: bool,
@@ -89,6 +103,10 @@ struct Args {
 struct Figures {
     /// top-1 accuracy per metric, in the order of --metric
     top1: Vec<f64>,
+    /// top-1 accuracy of tf-idf cosine to the peers' centroids, same split
+    tfidf_top1: f64,
+    /// training messages in the split
+    train: usize,
     p_at_k: f64,
     forwards: f64,
     recall: f64,
@@ -231,7 +249,19 @@ fn run_e2e(
 }
 
 fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
-    let sp = split(items, args.labels, args.tests, seed);
+    let mut sp = split(items, args.labels, args.tests, seed);
+    if let Some(n) = args.train {
+        sp.limit_train(n);
+    }
+    let tfidf = TfIdfCentroid::fit(
+        sp.labels.len(),
+        sp.train.iter().map(|&(l, i)| (l, items[i].text.as_str())),
+    );
+    let tfidf_hits = sp
+        .queries
+        .iter()
+        .filter(|&&(l, i)| tfidf.best(&items[i].text) == Some(l))
+        .count();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let conn = Connection::open(dir.path().join("engine.sqlite")).map_err(|e| e.to_string())?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
@@ -276,9 +306,8 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     if let Some(s) = args.shortlist {
         opts.shortlist = s;
     }
-    if let Some(w) = args.peer_weight {
-        opts.peer_weight = w;
-    }
+    let topic_weight = args.topic_weight.unwrap_or(TOPIC_WEIGHT);
+    opts.peer_weight = args.peer_weight.unwrap_or(1.0 / topic_weight);
 
     let needs_xy = args.metric.iter().any(|m| m.needs_xy());
     let mut st = SqlStore::new(&conn);
@@ -301,7 +330,7 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
         let ts = terms(x);
         let g = st.global().map_err(|f| f.message)?;
         let peers = st.all_peers().map_err(|f| f.message)?;
-        let scored = score(&mut st, &g, &ts, &peers).map_err(|f| f.message)?;
+        let scored = score_with(&mut st, &g, &ts, &peers, topic_weight).map_err(|f| f.message)?;
         // per metric: the label of the closest peer
         let best: Vec<Option<usize>> = match args.compressor.general() {
             None => args
@@ -376,6 +405,8 @@ fn run(args: &Args, items: &[Item], seed: u64) -> Result<Figures, String> {
     }
     let q = sp.queries.len().max(1) as f64;
     f.top1 = hit.iter().map(|&h| h as f64 / q).collect();
+    f.tfidf_top1 = tfidf_hits as f64 / q;
+    f.train = sp.train.len();
     f.p_at_k = rel_good as f64 / rel_n.max(1) as f64;
     f.forwards = fwd as f64 / q;
     f.recall = if rec_n == 0 {
@@ -416,9 +447,11 @@ fn print(name: &str, f: &Figures, args: &Args) {
         })
         .collect();
     println!(
-        "{name:>8}: top-1 (ms per decision) {}  p@{} {:.4}  forwards {:.2}  recall {:.3}  \
-         related {:.3} ms  CPU {:.3} ms/msg  learn {:.3} ms  ({} queries, {} peers)",
+        "{name:>8}: top-1 (ms per decision) {}  tf-idf centroid {:.4}  p@{} {:.4}  forwards {:.2}  \
+         recall {:.3}  related {:.3} ms  CPU {:.3} ms/msg  learn {:.3} ms  ({} queries, {} peers, \
+         {} training messages)",
         top.join(" "),
+        f.tfidf_top1,
         args.k,
         f.p_at_k,
         f.forwards,
@@ -427,7 +460,8 @@ fn print(name: &str, f: &Figures, args: &Args) {
         f.cpu_ms,
         f.learn_ms,
         f.queries,
-        f.peers
+        f.peers,
+        f.train
     );
     if let Some(e) = &f.e2e {
         println!(
@@ -461,11 +495,12 @@ fn main() {
         }
     };
     println!(
-        "route-eval: corpus {} ({} items), labels {}, tests {}, compressor {}, metrics {:?}, context {} bytes",
+        "route-eval: corpus {} ({} items), labels {}, tests {}, train {}, compressor {}, metrics {:?}, context {} bytes",
         corpus.display(),
         items.len(),
         args.labels.map_or("all".to_string(), |l| l.to_string()),
         args.tests,
+        args.train.map_or("all".to_string(), |n| n.to_string()),
         args.compressor,
         args.metric.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         args.context_bytes
@@ -488,6 +523,8 @@ fn main() {
         top1: (0..args.metric.len())
             .map(|m| all.iter().map(|f| f.top1[m]).sum::<f64>() / n)
             .collect(),
+        tfidf_top1: all.iter().map(|f| f.tfidf_top1).sum::<f64>() / n,
+        train: all.first().map_or(0, |f| f.train),
         p_at_k: all.iter().map(|f| f.p_at_k).sum::<f64>() / n,
         forwards: all.iter().map(|f| f.forwards).sum::<f64>() / n,
         recall: all.iter().map(|f| f.recall).sum::<f64>() / n,
@@ -531,6 +568,9 @@ fn main() {
             .into();
         v["seeds"] = serde_json::json!(args.seed);
         v["labels"] = serde_json::json!(mean.peers);
+        v["train_per_peer"] = serde_json::json!(args.train);
+        v["topic_weight"] = serde_json::json!(args.topic_weight.unwrap_or(TOPIC_WEIGHT));
+        v["corpus"] = corpus.display().to_string().into();
         println!("{v}");
     }
 }

@@ -99,6 +99,16 @@ fn run(args: &Args, texts: &[String], peers: usize, dir: &Path) -> Result<(), St
     let addrs: Vec<String> = (0..peers)
         .map(|i| format!("http://peer{i}.example/cmr"))
         .collect();
+    // Configured peers: the relay policy lets the router forward these unsigned messages to
+    // them, as it did before the policy existed, so the figures stay comparable.
+    state
+        .write(|tx| {
+            for a in &addrs {
+                cmr::state::peers::add(tx, a, cmr::sign::Scheme::HmacSha256, None)?;
+            }
+            Ok(())
+        })
+        .map_err(|f| f.message)?;
     let mut rng = SplitMix64(42);
     let mut qrng = SplitMix64(7);
     let mut have = 0usize;

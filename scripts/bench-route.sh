@@ -41,6 +41,14 @@ def doc(k):
 
 subprocess.run([route, "--state", state, "init", "--address", "http://bench.test/cmr"],
                check=True, stdout=subprocess.DEVNULL)
+# The rate windows would refuse a bulk load; the peers are configured peers, so the relay
+# policy lets these unsigned messages be forwarded to them as before it existed.
+for k in ("rate_peer", "rate_global"):
+    subprocess.run([route, "--state", state, "policy", k, "off"], check=True,
+                   stdout=subprocess.DEVNULL)
+for peer in PEERS:
+    subprocess.run([route, "--state", state, "peer", "add", peer], check=True,
+                   stdout=subprocess.DEVNULL)
 
 # Bulk load through cmr-route streams, 20 streams (one per peer), two at a time.
 t0 = time.perf_counter()

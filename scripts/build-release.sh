@@ -21,4 +21,4 @@ esac
 for src in src/bin/*.rs; do
     cargo rustc "${q[@]}" --release --bin "$(basename "$src" .rs)" -- "${flags[@]}"
 done
-[ "${1:-}" = --quiet ] || echo "built: $(ls target/release/cmr-* | grep -v '\.d$' | tr '\n' ' ')"
+[ "${1:-}" = --quiet ] || echo "built: $(ls "${CARGO_TARGET_DIR:-target}"/release/cmr-* | grep -v '\.d$' | tr '\n' ' ')"

@@ -7,6 +7,8 @@
 #
 # Writes docs/routing-results.jsonl (one JSON line per run) and docs/routing.svg.
 # xz over 18 peer contexts of 32 KB takes minutes per seed; set COMPRESSORS to skip it.
+# The cold-start curve (route-eval --train N beside the tf-idf centroid) is
+# scripts/route-eval-curve.sh [debian].
 set -eu
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-1,2,3}

@@ -18,6 +18,7 @@
 //!                          settings, cache, peers, outbox rows, clock, log
 //! sign  log                signatures · diagnostics
 //! wire  via  netaddr  exit A2 format · how a message came · address ranges · sysexits
+//! sys                      safe system calls on the standard descriptors (rustix)
 //! ```
 //!
 //! `state` knows tables, not their owners' logic: every migration is in `state::schema`,
@@ -30,6 +31,7 @@
 //! - [`compress`]: compressors, the native word model and the routing distances (3.2).
 //! - [`contact`]: the relay policy (who a router may send to), over [`netaddr`].
 //! - [`log`]: diagnostics to stderr, a file or syslog.
+//! - [`status`]: `cmr-route status`, a peer's health for people and monitoring.
 //! - [`sim`]: a network of real routers on one machine, measured (`cmr-sim`).
 pub mod cli;
 pub mod compress;
@@ -42,6 +44,8 @@ pub mod route;
 pub mod sign;
 pub mod sim;
 pub mod state;
+pub mod status;
+pub mod sys;
 pub mod transport;
 pub mod via;
 pub mod wire;

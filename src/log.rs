@@ -2,6 +2,12 @@
 //!
 //! Under inetd, fd 2 is the client's socket, so `cmr-recv` switches the sink to a file
 //! (`--log FILE`) or syslog (`--log syslog`) before anything can be printed.
+//!
+//! With no syslog socket (`/dev/log`: a container, a chroot, a host without a syslog
+//! daemon), `syslog(3)` drops every line silently. Then `--log syslog` falls back to
+//! stderr, or to FILE with `--log syslog:FILE`, and the first line logged says so once;
+//! when fd 2 is a socket (inetd's connection to the client) and no file is named, the
+//! lines are dropped rather than sent to the client.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -12,26 +18,72 @@ pub enum Sink {
     Stderr,
     File(std::path::PathBuf),
     Syslog,
+    /// Syslog, else this file (`syslog:FILE`).
+    SyslogOr(std::path::PathBuf),
     /// Drop everything (tests, or `--quiet`).
     Null,
 }
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+/// Said once, before the first line, when syslog was asked for and is not there.
+static NOTICE: Mutex<Option<String>> = Mutex::new(None);
 
 impl Sink {
-    /// `-` or `stderr`, `syslog`, `none`, or a file path.
+    /// `-` or `stderr`, `syslog`, `syslog:FILE`, `none`, or a file path.
     pub fn parse(s: &str) -> Sink {
         match s {
             "-" | "stderr" => Sink::Stderr,
             "syslog" => Sink::Syslog,
             "none" | "null" => Sink::Null,
-            p => Sink::File(p.into()),
+            p => match p.strip_prefix("syslog:").filter(|f| !f.is_empty()) {
+                Some(f) => Sink::SyslogOr(f.into()),
+                None => Sink::File(p.into()),
+            },
         }
     }
 }
 
+/// The socket syslog(3) writes to.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Is a syslog daemon listening (datagram or stream, as glibc tries)?
+fn syslog_listening() -> bool {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    UnixDatagram::unbound()
+        .and_then(|s| s.connect(SYSLOG_SOCKET))
+        .is_ok()
+        || UnixStream::connect(SYSLOG_SOCKET).is_ok()
+}
+
+/// Is fd 2 a socket (inetd hands the client's connection over as fds 0, 1 and 2)?
+fn stderr_is_socket() -> bool {
+    crate::sys::is_socket(crate::sys::Std::Err)
+}
+
 /// Choose the sink for the rest of the process.
 pub fn set_sink(s: Sink) {
+    let s = match s {
+        Sink::Syslog | Sink::SyslogOr(_) if !syslog_listening() => {
+            let to = match s {
+                Sink::SyslogOr(f) => Sink::File(f),
+                _ if stderr_is_socket() => Sink::Null,
+                _ => Sink::Stderr,
+            };
+            let place = match &to {
+                Sink::File(f) => f.display().to_string(),
+                _ => "stderr".to_string(),
+            };
+            if to != Sink::Null {
+                *NOTICE.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "{}: no syslog socket at {SYSLOG_SOCKET}: logging to {place} instead",
+                    program_name()
+                ));
+            }
+            to
+        }
+        Sink::SyslogOr(_) => Sink::Syslog,
+        s => s,
+    };
     if s == Sink::Syslog {
         // The ident must outlive every syslog call: leak one small string once.
         let ident: &'static std::ffi::CStr = Box::leak(
@@ -39,6 +91,8 @@ pub fn set_sink(s: Sink) {
                 .unwrap_or_default()
                 .into_boxed_c_str(),
         );
+        // SAFETY: ident is a NUL-terminated string that lives for the whole process, as
+        // openlog requires (it keeps the pointer).
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_MAIL) };
     }
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
@@ -78,6 +132,10 @@ pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn emit(priority: libc::c_int, line: &str) {
+    let notice = NOTICE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(n) = notice {
+        emit(libc::LOG_NOTICE, &n);
+    }
     let line = &*terminal_safe(line);
     let sink = SINK
         .lock()
@@ -101,8 +159,10 @@ fn emit(priority: libc::c_int, line: &str) {
                     f.write_all(format!("{stamp} [{}] {line}\n", std::process::id()).as_bytes());
             }
         }
-        Sink::Syslog => {
+        Sink::Syslog | Sink::SyslogOr(_) => {
             let msg = std::ffi::CString::new(line.replace('\0', "\\0")).unwrap_or_default();
+            // SAFETY: a constant "%s" format with one NUL-terminated argument that outlives
+            // the call: syslog reads nothing else.
             unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
         }
     }

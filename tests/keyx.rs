@@ -245,7 +245,7 @@ fn init_queues_the_request_in_the_outbox() {
     assert!(v["outbox_id"].as_i64().is_some());
     let q = a.take_outbox(BOB);
     assert_eq!(q.len(), 1);
-    assert!(body_of(&q[0]).starts_with("DH key exchange request=2,ffffffffffffffffc90fdaa2"));
+    assert!(body_of(&q[0]).starts_with("DH key exchange request=5,ffffffffffffffffc90fdaa2"));
     assert!(body_of(&q[0]).ends_with('.'));
     // A second init while one is pending: refused (64) unless --replace.
     let o = a.keyx(&["init", BOB, "--dh"]);
@@ -884,5 +884,30 @@ fn a_forged_first_exchange_cannot_lock_a_peer_out() {
             "{d}"
         );
         assert_eq!(b.key_for(ALICE), k);
+    }
+}
+
+#[test]
+fn dh_print_sends_a_primitive_root_for_every_group() {
+    // A5.2: "a primitive root g of p". For the safe primes p = 2q+1 of RFC 3526, g is one
+    // iff g^2 != 1 and g^q != 1 (mod p).
+    use num_bigint::BigUint;
+    for (group, g_hex) in [("14", "b"), ("15", "5"), ("16", "5")] {
+        let a = Peer::new(ALICE);
+        let req = a.keyx_ok(&["init", BOB, "--dh", "--group", group, "--print"]);
+        let body = body_of(&req);
+        let nums = body
+            .strip_prefix("DH key exchange request=")
+            .and_then(|r| r.strip_suffix('.'))
+            .unwrap();
+        let v: Vec<BigUint> = nums
+            .split(',')
+            .map(|h| BigUint::parse_bytes(h.as_bytes(), 16).unwrap())
+            .collect();
+        let (g, p) = (&v[0], &v[1]);
+        assert_eq!(format!("{g:x}"), g_hex, "group {group}");
+        let q: BigUint = p >> 1u32;
+        assert_ne!(g.modpow(&BigUint::from(2u32), p), BigUint::from(1u32));
+        assert_ne!(g.modpow(&q, p), BigUint::from(1u32), "group {group}: g^q");
     }
 }

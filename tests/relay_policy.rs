@@ -59,11 +59,30 @@ fn refused_codes(d: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// With every default: the open-relay message queues nothing to the header's third parties.
+#[test]
+fn with_the_defaults_the_open_relay_message_reaches_no_third_party() {
+    let e = Env::new();
+    let (_, d) = e.route_json(&msg("http://astro.test/", PLANETS).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    let parties = third_parties();
+    let x = with_header("mailto:stranger@evil.test", &parties, QUESTION);
+    let (c, d) = e.route_json(&x.encode(), &[]);
+    assert_eq!((c, d["outcome"].as_str()), (0, Some("accepted")), "{d}");
+    let dests = outbox_dests(&e);
+    for p in &parties {
+        assert!(
+            !dests.contains(p),
+            "queued to the third party {p}: {dests:?}"
+        );
+    }
+}
+
 #[test]
 fn an_unverified_stranger_cannot_use_the_router_as_a_relay() {
     let e = Env::new();
-    // These headers name dozens of routers: the hop limit (3.3) would keep the router from
-    // forwarding them at all, before the relay policy is asked.
+    // max_hops (3 by default) alone would forward nothing of a 34-line header: lift it, so
+    // that what is refused here is the relay policy's doing.
     e.ok(&["policy", "max_hops", "0"]);
     let (_, d) = e.route_json(&msg("http://astro.test/", PLANETS).encode(), &[]);
     assert_eq!(d["outcome"], "accepted", "{d}");
@@ -117,6 +136,16 @@ fn an_unverified_stranger_cannot_use_the_router_as_a_relay() {
         )
         .unwrap();
     assert_eq!(counted as usize, refused.len());
+    // cmr-route status counts them, by code.
+    let o = e.route(&["status", "--json"], b"");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let relay = st["relay_refusals"].as_array().unwrap();
+    assert!(
+        relay
+            .iter()
+            .any(|r| r[0] == "relay-unverified" && r[1].as_i64().unwrap() >= 30),
+        "{st}"
+    );
     // The same message with new IDs, again and again: still nothing to the third parties,
     // and the replies to invented senders stop at the shared budget.
     for i in 0..12 {
@@ -151,8 +180,8 @@ fn a_verified_peer_reaches_strangers_only_within_the_budget_and_never_private_on
         "--key-hex",
         &hex(&key),
     ]);
-    e.ok(&["policy", "max_hops", "0"]);
     e.ok(&["policy", "max_forwards", "100"]);
+    e.ok(&["policy", "max_hops", "0"]);
     e.ok(&["policy", "contact_budget_source", "5/3600"]);
     let (_, d) = e.route_json(&msg("http://astro.test/", PLANETS).encode(), &[]);
     assert_eq!(d["outcome"], "accepted");

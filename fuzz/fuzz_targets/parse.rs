@@ -27,7 +27,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = wire::parse(data, r) {
             assert_eq!(m.encode(), data);
             assert_eq!(m.encoded_len(), data.len());
-            let _ = (m.sender(), m.origin(), m.ids().count(), m.body(), m.header_bytes());
+            let _ = (
+                m.sender(),
+                m.origin(),
+                m.ids().count(),
+                m.body(),
+                m.header_bytes(),
+            );
             for id in m.ids() {
                 let _ = id.key();
             }

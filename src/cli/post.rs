@@ -30,7 +30,8 @@ Examples:
   cmr-post --json < note.txt | jq '.related[].body'
   cmr-post --from mailto:me@example.org note.txt
   cmr-post --explain note.txt              also show the routing decision
-  cmr-post --replies                       messages that matched my posts since";
+  cmr-post --replies                       messages that matched my posts since
+  cmr-post --replies --maildir ~/Maildir   the same as mail, for mutt or mblaze (cron)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,6 +61,12 @@ pub struct Args {
     /// With --replies: include those already shown.
     #[arg(long, requires = "replies")]
     pub all: bool,
+    /// With --replies: deliver them into the Maildir DIR as mail instead of printing them
+    /// (From: the creator, Date: its timestamp, Subject: the body's first line, References:
+    /// the post). Created if missing; a reply already in DIR is not written again. Prints
+    /// nothing (cron mails any output) unless --json.
+    #[arg(long, value_name = "DIR", requires = "replies")]
+    pub maildir: Option<PathBuf>,
     /// Compose and route, but store nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -69,7 +76,8 @@ pub struct Args {
     /// Show the routing decision as well (scores, forwards).
     #[arg(long)]
     pub explain: bool,
-    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
+    /// Where diagnostics go: stderr (default), syslog (with no syslog socket: stderr, or
+    /// FILE with syslog:FILE), none, or a file path.
     #[arg(long, value_name = "SINK")]
     pub log: Option<String>,
     /// Body file, or - for standard input.
@@ -114,6 +122,21 @@ fn related_text(rel: &[Related]) -> String {
 }
 
 fn run(a: Args) -> Result<u8, Failure> {
+    if let (true, Some(dir)) = (a.replies, &a.maildir) {
+        let st = State::open(a.state.as_deref())?;
+        let n = crate::transport::maildir::deliver_replies(&st, dir, a.all)?;
+        if a.json {
+            let mut o = std::io::stdout().lock();
+            writeln!(
+                o,
+                "{}",
+                serde_json::json!({ "delivered": n, "maildir": dir })
+            )
+            .and_then(|_| o.flush())
+            .map_err(|e| Failure::from(e).context("writing output"))?;
+        }
+        return Ok(exit::OK);
+    }
     if a.replies {
         let st = State::open_existing(a.state.as_deref())?;
         let r = post::replies(&st, a.all, !a.dry_run)?;

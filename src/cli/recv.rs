@@ -48,6 +48,7 @@ Examples:
                      | cmr-recv --mail
   xinetd (dgram):    server_args = --udp --tag bob --log syslog
   authorized_keys:   restrict,command=\"cmr-recv --ssh --peer ADDR\" ssh-ed25519 AAAA...
+  posting by mail:   \"|cmr-recv --mail --post --maildir ~/Maildir --allow-sender me@example.org\"
   cmr-recv --mail --print < mail.eml | cmr-parse --json
 
 Exit status: 0 handled (--mail, --ssh, --udp: a message the router rejects per A3 is
@@ -82,8 +83,9 @@ pub struct Args {
     /// State file (default $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite)
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
-    /// Diagnostics: stderr, syslog, none, or a file (default: stderr; syslog for
-    /// --udp/--http/--https, where fd 2 is the socket)
+    /// Diagnostics: stderr, syslog, syslog:FILE (FILE when there is no syslog socket),
+    /// none, or a file (default: stderr; syslog for --udp/--http/--https, where fd 2 is
+    /// the socket: with no syslog socket and no FILE, nothing is logged there)
     #[arg(long, value_name = "FILE|syslog")]
     pub log: Option<String>,
     /// --mail: exit status for a mail without a CMR message (65 bounces it; 0 drops it)
@@ -119,6 +121,19 @@ pub struct Args {
     /// Print each routing decision as a JSON line on stdout (--mail, --ssh)
     #[arg(long, conflicts_with = "print")]
     pub json: bool,
+    /// --mail: the mail is a person's post, not a CMR message: its Subject and plain-text
+    /// body (without a signature) become a new message posted to the pool, as cmr-post
+    /// would (the client address setting, else our first address, as its creator)
+    #[arg(long, requires = "mail", conflicts_with = "print")]
+    pub post: bool,
+    /// --post: deliver the related messages already in the pool into this Maildir, as
+    /// replies to the post (later ones: cmr-post --replies --maildir DIR from cron)
+    #[arg(long, value_name = "DIR", requires = "post")]
+    pub maildir: Option<PathBuf>,
+    /// --post: only mail from this envelope sender ($SENDER, else From) may post;
+    /// repeatable. Others are refused with 77 (the MTA bounces the mail)
+    #[arg(long, value_name = "ADDR", requires = "post")]
+    pub allow_sender: Vec<String>,
 }
 
 pub fn command() -> clap::Command {
@@ -132,7 +147,11 @@ pub fn main() -> ExitCode {
         // bounce): tell them too when the log goes elsewhere.
         if let (Err(f), Some(_)) = (&r, &args.log) {
             if args.ssh || args.mail {
-                let _ = writeln!(std::io::stderr(), "cmr-recv: {}", f.message);
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cmr-recv: {}",
+                    crate::log::terminal_safe(&f.message)
+                );
             }
         }
         r
@@ -223,7 +242,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             key: args.key.clone(),
             ..Default::default()
         };
-        if http::is_socket(0) {
+        if crate::sys::is_socket(crate::sys::Std::In) {
             // inetd: socket timeouts and an alarm bound the connection (http::serve).
             http::serve_stdio(args.state.as_deref(), &opts)?;
         } else {
@@ -233,6 +252,9 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             http::serve(input, std::io::stdout(), args.state.as_deref(), &opts)?;
         }
         return Ok(exit::OK);
+    }
+    if args.mail && args.post {
+        return post_mail(args);
     }
     if args.mail {
         return recv_mail(args);
@@ -246,7 +268,8 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
 /// Largest mail read: a maximal message, base64-encoded, plus headers.
 const MAX_MAIL: u64 = (16 << 20) * 4 / 3 + (1 << 20);
 
-fn recv_mail(args: &Args) -> Result<u8, Failure> {
+/// Read the mail on stdin (bounded); an empty one is EX_NOINPUT.
+fn read_mail() -> Result<Vec<u8>, Failure> {
     let mut buf = Vec::new();
     std::io::stdin()
         .lock()
@@ -254,16 +277,81 @@ fn recv_mail(args: &Args) -> Result<u8, Failure> {
         .read_to_end(&mut buf)
         .map_err(|e| Failure::from(e).context("reading the mail"))?;
     if buf.len() as u64 > MAX_MAIL {
-        let m = format!("mail larger than {MAX_MAIL} bytes: no CMR message fits");
-        if args.no_message_exit == exit::OK {
-            crate::log::info(&format!("cmr-recv: dropped: {m}"));
-            return Ok(exit::OK);
-        }
-        return Err(Failure::new(args.no_message_exit, m));
+        return Err(Failure::data(format!("mail larger than {MAX_MAIL} bytes")));
     }
     if buf.is_empty() {
         return Err(Failure::no_input("standard input: empty (no mail)"));
     }
+    Ok(buf)
+}
+
+/// `--mail --post`: a person's mail becomes a post; the related messages already in the
+/// pool go to their Maildir.
+fn post_mail(args: &Args) -> Result<u8, Failure> {
+    use crate::transport::maildir;
+    let buf = read_mail()?;
+    let sender = maildir::sender_of(&buf).unwrap_or_default();
+    if !args.allow_sender.is_empty()
+        && !args.allow_sender.iter().any(|a| {
+            a.trim_start_matches("mailto:")
+                .eq_ignore_ascii_case(&sender)
+        })
+    {
+        return Err(Failure::new(
+            exit::NOPERM,
+            format!(
+                "sender <{sender}> may not post here (--allow-sender {})",
+                args.allow_sender.join(", ")
+            ),
+        ));
+    }
+    let text = maildir::post_text(&buf)
+        .ok_or_else(|| Failure::data("the mail has no subject and no text to post"))?;
+    let mut st = State::open(args.state.as_deref())?;
+    let p = route::post::post(
+        &mut st,
+        text.as_bytes(),
+        &route::post::PostOptions::default(),
+    )?;
+    let id = p.message_id.clone().unwrap_or_default();
+    if args.verbose {
+        crate::log::info(&format!("mail from <{sender}>: posted {id}"));
+    }
+    if args.json {
+        let mut o = std::io::stdout().lock();
+        serde_json::to_writer(&mut o, &p).map_err(std::io::Error::from)?;
+        writeln!(o)?;
+    }
+    // The post is committed: from here on nothing may make the MTA deliver it again (that
+    // would post it twice). A Maildir that cannot take the related messages is logged.
+    if let Some(dir) = &args.maildir {
+        for r in &p.related {
+            if let Err(f) = maildir::deliver_related(dir, r, &id) {
+                crate::log::error(&format!(
+                    "cmr-recv: posted {id}, but the related messages could not go to {}: {}",
+                    dir.display(),
+                    f.message
+                ));
+                break;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn recv_mail(args: &Args) -> Result<u8, Failure> {
+    let buf = match read_mail() {
+        // Too large (the only DATAERR of read_mail): no CMR message fits.
+        Err(f) if f.code == exit::DATAERR => {
+            let m = format!("{}: no CMR message fits", f.message);
+            if args.no_message_exit == exit::OK {
+                crate::log::info(&format!("cmr-recv: dropped: {m}"));
+                return Ok(exit::OK);
+            }
+            return Err(Failure::new(args.no_message_exit, m));
+        }
+        r => r?,
+    };
     // The router applies the full A2/A3 rules; extraction only needs the structure.
     let msg = match mail::extract(&buf, &wire::Rules::unchecked_time()) {
         Ok(m) => m,
@@ -288,27 +376,16 @@ fn recv_udp(args: &Args) -> Result<u8, Failure> {
     let sock = match &args.listen {
         Some(a) => UdpSocket::bind(a).map_err(|e| Failure::from(e).context(a))?,
         None => {
-            use std::os::fd::FromRawFd;
+            use crate::sys::{self, Std};
             // Refuse a non-socket fd 0 (run by hand) with a clear error instead of EBADF noise.
-            let mut ty: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            let r = unsafe {
-                libc::getsockopt(
-                    0,
-                    libc::SOL_SOCKET,
-                    libc::SO_TYPE,
-                    (&mut ty as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            if r != 0 || ty != libc::SOCK_DGRAM {
+            if !sys::is_datagram_socket(Std::In) {
                 return Err(Failure::usage(
                     "--udp expects a datagram socket on fd 0 (run it from inetd/xinetd as a \
                      `dgram wait` service) or --listen ADDR:PORT",
                 ));
             }
-            // SAFETY: fd 0 is a datagram socket handed to us by inetd; we own it from here.
-            unsafe { UdpSocket::from_raw_fd(0) }
+            // The datagram socket inetd handed us on fd 0, as a descriptor of our own.
+            UdpSocket::from(sys::dup(Std::In).map_err(Failure::from)?)
         }
     };
     let opts = udp::ReceiveOptions {

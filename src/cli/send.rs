@@ -108,7 +108,8 @@ pub struct Args {
     /// State file (default $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite)
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
-    /// Diagnostics: stderr (default), syslog, none, or a file
+    /// Diagnostics: stderr (default), syslog (with no syslog socket: stderr, or FILE with
+    /// syslog:FILE), none, or a file
     #[arg(long, value_name = "FILE|syslog")]
     pub log: Option<String>,
     /// Give up on one destination after SECS seconds (send_timeout, default 60)
@@ -352,6 +353,13 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
             transport::send(a, b, &od)
         })?
     };
+    if !args.print {
+        // For `cmr-route status`: when the outbox was last drained. The drain itself is
+        // done and committed; a failure to note it only makes status report an older drain.
+        if let Err(f) = crate::status::record_drain(&state) {
+            crate::log::error(&format!("cmr-send: noting the drain: {}", f.message));
+        }
+    }
 
     if args.json {
         writeln!(

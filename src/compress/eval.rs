@@ -6,6 +6,12 @@
 //! - For each kept label in sorted order: shuffle its items (taken in corpus order) with the
 //!   same generator; the first `tests` are held-out queries, the rest training messages.
 //! - One peer per label; the training messages enter the cache in corpus order.
+//! - Cold start (`route-eval --train N`, [`Split::limit_train`]): each peer keeps at most N
+//!   training messages, its most recent ones: the last N of its label in corpus order, the
+//!   order in which the training messages enter the cache. The queries do not change.
+//!
+//! [`TfIdfCentroid`] is the corpus README's reference classifier (tf-idf cosine to each
+//! peer's centroid), computed on the same split.
 //!
 //! The generator is SplitMix64 (Steele, Lea and Flood 2014) seeded with S; a shuffle is
 //! Fisher-Yates from the last position down, drawing j in [0, i] as the high 64 bits of
@@ -106,6 +112,115 @@ pub fn split(items: &[Item], l: Option<usize>, tests: usize, seed: u64) -> Split
     }
 }
 
+impl Split {
+    /// Keep at most `n` training messages per label: the most recent ones, i.e. the last
+    /// `n` of the label in corpus order (the order in which they enter the cache).
+    pub fn limit_train(&mut self, n: usize) {
+        let mut left = vec![n; self.labels.len()];
+        let mut keep: Vec<(usize, usize)> = self
+            .train
+            .iter()
+            .rev()
+            .filter(|&&(l, _)| {
+                let k = &mut left[l];
+                *k > 0 && {
+                    *k -= 1;
+                    true
+                }
+            })
+            .copied()
+            .collect();
+        keep.reverse();
+        self.train = keep;
+    }
+}
+
+/// The corpus README's reference: tf-idf cosine to each peer's centroid. Words as the
+/// engine's (maximal runs of ASCII letters/digits, apostrophes and non-ASCII bytes,
+/// lower-cased), raw term frequency, idf = ln((1 + n) / (1 + df)) + 1 over the n training
+/// messages, every message's vector of unit length, a peer's centroid the sum of its
+/// messages' vectors; a query goes to the centroid of highest cosine.
+#[derive(Debug, Clone, Default)]
+pub struct TfIdfCentroid {
+    idf: std::collections::HashMap<String, f64>,
+    centroids: Vec<std::collections::HashMap<String, f64>>,
+}
+
+/// The words of a text with their counts (see [`TfIdfCentroid`]).
+fn word_counts(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80;
+    for w in text.as_bytes().split(|&b| !word(b)) {
+        if w.is_empty() || w == b"'" {
+            continue;
+        }
+        *out.entry(String::from_utf8_lossy(w).to_lowercase())
+            .or_insert(0.0) += 1.0;
+    }
+    out
+}
+
+impl TfIdfCentroid {
+    /// Fit on `train` ((peer, text) pairs) for `peers` peers.
+    pub fn fit<'a>(peers: usize, train: impl IntoIterator<Item = (usize, &'a str)>) -> Self {
+        let docs: Vec<(usize, BTreeMap<String, f64>)> = train
+            .into_iter()
+            .map(|(p, t)| (p, word_counts(t)))
+            .collect();
+        let mut df: std::collections::HashMap<String, f64> = Default::default();
+        for (_, d) in &docs {
+            for w in d.keys() {
+                *df.entry(w.clone()).or_insert(0.0) += 1.0;
+            }
+        }
+        let n = docs.len() as f64;
+        let idf: std::collections::HashMap<String, f64> = df
+            .into_iter()
+            .map(|(w, d)| (w, ((1.0 + n) / (1.0 + d)).ln() + 1.0))
+            .collect();
+        let mut m = TfIdfCentroid {
+            idf,
+            centroids: vec![Default::default(); peers],
+        };
+        for (p, d) in &docs {
+            for (w, x) in m.vector(d) {
+                *m.centroids[*p].entry(w).or_insert(0.0) += x;
+            }
+        }
+        m
+    }
+
+    /// A message's unit tf-idf vector (words unknown to the training set dropped).
+    fn vector(&self, counts: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+        let v: Vec<(String, f64)> = counts
+            .iter()
+            .filter_map(|(w, &c)| self.idf.get(w).map(|i| (w.clone(), c * i)))
+            .collect();
+        let norm = v.iter().map(|x| x.1 * x.1).sum::<f64>().sqrt();
+        v.into_iter()
+            .map(|(w, x)| (w, if norm > 0.0 { x / norm } else { 0.0 }))
+            .collect()
+    }
+
+    /// The peer whose centroid is closest to `text` (cosine); None if no peer has data.
+    pub fn best(&self, text: &str) -> Option<usize> {
+        let q = self.vector(&word_counts(text));
+        let mut best: Option<(usize, f64)> = None;
+        for (p, c) in self.centroids.iter().enumerate() {
+            if c.is_empty() {
+                continue;
+            }
+            let norm = c.values().map(|x| x * x).sum::<f64>().sqrt();
+            let dot: f64 = q.iter().filter_map(|(w, x)| c.get(w).map(|y| x * y)).sum();
+            let cos = dot / norm;
+            if best.is_none_or(|(_, b)| cos > b) {
+                best = Some((p, cos));
+            }
+        }
+        best.map(|b| b.0)
+    }
+}
+
 /// The address of the peer standing for a label.
 pub fn peer_address(label: &str) -> String {
     let host: String = label
@@ -161,5 +276,39 @@ mod tests {
         assert_eq!(s.train.len() + s.queries.len(), total);
         assert_eq!(s, split(&items, Some(2), 5, 7));
         assert_ne!(split(&items, None, 5, 7), split(&items, None, 5, 8));
+        // cold start: the last 3 of each label in corpus order, the queries unchanged
+        let mut cold = s.clone();
+        cold.limit_train(3);
+        assert_eq!(cold.queries, s.queries);
+        assert_eq!(cold.train.len(), 6);
+        for l in 0..2 {
+            let all: Vec<usize> = s.train.iter().filter(|t| t.0 == l).map(|t| t.1).collect();
+            let kept: Vec<usize> = cold
+                .train
+                .iter()
+                .filter(|t| t.0 == l)
+                .map(|t| t.1)
+                .collect();
+            assert_eq!(kept, all[all.len() - 3..]);
+        }
+        assert!(cold.train.windows(2).all(|w| w[0].1 < w[1].1));
+    }
+
+    #[test]
+    fn tfidf_centroid_picks_the_peer_of_shared_rare_words() {
+        let m = TfIdfCentroid::fit(
+            3,
+            [
+                (0, "the cat sat on the mat"),
+                (0, "a cat and a dog"),
+                (1, "perl regular expressions"),
+                (1, "perl hackers write perl"),
+                (2, "the opera and the ballet"),
+            ],
+        );
+        assert_eq!(m.best("my CAT likes the dog"), Some(0));
+        assert_eq!(m.best("Perl, again"), Some(1));
+        assert_eq!(m.best("ballet"), Some(2));
+        assert_eq!(m.best("nothing known"), Some(0)); // every cosine 0: the first peer
     }
 }

@@ -249,9 +249,21 @@ impl Matcher for ModelMatcher {
                     Metric::D | Metric::DRel => sc.distance(metric, i, &l.peers[i]) / cx,
                     Metric::Ncd => sc.distance(metric, i, &l.peers[i]),
                 };
-                out.push((want.clone(), s));
+                out.push((want.clone(), s, i));
             }
-            Ok(out)
+            // C(X|Y) / C(X): the mixture orders the peers, the best peer's own model gives
+            // the scale of the thresholds (model::calibrate)
+            if metric == Metric::Cond && sc.cx_known > 0.0 {
+                if let Some(&(_, _, b)) = out.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+                    let own = sc.own_known_bits(&l.g, &l.peers[b]) / sc.cx_known;
+                    let mut s: Vec<f64> = out.iter().map(|o| o.1).collect();
+                    model::calibrate(&mut s, own);
+                    for (o, v) in out.iter_mut().zip(s) {
+                        o.1 = v;
+                    }
+                }
+            }
+            Ok(out.into_iter().map(|(a, s, _)| (a, s)).collect())
         })
     }
 

@@ -12,9 +12,14 @@
 //!
 //! ```text
 //!   s(m) = sum over words t shared by X and m of idf(t) * (k1 + 1) / (1 + k1 (1 - b + b |m| / avg))
-//!        + gain(peer(m)),     gain(p) = C(X) - C(X | Y_p)  (bits the peer's model saves on
+//!        + gain(peer(m)) / w, gain(p) = C(X) - C(X | Y_p)  (bits the peer's model saves on
 //!                                   the words of X the cache knows)
 //! ```
+//!
+//! w being the weight of a peer's own distribution in its model's mixture with the
+//! background ([`super::model::TOPIC_WEIGHT`]): the mixture's savings are about w times
+//! those of the peer's statistics alone, which the BM25 term is weighed against (measured:
+//! docs/routing.md, "Cold start").
 //!
 //! The first term is BM25 with binary term frequencies and its usual constants
 //! (k1 = 1.2, b = 0.75); the second is the spec's clustering assumption (3.2: "messages
@@ -33,7 +38,8 @@ pub struct RelatedOptions {
     pub probe: usize,
     /// candidates scored exactly
     pub shortlist: usize,
-    /// weight of the peer model's gain in the exact score (0 = text similarity only)
+    /// weight of the peer model's gain in the exact score (0 = text similarity only);
+    /// default 1 / TOPIC_WEIGHT
     pub peer_weight: f64,
 }
 
@@ -42,7 +48,7 @@ impl Default for RelatedOptions {
         RelatedOptions {
             probe: 16,
             shortlist: 64,
-            peer_weight: 1.0,
+            peer_weight: 1.0 / super::model::TOPIC_WEIGHT,
         }
     }
 }

@@ -6,13 +6,18 @@
 //! reply=B.` Alice and Bob then agree to use key k = B^a (mod p) = A^b (mod p)."
 //!
 //! Our requests use the RFC 3526 MODP groups 14 (2048-bit, the default), 15 (3072) or 16
-//! (4096), embedded below, with g = 2. Safe primes are never generated on the fly. Note that
-//! in these groups 2 generates the subgroup of prime order q = (p-1)/2, not the whole group
-//! (2 is a quadratic residue since p = 7 mod 8); for a safe prime that is the stronger choice,
-//! and A5.2's "primitive root" is read as "generator of a large prime-order (sub)group".
+//! (4096), embedded below. Safe primes are never generated on the fly. RFC 3526 names g = 2,
+//! but for these primes (p = 7 mod 8) 2 is a quadratic residue and generates only the
+//! subgroup of prime order q = (p-1)/2, so it is not "a primitive root g of p" as A5.2 asks
+//! (and the other implementation refuses it: "DH generator must be a primitive root of p").
+//! We send the smallest primitive root instead: 11 for group 14, 5 for groups 15 and 16
+//! (`PRIMITIVE_ROOT`; checked by a test: for a safe prime p = 2q+1, g is a primitive root iff
+//! g^2 != 1 and g^q != 1 mod p). A peer's request with g = 2 or with the primitive root over
+//! an embedded p is still treated as that known group.
 //!
 //! A peer's group is checked as follows (refused with a reason, no key change):
-//! - a known group (14, 15, 16, compared exactly) is accepted without further work;
+//! - a known group (the p of 14, 15 or 16, compared exactly, with g = 2 or our primitive root)
+//!   is accepted without further work;
 //! - otherwise p must have at least 2048 bits and at most `max_bits` (setting
 //!   `keyx_dh_custom_max_bits`, default 4096, at most 8192); neither p nor q = (p-1)/2 may
 //!   have a prime factor below 1000; q must pass Miller-Rabin with base 2 and 12 random bases
@@ -59,7 +64,7 @@ pub const SMALL_PRIMES: &[u32] = &[
     937, 941, 947, 953, 967, 971, 977, 983, 991, 997,
 ];
 
-/// RFC 3526 group 14 (2048-bit MODP), p in hex; g = 2.
+/// RFC 3526 group 14 (2048-bit MODP), p in hex; we send g = 11.
 pub const MODP_14: &[&str] = &[
     "ffffffffffffffffc90fdaa22168c234c4c6628b80dc1cd129024e088a67cc74",
     "020bbea63b139b22514a08798e3404ddef9519b3cd3a431b302b0a6df25f1437",
@@ -71,7 +76,7 @@ pub const MODP_14: &[&str] = &[
     "3995497cea956ae515d2261898fa051015728e5a8aacaa68ffffffffffffffff",
 ];
 
-/// RFC 3526 group 15 (3072-bit MODP), p in hex; g = 2.
+/// RFC 3526 group 15 (3072-bit MODP), p in hex; we send g = 5.
 pub const MODP_15: &[&str] = &[
     "ffffffffffffffffc90fdaa22168c234c4c6628b80dc1cd129024e088a67cc74",
     "020bbea63b139b22514a08798e3404ddef9519b3cd3a431b302b0a6df25f1437",
@@ -87,7 +92,7 @@ pub const MODP_15: &[&str] = &[
     "08e24fa074e5ab3143db5bfce0fd108e4b82d120a93ad2caffffffffffffffff",
 ];
 
-/// RFC 3526 group 16 (4096-bit MODP), p in hex; g = 2.
+/// RFC 3526 group 16 (4096-bit MODP), p in hex; we send g = 5.
 pub const MODP_16: &[&str] = &[
     "ffffffffffffffffc90fdaa22168c234c4c6628b80dc1cd129024e088a67cc74",
     "020bbea63b139b22514a08798e3404ddef9519b3cd3a431b302b0a6df25f1437",
@@ -107,6 +112,12 @@ pub const MODP_16: &[&str] = &[
     "93b4ea988d8fddc186ffb7dc90a6c08f4df435c934063199ffffffffffffffff",
 ];
 
+/// The generator we send with each embedded group: its smallest primitive root (A5.2).
+pub const PRIMITIVE_ROOT: [(u32, u32); 3] = [(14, 11), (15, 5), (16, 5)];
+
+/// RFC 3526's own generator, still accepted from peers as a known group.
+pub const RFC3526_G: u32 = 2;
+
 /// A Diffie-Hellman group: generator g and prime modulus p.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -115,25 +126,33 @@ pub struct Group {
 }
 
 impl Group {
-    /// RFC 3526 group 14, 15 or 16.
+    /// RFC 3526 group 14, 15 or 16 with its smallest primitive root as g (A5.2).
     pub fn modp(id: u32) -> Option<Group> {
+        let g = PRIMITIVE_ROOT.iter().find(|(i, _)| *i == id)?.1;
+        Group::modp_prime(id).map(|p| Group {
+            g: BigUint::from(g),
+            p,
+        })
+    }
+
+    /// The prime of RFC 3526 group 14, 15 or 16.
+    fn modp_prime(id: u32) -> Option<BigUint> {
         let parts = match id {
             14 => MODP_14,
             15 => MODP_15,
             16 => MODP_16,
             _ => return None,
         };
-        Some(Group {
-            g: BigUint::from(2u32),
-            p: BigUint::parse_bytes(parts.concat().as_bytes(), 16)?,
-        })
+        BigUint::parse_bytes(parts.concat().as_bytes(), 16)
     }
 
-    /// The RFC 3526 id when this is one of the embedded groups.
+    /// The RFC 3526 id when this is one of the embedded groups, with either the primitive
+    /// root we send or RFC 3526's g = 2 (which peers may still send).
     pub fn known_id(&self) -> Option<u32> {
-        [14, 15, 16]
-            .into_iter()
-            .find(|&id| Group::modp(id).as_ref() == Some(self))
+        PRIMITIVE_ROOT.into_iter().find_map(|(id, root)| {
+            let g_known = self.g == BigUint::from(root) || self.g == BigUint::from(RFC3526_G);
+            (g_known && Group::modp_prime(id).as_ref() == Some(&self.p)).then_some(id)
+        })
     }
 
     /// Private exponent size for this group, bits.
@@ -287,11 +306,42 @@ mod tests {
             let q = &g.p >> 1u32;
             assert!(is_probable_prime(&g.p, 3), "group {id}: p");
             assert!(is_probable_prime(&q, 3), "group {id}: (p-1)/2");
-            // 2 generates the subgroup of order q
-            assert_eq!(g.g.modpow(&q, &g.p), BigUint::one());
             assert_eq!(g.known_id(), Some(id));
+            // RFC 3526's g = 2 over the same p is still the known group
+            let two = Group {
+                g: BigUint::from(2u32),
+                p: g.p.clone(),
+            };
+            assert_eq!(two.known_id(), Some(id));
+            // ... but 2 generates only the subgroup of order q: not a primitive root
+            assert_eq!(two.g.modpow(&q, &g.p), BigUint::one());
         }
         assert!(Group::modp(5).is_none());
+    }
+
+    #[test]
+    fn embedded_generators_are_primitive_roots() {
+        // A5.2: "a primitive root g of p". For a safe prime p = 2q+1 the order of g divides
+        // 2q, so g is a primitive root iff g^2 != 1 and g^q != 1 (mod p).
+        for (id, root) in [(14, 11u32), (15, 5), (16, 5)] {
+            let g = Group::modp(id).unwrap();
+            assert_eq!(g.g, BigUint::from(root), "group {id}");
+            let q = &g.p >> 1u32;
+            assert!(
+                !g.g.modpow(&BigUint::from(2u32), &g.p).is_one(),
+                "group {id}: g^2"
+            );
+            assert!(!g.g.modpow(&q, &g.p).is_one(), "group {id}: g^q");
+            g.validate().unwrap();
+            // and it is the smallest: every smaller g >= 2 has g^q = 1
+            for small in 2..root {
+                let s = BigUint::from(small);
+                assert!(
+                    s.modpow(&q, &g.p).is_one(),
+                    "group {id}: {small} is a root too"
+                );
+            }
+        }
     }
 
     #[test]
@@ -352,6 +402,7 @@ mod tests {
             g: BigUint::from(5u32),
             p: g14.p.clone(),
         };
+        assert!(five.known_id().is_none());
         five.validate().unwrap();
         assert!(g14.check_element(&BigUint::one(), "A").is_err());
         assert!(g14.check_element(&(&g14.p - 1u32), "A").is_err());

@@ -459,10 +459,20 @@ pub fn receive(
     let unsigned_reply = keyed && !signed;
     if unsigned_reply && !authenticated {
         // A5.1: "Otherwise, both messages are signed with the old keys"
+        // No standing per-peer exception: anyone could then replace this key (and with an
+        // RSA request of their own, learn the new one). The operator who knows the peer lost
+        // its key (cmr-peer keeps exchanged keys in memory only) forgets ours once, and the
+        // next request is a first contact; a peer that still holds the key accepts a
+        // re-keying we start, signed with it.
         return Ok(KeyxOutcome::refused(
             kind,
-            "unsigned key exchange from a peer we share a key with (A5.1: it must be signed \
-             with the old key, or come over a transport that authenticated this peer)",
+            format!(
+                "unsigned key exchange from a peer we share a key with (A5.1: it must be \
+                 signed with the old key, or come over a transport that authenticated this \
+                 peer); if {peer} lost its key, run `cmr-keyx forget {peer}` and let it send \
+                 the request again; if it still holds it, re-key from here: `cmr-keyx init \
+                 {peer}`"
+            ),
         ));
     }
     let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {

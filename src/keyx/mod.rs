@@ -22,8 +22,8 @@
 //!   below 1000; e must be odd, at least 3, below n and at most 256 bits. The responder's k
 //!   is a random number one bit shorter than n, not a short key: under textbook RSA (no
 //!   padding, as A5.1 writes it) a short k with a small e is recovered by an integer root.
-//! - DH (A5.2): our requests use RFC 3526 groups 14 to 16, whose g = 2 generates the
-//!   prime-order subgroup rather than being a primitive root. A peer's custom group must be
+//! - DH (A5.2): our requests use RFC 3526 groups 14 to 16 with a primitive root as g (11,
+//!   5 and 5; RFC 3526's g = 2 is still accepted from peers). A peer's custom group must be
 //!   a safe prime (see [`dh`] for exactly what is checked), at most `keyx_dh_custom_max_bits`.
 //! - Clear keys (A5.3): only over HTTPS or SSH, at least `keyx_clear_min_bytes` (16) bytes.
 //! - Derivation: `hardened` (the default) runs the exchanged secret through HKDF-SHA-256

@@ -146,7 +146,7 @@ pub(crate) fn log_decision(
         "best_peer": d.best_peer,
         "matched": d.matched.iter().map(|m| m.cache_id).collect::<Vec<_>>(),
         "forwards": d.forwards.iter().map(|f| (&f.dest, f.what, f.cache_id)).collect::<Vec<_>>(),
-        "refused": d.refused.iter().map(|r| (&r.dest, r.what, r.code)).collect::<Vec<_>>(),
+        "refused": d.refused.iter().map(|r| (&r.dest, r.what, r.code, &r.reason)).collect::<Vec<_>>(),
     })
     .to_string();
     let via = d.via.map(|v| v.as_str());

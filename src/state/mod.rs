@@ -88,8 +88,7 @@ pub fn db_failure(e: rusqlite::Error) -> Failure {
 
 /// "uid N", for diagnostics about permissions.
 fn whoami() -> String {
-    // SAFETY: geteuid cannot fail.
-    format!("uid {}", unsafe { libc::geteuid() })
+    format!("uid {}", crate::sys::euid())
 }
 
 /// An I/O error while opening or creating the state file at `path`. What an operator can

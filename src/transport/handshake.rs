@@ -229,7 +229,11 @@ pub fn fetch(sender: &str, secret: &str, opts: &PeerOptions) -> Result<Vec<u8>, 
         .with_config()
         .limit(limit)
         .read_to_vec()
-        .map_err(|e| http::classify(sender, e))
+        .map_err(|e| match e {
+            // the sender's page is larger than any message: its fault, not the network's
+            ureq::Error::BodyExceedsLimit(_) => SendError::Permanent(format!("{sender}: {e}")),
+            e => http::classify(sender, e),
+        })
 }
 
 /// Sender side: offer the message, ask the receiver to fetch it, and report whether it
@@ -256,7 +260,7 @@ pub fn send(
             .get(&url)
             .call()
             .map_err(|e| http::classify(addr, e))?;
-        http::check_status(addr, resp).map(|_| ())
+        http::delivery_status(addr, resp)
     });
     if result.is_ok() {
         // A receiver that answers before fetching: wait (bounded) for the fetch.

@@ -19,9 +19,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod compat;
 pub mod handshake;
 pub mod http;
 pub mod mail;
+pub mod maildir;
 pub mod multipart;
 pub mod outbox;
 pub mod resolve;
@@ -559,7 +561,13 @@ impl SendOptions {
     ) -> Result<SendOptions, Failure> {
         let mut o = self.clone();
         if let Address::Http(u) | Address::Https(u) = addr {
-            o.http = http::PeerOptions::for_peer(state, u, o.http)?;
+            // The peer's own `timeout=` replaces send_timeout for it.
+            let base = http::PeerOptions {
+                timeout: o.timeout,
+                ..o.http
+            };
+            o.http = http::PeerOptions::for_peer(state, u, base)?;
+            o.timeout = o.http.timeout;
         }
         Ok(o)
     }

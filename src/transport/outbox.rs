@@ -311,9 +311,11 @@ pub fn drain(
     let mut down = HashSet::new();
     while let Some(c) = claim_next(state, &token, policy, &tried, &down)? {
         tried.insert(c.id);
-        let r = match Address::parse(&c.dest) {
-            Ok(a) => send(&a, &c.bytes),
-            Err(e) => Err(SendError::Permanent(e.to_string())),
+        // Never emitted: what the other implementation refuses (transport::compat).
+        let r = match (Address::parse(&c.dest), super::compat::refusal(&c.bytes)) {
+            (Ok(_), Some(why)) => Err(SendError::Permanent(why)),
+            (Ok(a), None) => send(&a, &c.bytes),
+            (Err(e), _) => Err(SendError::Permanent(e.to_string())),
         };
         match r {
             Ok(()) => {
@@ -333,28 +335,8 @@ pub fn drain(
                 if e.is_transient() {
                     down.insert(c.dest.clone());
                 }
-                match mark_failed(state, &c, &token, &e, policy)? {
-                    Outcome::Deferred(d) => {
-                        report.deferred += 1;
-                        crate::log::error(&format!(
-                            "outbox {}: {}: {e}; next attempt in {}s",
-                            c.id,
-                            c.dest,
-                            d.as_secs()
-                        ));
-                    }
-                    Outcome::Dead => {
-                        report.dead += 1;
-                        crate::log::error(&format!(
-                            "outbox {}: {}: {}; dead-lettered (cmr-send --retry-dead {})",
-                            c.id,
-                            c.dest,
-                            e.message(),
-                            c.id
-                        ));
-                    }
-                    Outcome::Lost => {}
-                }
+                let o = mark_failed(state, &c, &token, &e, policy)?;
+                log_failure(&c, &e, &o, &mut report);
             }
         }
     }
@@ -380,6 +362,32 @@ pub fn drain(
         report.skipped = n.max(0) as usize;
     }
     Ok(report)
+}
+
+/// Count and log a failed send.
+fn log_failure(c: &Claimed, e: &SendError, o: &Outcome, report: &mut Report) {
+    match o {
+        Outcome::Deferred(d) => {
+            report.deferred += 1;
+            crate::log::error(&format!(
+                "outbox {}: {}: {e}; next attempt in {}s",
+                c.id,
+                c.dest,
+                d.as_secs()
+            ));
+        }
+        Outcome::Dead => {
+            report.dead += 1;
+            crate::log::error(&format!(
+                "outbox {}: {}: {}; dead-lettered (cmr-send --retry-dead {})",
+                c.id,
+                c.dest,
+                e.message(),
+                c.id
+            ));
+        }
+        Outcome::Lost => {}
+    }
 }
 
 /// One outbox row as `cmr-send --list` shows it (a delivered pair has no id).

@@ -67,8 +67,15 @@ pub fn manifest() -> Vec<Vector> {
 
 /// Run a binary with `args` and `stdin` bytes.
 pub fn run(bin: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(bin)
-        .args(args)
+    let mut c = Command::new(bin);
+    c.args(args);
+    run_cmd(c, stdin)
+}
+
+/// Run a prepared command with `stdin` bytes (written from a thread: a large input and a
+/// large output cannot block each other).
+pub fn run_cmd(mut c: Command, stdin: &[u8]) -> Output {
+    let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,6 +101,20 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One of the tools of this build, by name.
+pub fn tool(name: &str) -> &'static str {
+    match name {
+        "cmr-parse" => env!("CARGO_BIN_EXE_cmr-parse"),
+        "cmr-sign" => env!("CARGO_BIN_EXE_cmr-sign"),
+        "cmr-route" => env!("CARGO_BIN_EXE_cmr-route"),
+        "cmr-post" => env!("CARGO_BIN_EXE_cmr-post"),
+        "cmr-send" => env!("CARGO_BIN_EXE_cmr-send"),
+        "cmr-recv" => env!("CARGO_BIN_EXE_cmr-recv"),
+        "cmr-keyx" => env!("CARGO_BIN_EXE_cmr-keyx"),
+        t => panic!("no tool {t}"),
+    }
 }
 
 pub const PARSE: &str = env!("CARGO_BIN_EXE_cmr-parse");

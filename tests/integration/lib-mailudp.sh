@@ -29,6 +29,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib-common.sh"
 
 # Build the tools and copy them where unprivileged daemons' users can run them.
 build() {
+    if [ -n "${CMR_BIN:-}" ]; then
+        # the installed tools (e.g. CMR_BIN=/usr/bin after dpkg -i), as an operator runs them
+        BIN=$CMR_BIN
+        export PATH="$BIN:$PATH"
+        return
+    fi
     if [ "$PROFILE" = release ]; then
         # the tools as installed (statically linked where that is the default)
         (cd "$ROOT" && scripts/build-release.sh --quiet)
@@ -36,7 +42,7 @@ build() {
         (cd "$ROOT" && cargo build -q --bins)
     fi
     mkdir -p "$WORK/bin"
-    for b in "$ROOT/target/$PROFILE"/cmr-*; do
+    for b in "${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"/cmr-*; do
         [ -x "$b" ] && [ -f "$b" ] && install -m 755 "$b" "$WORK/bin/"
     done
     BIN="$WORK/bin"

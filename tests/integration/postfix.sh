@@ -10,13 +10,14 @@ if ! dpkg -s postfix >/dev/null 2>&1; then
     echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
     echo "postfix postfix/mailname string cmr.test" | debconf-set-selections
 fi
-need_packages postfix sqlite3 python3 openssl
+need_packages postfix sqlite3 python3 openssl mblaze
 build
 ensure_user cmrtest
 lock_postfix
 HOME_T=$(getent passwd cmrtest | cut -d: -f6)
 
 RS="$WORK/bob/state.sqlite"     # pipe transport deliveries
+PS="$WORK/bob/post.sqlite"      # posting by mail (cmr-recv --mail --post)
 FS="$WORK/fwd/state.sqlite"     # .forward deliveries
 SS="$WORK/alice.sqlite"         # sender's outbox
 LOG="$WORK/bob/recv.log"
@@ -24,6 +25,7 @@ MAILLOG=/var/log/cmr-test-postfix.log
 mkdir -p "$WORK/bob" "$WORK/fwd" && chown cmrtest "$WORK/bob" "$WORK/fwd"
 init_state "$RS" mailto:bob@cmr.test cmrtest
 init_state "$FS" mailto:cmrtest@cmr.test cmrtest
+init_state "$PS" mailto:ask@cmr.test cmrtest
 
 # Keep the host's Postfix configuration and put it back afterwards.
 # A private CA and a certificate for the relay at 127.0.0.1 (STARTTLS).
@@ -43,6 +45,7 @@ restore_postfix() {
     cp -p "$WORK/main.cf.orig" /etc/postfix/main.cf
     cp -p "$WORK/master.cf.orig" /etc/postfix/master.cf
     rm -f "$HOME_T/.forward"
+    rm -rf "$HOME_T/Maildir"
     if [ "$WAS_RUNNING" = yes ]; then postfix reload; else postfix stop; fi
 }
 at_exit restore_postfix
@@ -50,6 +53,7 @@ at_exit restore_postfix
 cat >"$WORK/transport" <<MAP
 bob@cmr.test    cmr:
 quiet@cmr.test  cmrquiet:
+ask@cmr.test    cmrpost:
 MAP
 postconf -e "mydestination = cmr.test, localhost" \
     "inet_interfaces = loopback-only" \
@@ -61,9 +65,12 @@ postconf -e "mydestination = cmr.test, localhost" \
     "smtpd_tls_cert_file = $WORK/relay.pem" \
     "smtpd_tls_key_file = $WORK/relay.key" \
     "smtpd_tls_loglevel = 1" \
-    "cmrquiet_destination_recipient_limit = 1"
+    "cmrquiet_destination_recipient_limit = 1" \
+    "cmrpost_destination_recipient_limit = 1"
 postconf -M "cmr/unix=cmr unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --state $RS --log $LOG"
 postconf -M "cmrquiet/unix=cmrquiet unix - n n - - pipe user=cmrtest argv=$BIN/cmr-recv --mail --no-message-exit 0 --state $RS --log $LOG"
+# Posting by mail: pipe(8) sets no environment, so env passes the envelope sender.
+postconf -M "cmrpost/unix=cmrpost unix - n n - - pipe user=cmrtest argv=/usr/bin/env SENDER=\${sender} $BIN/cmr-recv --mail --post --maildir $HOME_T/Maildir --allow-sender alice@cmr.test --state $PS --log $LOG"
 echo "\"|$BIN/cmr-recv --mail --state $FS --log $WORK/fwd/recv.log\"" >"$HOME_T/.forward"
 chown cmrtest "$HOME_T/.forward"
 : >"$MAILLOG"
@@ -199,5 +206,58 @@ wait "$LOCKER"
 postqueue -f
 check "after the lock is gone Postfix delivers it" sent "$(delivery_status bob@cmr.test)"
 check "bob's cache holds it once" 1 "$(cache_has "$RS" "Delivered after a deferral")"
+
+echo "# posting by mail: a mail to ask@cmr.test becomes a post; related messages go to a Maildir"
+as_t() { runuser -u cmrtest -- "$@"; }
+# What the pool already holds: a message from a peer about planets.
+make_msg "$WORK/p1" mailto:carol@cmr.test "Saturn and Jupiter are the gas giants of the solar system." "2025/06/01 10:00:00"
+as_t "$BIN/cmr-route" --state "$PS" --quiet "$WORK/p1"
+rm -rf "$HOME_T/Maildir"
+clear_log
+printf 'From: Alice <alice@cmr.test>\nTo: ask@cmr.test\nSubject: What is the largest planet?\n\nI would like to know.\n-- \nAlice\n' |
+    /usr/sbin/sendmail -i -f alice@cmr.test ask@cmr.test
+check "Postfix delivered it to cmr-recv --mail --post" sent "$(delivery_status ask@cmr.test)"
+check "the post is in the router's cache, as our client's" 1 \
+    "$(sql "$PS" "select count(*) from cache where client = 1 and instr(bytes, cast('What is the largest planet?' as blob)) > 0")"
+check "  without the signature" 0 "$(sql "$PS" "select count(*) from cache where instr(bytes, cast('Alice' as blob)) > 0")"
+check "the related message is in the poster's Maildir" 1 "$(ls "$HOME_T/Maildir/new" 2>/dev/null | wc -l)"
+POST_ID=$(sql "$PS" "select substr(cast(bytes as text), 4, instr(substr(cast(bytes as text), 4), char(13)) - 1) from cache where client = 1")
+# Checked with Python's mail parser: From, Date, Subject, References.
+mailcheck() { # mailcheck FILE: "from|date|subject|references" as a mail reader sees them
+    python3 - "$1" <<'PY'
+import email, email.policy, email.utils, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
+d = email.utils.parsedate_to_datetime(m["Date"]).strftime("%Y/%m/%d %H:%M:%S")
+print("|".join([m["From"].addresses[0].addr_spec, d, str(m["Subject"]), str(m["References"])]))
+PY
+}
+msgid() { printf '%s' "$1" | sha256sum | cut -c1-32; }
+check "  From, Date, Subject, References" \
+    "carol@cmr.test|2025/06/01 10:00:00|Saturn and Jupiter are the gas giants of the solar system.|<$(msgid "$POST_ID")@cmr.invalid>" \
+    "$(mailcheck "$(ls -d "$HOME_T"/Maildir/new/* | head -n 1)")"
+clear_log
+before=$(cache_count "$PS")
+printf 'From: eve@cmr.test\nTo: ask@cmr.test\nSubject: spam\n\nBuy now.\n' |
+    /usr/sbin/sendmail -i -f eve@cmr.test ask@cmr.test
+check "a sender not allowed to post is bounced (77)" bounced "$(delivery_status ask@cmr.test)"
+check "  nothing posted" "$before" "$(cache_count "$PS")"
+
+echo "# a later reply, delivered by cmr-post --replies --maildir as cron runs it"
+make_msg "$WORK/p2" mailto:carol@cmr.test "Jupiter is the largest planet of the solar system." "2025/06/02 09:30:15"
+as_t "$BIN/cmr-route" --state "$PS" --quiet "$WORK/p2"
+as_t env -i HOME="$HOME_T" PATH="$BIN:/usr/bin:/bin" /bin/sh -c \
+    "cmr-post --replies --maildir $HOME_T/Maildir --state $PS"
+check "the Maildir holds two messages" 2 "$(ls "$HOME_T/Maildir/new" | wc -l)"
+later=$(grep -l 'Subject: Jupiter is the largest' "$HOME_T"/Maildir/new/*)
+check "  the reply: From, Date, Subject, References" \
+    "carol@cmr.test|2025/06/02 09:30:15|Jupiter is the largest planet of the solar system.|<$(msgid "$POST_ID")@cmr.invalid>" \
+    "$(mailcheck "$later")"
+check "  owned by the user" cmrtest "$(stat -c %U "$later")"
+check "mblaze's mlist lists both" 2 "$(mlist "$HOME_T/Maildir" | wc -l)"
+check_contains "mblaze's mshow shows the reply" "Jupiter is the largest planet of the solar system." \
+    "$(mshow "$later")"
+as_t env -i HOME="$HOME_T" PATH="$BIN:/usr/bin:/bin" /bin/sh -c \
+    "cmr-post --replies --maildir $HOME_T/Maildir --state $PS"
+check "a second run delivers nothing again" 2 "$(ls "$HOME_T/Maildir/new" | wc -l)"
 
 summary

@@ -1,453 +1,10 @@
-//! `cmr-route`: the router (A3), and the administration of the state file.
+//! Administration of the state file: init, policy, peers, cache, outbox, stats, log.
 
-use crate::exit::{self, Failure};
-use crate::route::{self, Decision, Outcome, RouteOptions, Transport};
+use super::*;
 use crate::sign::{Key, Scheme};
-use crate::state::{self, cache, log as dlog, outbox, peers, settings, State};
-use clap::{CommandFactory, Parser, Subcommand};
-use std::io::Write;
-use std::path::PathBuf;
+use crate::state::{cache, log as dlog, outbox, peers};
 
-const LONG_ABOUT: &str = "\
-The CMR router (Appendix A3). Routing is the default action: read one message, or several \
-concatenated, from FILE or standard input, and run the A3 steps: strict parse, duplicate \
-check, signature, policy, key-exchange hand-off, cache, match, and queue every forward in the \
-outbox, all in one transaction. A message rejected per A3 is logged with its reason and the \
-exit status is 0 (\"ignore and discard\"); with --strict it is 65 (malformed) or 77 \
-(signature or policy). A duplicate (an ID already in the cache) changes nothing and exits 0. \
-A busy or full state file gives 75: retry later, nothing was stored.
-
-The subcommands administer the state file: init, policy, peer, cache, outbox, stats, log.
-
-State file: --state, else $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite. \
-$CMR_BUSY_TIMEOUT_MS overrides how long to wait for another writer (default 10000).
-
-Exit status: 0 ok (also: a network message rejected per A3), 64 usage, 65 malformed \
-(--strict), 66 no input, 75 temporary failure (retry), 77 signature or policy refusal \
-(--strict), 78 configuration error (for example a state file never initialised).";
-
-const AFTER_HELP: &str = "\
-Examples:
-  cmr-route init --address mailto:cmr@example.org --address https://example.org/cmr
-  cmr-route peer add https://peer.example.net/cmr --scheme hmac-sha256 --key-hex 666f6f
-  cmr-route peer add https://peer.example.net/cmr --options 'trust=/etc/cmr/peer.pem timeout=20'
-  cmr-route peer add http://peer.example.net/cmr --options 'handshake=http://example.org/cmr'
-  cmr-route peer alias mailto:cmr@peer.example.net https://peer.example.net/cmr
-  cmr-route --via mail < message.txt        route one message that came by mail
-  cmr-route --explain message.txt           why: scores, best peer, matches, forwards
-  cmr-route --json --strict - < stream.bin  one JSON object per message
-  cmr-route --dry-run --explain message.txt decide, store nothing
-  cmr-route policy                          list the policy settings
-  cmr-route policy unsigned reject
-  cmr-route policy rate_peer 60/60
-  cmr-route peer list --json
-  cmr-route outbox --json
-  cmr-route cache show 12
-  cmr-route cache prune --keep 100000       (cron) bound the cache
-  cmr-route cache reindex                   teach the engine a cache it never saw
-  cmr-route stats
-  cmr-route log --limit 5";
-
-/// The routing options (shared by the default action and `cmr-route route`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct RouteArgs {
-    /// Transport the message came in by: mail, http, https, udp, ssh, pipe, local.
-    #[arg(long, value_name = "TRANSPORT", default_value = "pipe", value_parser = parse_transport)]
-    pub via: Transport,
-    /// Exit 65 (malformed) or 77 (signature/policy) when a message is rejected.
-    #[arg(long)]
-    pub strict: bool,
-    /// Print the decision for people: scores, best peer, matched messages, forwards, reasons.
-    #[arg(long)]
-    pub explain: bool,
-    /// Decide and report, but store nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The transport authenticated the sender as ADDR (e.g. an SSH forced command per
-    /// peer): unsigned messages from ADDR count as verified.
-    #[arg(long, value_name = "ADDR")]
-    pub authenticated_sender: Option<String>,
-    /// Print nothing on success (diagnostics still go to the log).
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Message file, or - for standard input.
-    #[arg(value_name = "FILE", default_value = "-")]
-    pub file: String,
-}
-
-fn parse_transport(s: &str) -> Result<Transport, String> {
-    s.parse()
-}
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "cmr-route",
-    version,
-    about = "Route CMR messages (A3): accept or reject, cache, match, queue forwards",
-    long_about = LONG_ABOUT,
-    override_usage = "cmr-route [OPTIONS] [FILE]\n       cmr-route [--state PATH] [--json] <COMMAND> ...",
-    after_help = AFTER_HELP,
-    subcommand_negates_reqs = true
-)]
-pub struct Args {
-    /// State file (default: $CMR_STATE, else $XDG_STATE_HOME/cmr/state.sqlite).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub state: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Where diagnostics go: stderr (default), syslog, none, or a file path.
-    #[arg(long, global = true, value_name = "SINK")]
-    pub log: Option<String>,
-    #[command(flatten)]
-    pub route: RouteArgs,
-    #[command(subcommand)]
-    pub cmd: Option<Cmd>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Cmd {
-    /// Route messages (the same as giving no subcommand).
-    Route(RouteArgs),
-    /// Initialise a state file with our own address(es); the first is the primary one.
-    Init {
-        /// One of our addresses (repeatable).
-        #[arg(long = "address", value_name = "ADDR", required = true)]
-        addresses: Vec<String>,
-    },
-    /// Show or set policy settings: no KEY lists them all, KEY shows one, KEY VALUE sets it.
-    Policy {
-        key: Option<String>,
-        value: Option<String>,
-        /// Reset KEY to its default.
-        #[arg(long)]
-        unset: bool,
-    },
-    /// Manage peers (addresses, signature schemes, shared keys).
-    #[command(subcommand)]
-    Peer(PeerCmd),
-    /// Inspect the cache.
-    #[command(subcommand)]
-    Cache(CacheCmd),
-    /// List the forwards waiting in the outbox.
-    Outbox,
-    /// Counts: cache, peers, outbox, counters, clock.
-    Stats,
-    /// The most recent routing decisions.
-    Log {
-        /// How many.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum PeerCmd {
-    /// Add a peer, or change its scheme or key.
-    Add {
-        address: String,
-        /// Signature scheme: hmac-sha256 (default) or sha256 (the spec's, for interoperability).
-        #[arg(long, default_value = "hmac-sha256")]
-        scheme: String,
-        /// Shared key in hex (A5.3 writes keys in hex); - reads the hex from standard input.
-        #[arg(long, value_name = "HEX")]
-        key_hex: Option<String>,
-        /// Options for sending to this http(s) peer, space separated: trust=PEM (certificates
-        /// to trust), timeout=SECS, connect_timeout=SECS, handshake=OUR_URL (deliver by the
-        /// A4.5 handshake: the peer fetches the message from OUR_URL), handshake_expiry=SECS.
-        /// An empty string clears them.
-        #[arg(long, value_name = "TEXT")]
-        options: Option<String>,
-    },
-    /// Declare ALIAS another address of PEER (Bob by mail and by HTTP, say): one peer to the
-    /// router. Messages from ALIAS teach PEER's context, PEER is scored and routed to, and
-    /// no message goes to either address while the other is in its header. Keys stay per
-    /// address. With --remove, ALIAS is a peer of its own again.
-    Alias {
-        alias: String,
-        #[arg(required_unless_present = "remove")]
-        peer: Option<String>,
-        #[arg(long, conflicts_with = "peer")]
-        remove: bool,
-    },
-    /// List peers (keys are never printed).
-    List,
-    /// Remove a peer and its key.
-    Remove { address: String },
-    /// Set a peer's reputation (an operator's rating; the reputation_floor policy uses it).
-    Reputation { address: String, value: f64 },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CacheCmd {
-    /// List cached messages, newest first.
-    List {
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Remove all but the KEEP most recent cached messages (their IDs stay in the index,
-    /// so they remain duplicates if they come back).
-    Prune {
-        #[arg(long, value_name = "KEEP")]
-        keep: usize,
-    },
-    /// Bring the routing engine up to date with the cache: the word model learns every cached
-    /// message it does not hold yet (a state file older than the engine, rows copied in by
-    /// other means), and the baselines' full-text index is rebuilt when one of them is the
-    /// `compressor`. Safe to run at any time; a second run learns nothing.
-    Reindex,
-    /// Show one cached message: by row number, or by any message ID of its header
-    /// ("YYYY/MM/DD HH:MM:SS ADDRESS").
-    Show {
-        id: String,
-        /// Print the stored message bytes as they are.
-        #[arg(long)]
-        raw: bool,
-    },
-}
-
-/// The clap definition (man pages are generated from it).
-pub fn command() -> clap::Command {
-    Args::command()
-}
-
-pub fn main() -> std::process::ExitCode {
-    super::main_with("cmr-route", |a: &Args| super::log_option(&a.log), run)
-}
-
-fn run(args: Args) -> Result<u8, Failure> {
-    let json = args.json;
-    let mut st = match &args.cmd {
-        // Routing needs an initialised file: a missing one is not created.
-        None | Some(Cmd::Route(_)) => State::open_existing(args.state.as_deref())?,
-        Some(Cmd::Init { addresses }) => {
-            // A failed init leaves nothing: check before the file is created.
-            for a in addresses {
-                settings::check_own_address(a)?;
-            }
-            State::open(args.state.as_deref())?
-        }
-        Some(_) => State::open(args.state.as_deref())?,
-    };
-    match args.cmd {
-        None => route_cmd(&mut st, &args.route, json),
-        Some(Cmd::Route(r)) => route_cmd(&mut st, &r, json),
-        Some(Cmd::Init { addresses }) => init(&st, &addresses, json),
-        Some(Cmd::Policy { key, value, unset }) => policy(&st, key, value, unset, json),
-        Some(Cmd::Peer(p)) => peer(&st, p, json),
-        Some(Cmd::Cache(c)) => cache_cmd(&st, c, json),
-        Some(Cmd::Outbox) => outbox_cmd(&st, json),
-        Some(Cmd::Stats) => stats(&st, json),
-        Some(Cmd::Log { limit }) => log_cmd(&st, limit, json),
-    }
-}
-
-/// Human output: control characters from the network are shown escaped, never obeyed.
-fn emit(s: &str) -> Result<(), Failure> {
-    emit_bytes(crate::log::terminal_safe(s).as_bytes())
-}
-
-fn emit_bytes(b: &[u8]) -> Result<(), Failure> {
-    let mut o = std::io::stdout().lock();
-    o.write_all(b)
-        .and_then(|_| o.flush())
-        .map_err(|e| Failure::from(e).context("writing output"))
-}
-
-/// `v` as one line of JSON on stdout.
-fn emit_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
-    emit_bytes(format!("{}\n", to_json(v)?).as_bytes())
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, Failure> {
-    serde_json::to_string(v).map_err(|e| Failure::software(format!("JSON output: {e}")))
-}
-
-fn route_cmd(st: &mut State, r: &RouteArgs, json: bool) -> Result<u8, Failure> {
-    let opts = RouteOptions {
-        dry_run: r.dry_run,
-        authenticated_sender: r.authenticated_sender.clone(),
-    };
-    let decisions = if r.file == "-" {
-        let stdin = std::io::stdin();
-        route::receive_stream(st, stdin.lock(), r.via, &opts)?
-    } else {
-        let f = std::fs::File::open(&r.file).map_err(|e| Failure::from(e).context(&r.file))?;
-        route::receive_stream(st, std::io::BufReader::new(f), r.via, &opts)?
-    };
-    if decisions.is_empty() && r.strict {
-        return Err(Failure::no_input(format!(
-            "{}: no message on input",
-            crate::cli::input_name(&r.file)
-        )));
-    }
-    let mut text = String::new();
-    for d in &decisions {
-        if json {
-            text.push_str(&to_json(d)?);
-            text.push('\n');
-        } else if r.explain {
-            text.push_str(&explain(d));
-        } else if !r.quiet {
-            text.push_str(&summary(d));
-        }
-    }
-    if json {
-        emit_bytes(text.as_bytes())?;
-    } else {
-        emit(&text)?;
-    }
-    if r.strict {
-        if let Some(code) = decisions.iter().map(|d| d.strict_exit).find(|&c| c != 0) {
-            return Ok(code);
-        }
-    }
-    Ok(exit::OK)
-}
-
-fn outcome_word(d: &Decision) -> &'static str {
-    match d.outcome {
-        Outcome::Accepted => "accepted",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Rejected => "rejected",
-        Outcome::KeyExchange => "key-exchange",
-        Outcome::Posted => "posted",
-    }
-}
-
-/// One line per message.
-pub fn summary(d: &Decision) -> String {
-    let id = d.message_id.as_deref().unwrap_or("-");
-    match d.outcome {
-        Outcome::Rejected => format!(
-            "rejected {id}: {}\n",
-            d.reason.as_deref().unwrap_or("(no reason)")
-        ),
-        Outcome::Duplicate => format!(
-            "duplicate {id}: already cached (row {})\n",
-            d.duplicate_of.unwrap_or(0)
-        ),
-        _ => format!(
-            "{} {id} from {}: cache row {}, {} matched, {} forward(s) queued\n",
-            outcome_word(d),
-            d.sender.as_deref().unwrap_or("-"),
-            d.cache_id
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            d.matched.len(),
-            d.forwards.len()
-        ),
-    }
-}
-
-/// The decision for people (--explain).
-pub fn explain(d: &Decision) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "decision:   {}", outcome_word(d));
-    if let Some(id) = &d.message_id {
-        let _ = writeln!(
-            s,
-            "message:    {id} ({} header line(s), {} body bytes)",
-            d.header_lines, d.body_bytes
-        );
-    }
-    if let Some(x) = &d.sender {
-        let _ = writeln!(
-            s,
-            "sender:     {x} via {}, {}",
-            d.via.map(|v| v.as_str()).unwrap_or("-"),
-            match (d.signed, d.verified) {
-                (_, true) => "signature verified",
-                (true, false) => "signed, not verified (no key)",
-                (false, false) => "unsigned",
-            }
-        );
-    }
-    if let Some(r) = &d.reason {
-        let _ = writeln!(
-            s,
-            "reason:     {r} [{}]",
-            d.reason_code.as_deref().unwrap_or("")
-        );
-    }
-    if let Some(c) = d.cache_id {
-        let _ = writeln!(s, "cached:     row {c}");
-    }
-    let routed = matches!(d.outcome, Outcome::Accepted | Outcome::Posted);
-    if let Some(m) = &d.matcher {
-        if routed {
-            let _ = writeln!(s, "matcher:    {m}");
-        }
-    }
-    if !d.scores.is_empty() {
-        let _ = writeln!(s, "peer scores (lower = closer):");
-        for p in &d.scores {
-            let best = if d.best_peer.as_deref() == Some(&p.peer) {
-                "  <- best"
-            } else {
-                ""
-            };
-            let _ = writeln!(s, "  {:>8.4}  {}{best}", p.score, p.peer);
-        }
-    } else if routed {
-        let _ = writeln!(s, "peer scores: none (no peer has cached messages)");
-    }
-    if !d.matched.is_empty() {
-        let _ = writeln!(s, "matched cached messages:");
-        for m in &d.matched {
-            let _ = writeln!(
-                s,
-                "  {:>8.4}  row {}  {} (from {})",
-                m.score, m.cache_id, m.origin, m.sender
-            );
-        }
-    }
-    if !d.forwards.is_empty() {
-        let _ = writeln!(s, "forwards queued:");
-        for f in &d.forwards {
-            let _ = writeln!(
-                s,
-                "  {}: {} (row {}) -> {}  [{}{}] {}",
-                f.outbox_id
-                    .map(|i| format!("outbox {i}"))
-                    .unwrap_or_else(|| "held for key exchange".into()),
-                f.what.to_uppercase(),
-                f.cache_id,
-                f.dest,
-                if f.signed { "signed" } else { "unsigned" },
-                f.timestamp
-                    .as_deref()
-                    .map(|t| format!(", T={t}"))
-                    .unwrap_or_default(),
-                f.why
-            );
-        }
-    } else if routed {
-        let _ = writeln!(s, "forwards queued: none");
-    }
-    if !d.refused.is_empty() {
-        let _ = writeln!(s, "forwards refused by the relay policy:");
-        for r in &d.refused {
-            let _ = writeln!(
-                s,
-                "  {} (row {}) -> {}  [{}] {}",
-                r.what.to_uppercase(),
-                r.cache_id,
-                r.dest,
-                r.code,
-                r.reason
-            );
-        }
-    }
-    for n in &d.notes {
-        let _ = writeln!(s, "note:       {n}");
-    }
-    s.push('\n');
-    s
-}
-
-fn init(st: &State, addresses: &[String], json: bool) -> Result<u8, Failure> {
+pub(super) fn init(st: &State, addresses: &[String], json: bool) -> Result<u8, Failure> {
     let added = st.write(|tx| {
         let mut n = Vec::new();
         for a in addresses {
@@ -474,7 +31,7 @@ fn init(st: &State, addresses: &[String], json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn policy(
+pub(super) fn policy(
     st: &State,
     key: Option<String>,
     value: Option<String>,
@@ -557,7 +114,7 @@ fn policy(
     Ok(exit::OK)
 }
 
-fn read_key_hex(h: &str) -> Result<Key, Failure> {
+pub(super) fn read_key_hex(h: &str) -> Result<Key, Failure> {
     let text = if h == "-" {
         let b = crate::cli::read_input("-")?;
         String::from_utf8_lossy(&b).trim().to_string()
@@ -567,7 +124,7 @@ fn read_key_hex(h: &str) -> Result<Key, Failure> {
     Key::from_hex(&text).map_err(|e| Failure::usage(format!("--key-hex: {e}")))
 }
 
-fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
+pub(super) fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
     match cmd {
         PeerCmd::Add {
             address,
@@ -718,7 +275,7 @@ fn peer(st: &State, cmd: PeerCmd, json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn first_line(b: &[u8], max: usize) -> String {
+pub(super) fn first_line(b: &[u8], max: usize) -> String {
     let t = String::from_utf8_lossy(b);
     let l = t.lines().next().unwrap_or("");
     if l.chars().count() > max {
@@ -728,7 +285,7 @@ fn first_line(b: &[u8], max: usize) -> String {
     }
 }
 
-fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
+pub(super) fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
     match cmd {
         CacheCmd::List { limit } => {
             let rows = cache::list(st.conn(), limit)?;
@@ -835,7 +392,7 @@ fn cache_cmd(st: &State, cmd: CacheCmd, json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn outbox_cmd(st: &State, json: bool) -> Result<u8, Failure> {
+pub(super) fn outbox_cmd(st: &State, json: bool) -> Result<u8, Failure> {
     let rows = outbox::list(st.conn())?;
     if json {
         emit_json(&rows)?;
@@ -860,7 +417,7 @@ fn outbox_cmd(st: &State, json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn stats(st: &State, json: bool) -> Result<u8, Failure> {
+pub(super) fn stats(st: &State, json: bool) -> Result<u8, Failure> {
     let c = st.conn();
     let n = |sql: &str| -> Result<i64, Failure> {
         c.query_row(sql, [], |r| r.get(0))
@@ -937,7 +494,7 @@ fn stats(st: &State, json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn log_cmd(st: &State, limit: usize, json: bool) -> Result<u8, Failure> {
+pub(super) fn log_cmd(st: &State, limit: usize, json: bool) -> Result<u8, Failure> {
     let rows = dlog::recent(st.conn(), limit)?;
     if json {
         emit_json(&rows)?;
