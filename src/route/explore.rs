@@ -120,3 +120,102 @@ pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> usiz
     }
     settings.max_forwards as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::Scheme;
+    use crate::state::{peers, settings, State};
+    use crate::wire::{Rules, Timestamp};
+
+    /// A message whose header names `addrs`, newest first, one second apart.
+    fn msg(addrs: &[&str], body: &str) -> Message {
+        let t0 = Timestamp::now().unix_secs();
+        let ids: Vec<(Timestamp, &[u8])> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let t = Timestamp::from_unix(t0 - 10 - i as i64, 0, 6);
+                (t, a.as_bytes())
+            })
+            .collect();
+        Message::compose(&ids, body.as_bytes(), &Rules::unchecked_time()).unwrap()
+    }
+
+    fn state(neighbours: &[&str], set: &[(&str, &str)]) -> (tempfile::TempDir, State) {
+        let d = tempfile::tempdir().unwrap();
+        let st = State::open(Some(&d.path().join("s"))).unwrap();
+        st.write(|tx| {
+            settings::add_own_address(tx, "http://me.test/")?;
+            for n in neighbours {
+                peers::add(tx, n, Scheme::HmacSha256, None)?;
+            }
+            for (k, v) in set {
+                settings::set(tx, k, v)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        (d, st)
+    }
+
+    #[test]
+    fn the_hop_limit_stops_forwarding_at_max_hops_lines() {
+        let (_d, st) = state(&[], &[("max_hops", "3"), ("max_forwards", "8")]);
+        let s = Settings::load(st.conn()).unwrap();
+        let mut d = Decision::default();
+        assert_eq!(
+            forward_cap(&s, &msg(&["http://a/", "http://b/"], "x"), &mut d),
+            8
+        );
+        assert!(d.notes.is_empty());
+        let three = msg(&["http://a/", "http://b/", "http://c/"], "x");
+        assert_eq!(forward_cap(&s, &three, &mut d), 0);
+        assert!(d.notes[0].contains("max_hops 3"), "{:?}", d.notes);
+        let (_d, st) = state(&[], &[("max_hops", "0")]);
+        let s = Settings::load(st.conn()).unwrap();
+        assert_eq!(forward_cap(&s, &three, &mut Decision::default()), 8);
+    }
+
+    #[test]
+    fn exploration_goes_to_a_few_neighbours_only_when_nothing_places_the_message() {
+        let ns = ["http://n1/", "http://n2/", "http://n3/", "http://n4/"];
+        let (_d, st) = state(&ns, &[("explore_fanout", "2"), ("explore_hops", "3")]);
+        let s = Settings::load(st.conn()).unwrap();
+        let m = msg(&["http://n1/"], "a question nobody here can place");
+        let far = [("http://n2/".to_string(), 0.99)];
+        let t = targets(st.conn(), &s, &m, &far, false, false, &[]).unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        // Never back into the header, the scored peer first, then unscored neighbours.
+        assert!(t.iter().all(|(p, _)| p != "http://n1/"), "{t:?}");
+        assert_eq!(t[0].0, "http://n2/");
+        // Not when it matched here, not when a peer is within the threshold, not once it
+        // has travelled explore_hops hops, not to a destination already decided.
+        assert!(targets(st.conn(), &s, &m, &far, true, false, &[])
+            .unwrap()
+            .is_empty());
+        let near = [("http://n2/".to_string(), 0.5)];
+        assert!(targets(st.conn(), &s, &m, &near, false, false, &[])
+            .unwrap()
+            .is_empty());
+        let travelled = msg(&["http://n1/", "http://x/", "http://y/"], "far");
+        assert!(targets(st.conn(), &s, &travelled, &far, false, false, &[])
+            .unwrap()
+            .is_empty());
+        let decided = ["http://n2/".to_string(), "http://n3/".to_string()];
+        let t = targets(st.conn(), &s, &m, &far, false, false, &decided).unwrap();
+        assert_eq!(
+            t.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            ["http://n4/"]
+        );
+        // `post_routing threshold` holds our own client's posts: no exploration.
+        let (_d, st) = state(&ns, &[("post_routing", "threshold")]);
+        let s = Settings::load(st.conn()).unwrap();
+        assert!(targets(st.conn(), &s, &m, &far, false, true, &[])
+            .unwrap()
+            .is_empty());
+        assert!(!targets(st.conn(), &s, &m, &far, false, false, &[])
+            .unwrap()
+            .is_empty());
+    }
+}
