@@ -49,8 +49,10 @@ pub mod db;
 pub mod derive;
 pub mod dh;
 pub mod exchange;
+pub mod first_contact;
 pub mod memory;
 pub mod rsa;
+pub mod settings;
 
 #[cfg(test)]
 mod tests;

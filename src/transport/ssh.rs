@@ -224,53 +224,6 @@ pub fn check_original_command(original: Option<&str>, tag: Option<&str>) -> Resu
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argument_vector_is_fixed_and_batch() {
-        let a = Address::parse("ssh://cmr@bob.example:2222/bob").unwrap();
-        let o = SshOptions {
-            identity: Some("/k/id".into()),
-            options: vec!["StrictHostKeyChecking=accept-new".into()],
-            ..Default::default()
-        };
-        let v = command_args(&a, &o, Duration::from_secs(30));
-        let s = v.join(" ");
-        assert!(s.starts_with("-o BatchMode=yes -T -o ConnectTimeout=30 -p 2222 -l cmr -i /k/id"));
-        assert!(s.ends_with("-o StrictHostKeyChecking=accept-new -- bob.example bob"));
-    }
-
-    #[test]
-    fn original_command_must_match_tag() {
-        assert!(check_original_command(None, Some("bob")).is_ok());
-        assert!(check_original_command(Some("bob"), Some("bob")).is_ok());
-        assert!(check_original_command(Some("rm -rf /"), None).is_ok());
-        assert_eq!(
-            check_original_command(Some("rm -rf /"), Some("bob"))
-                .unwrap_err()
-                .code,
-            64
-        );
-    }
-
-    #[test]
-    fn unreachable_ssh_is_transient() {
-        let a = Address::parse("ssh://127.0.0.1:1/t").unwrap();
-        let o = SshOptions {
-            program: "/nonexistent/ssh".into(),
-            ..Default::default()
-        };
-        let lo = crate::netaddr::Allow::parse("127.0.0.0/8").unwrap();
-        let e = send(&a, b"x", &o, Duration::from_secs(2), &lo).unwrap_err();
-        assert!(e.is_transient(), "{e}");
-        // Without the allowance, loopback is refused before ssh runs, for good.
-        let e = send(&a, b"x", &o, Duration::from_secs(2), &Default::default()).unwrap_err();
-        assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
-    }
-}
-
 /// Default for the whole input of `cmr-recv --ssh`, seconds (`$CMR_SSH_TIMEOUT`).
 pub const DEFAULT_INPUT_DEADLINE_SECS: u64 = 300;
 
@@ -352,5 +305,52 @@ impl<R> Drop for StallGuard<R> {
         self.shared
             .done
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_vector_is_fixed_and_batch() {
+        let a = Address::parse("ssh://cmr@bob.example:2222/bob").unwrap();
+        let o = SshOptions {
+            identity: Some("/k/id".into()),
+            options: vec!["StrictHostKeyChecking=accept-new".into()],
+            ..Default::default()
+        };
+        let v = command_args(&a, &o, Duration::from_secs(30));
+        let s = v.join(" ");
+        assert!(s.starts_with("-o BatchMode=yes -T -o ConnectTimeout=30 -p 2222 -l cmr -i /k/id"));
+        assert!(s.ends_with("-o StrictHostKeyChecking=accept-new -- bob.example bob"));
+    }
+
+    #[test]
+    fn original_command_must_match_tag() {
+        assert!(check_original_command(None, Some("bob")).is_ok());
+        assert!(check_original_command(Some("bob"), Some("bob")).is_ok());
+        assert!(check_original_command(Some("rm -rf /"), None).is_ok());
+        assert_eq!(
+            check_original_command(Some("rm -rf /"), Some("bob"))
+                .unwrap_err()
+                .code,
+            64
+        );
+    }
+
+    #[test]
+    fn unreachable_ssh_is_transient() {
+        let a = Address::parse("ssh://127.0.0.1:1/t").unwrap();
+        let o = SshOptions {
+            program: "/nonexistent/ssh".into(),
+            ..Default::default()
+        };
+        let lo = crate::netaddr::Allow::parse("127.0.0.0/8").unwrap();
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &lo).unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        // Without the allowance, loopback is refused before ssh runs, for good.
+        let e = send(&a, b"x", &o, Duration::from_secs(2), &Default::default()).unwrap_err();
+        assert!(!e.is_transient() && e.message().contains("loopback"), "{e}");
     }
 }
