@@ -2,25 +2,17 @@
 //! other control bytes) shows as `\x1b[31m` in every tool's human output and diagnostics,
 //! while `--json` keeps it exactly.
 
-use std::io::Write;
+mod common;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const ME: &str = "http://bob.test/cmr";
 const EVIL: &[u8] = b"http://evil.test/\x1b[31mred\x1b]0;title\x07\xc2\x9b2J\x7f";
 
 fn run(bin: &str, state: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut ch = Command::new(bin)
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = ch.stdin.take().unwrap().write_all(stdin);
-    ch.wait_with_output().unwrap()
+    let mut c = Command::new(bin);
+    c.arg("--state").arg(state).args(args);
+    common::run_cmd(c, stdin)
 }
 
 fn message(sender: &[u8], t: &str, body: &str) -> Vec<u8> {

@@ -4,22 +4,14 @@
 //! converted address. Addresses that are UTF-8 (non-ASCII or with control characters) are
 //! kept exactly.
 
-use std::io::Write;
+mod common;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn route(state: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut ch = Command::new(env!("CARGO_BIN_EXE_cmr-route"))
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    ch.stdin.take().unwrap().write_all(stdin).unwrap();
-    ch.wait_with_output().unwrap()
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cmr-route"));
+    c.arg("--state").arg(state).args(args);
+    common::run_cmd(c, stdin)
 }
 
 fn message(lines: &[&[u8]], body: &str) -> Vec<u8> {
