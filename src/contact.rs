@@ -156,41 +156,51 @@ fn refuse_over_budget(
 ) -> Result<Option<Refusal>, Failure> {
     let (_, now) = state::now();
     prune(tx, settings, now)?;
-    if let Some(r) = settings.contact_budget_source {
-        let n: u64 = tx
-            .prepare_cached("SELECT count(*) FROM contact_spend WHERE source = ?1 AND at_unix > ?2")
-            .map_err(db_failure)?
-            .query_row(params![source, now - r.secs as f64], |r| r.get(0))
-            .map_err(db_failure)?;
+    let windows = [
+        (
+            settings.contact_budget_source,
+            Some(source),
+            "contact-budget-source",
+            "contact_budget_source",
+        ),
+        (
+            settings.contact_budget_global,
+            None,
+            "contact-budget-global",
+            "contact_budget_global",
+        ),
+    ];
+    for (rate, scope, code, key) in windows {
+        let Some(r) = rate else { continue };
+        let n = spent(tx, scope, now - r.secs as f64)?;
         if n >= r.count {
+            let whose = scope.map_or(String::new(), |s| format!(" of source {s}"));
             return Ok(Some(Refusal {
-                code: "contact-budget-source",
+                code,
                 reason: format!(
-                    "first-contact budget of source {source} spent: {n} sends to strangers \
-                     in the last {} s (contact_budget_source {}/{})",
-                    r.secs, r.count, r.secs
-                ),
-            }));
-        }
-    }
-    if let Some(r) = settings.contact_budget_global {
-        let n: u64 = tx
-            .prepare_cached("SELECT count(*) FROM contact_spend WHERE at_unix > ?1")
-            .map_err(db_failure)?
-            .query_row(params![now - r.secs as f64], |r| r.get(0))
-            .map_err(db_failure)?;
-        if n >= r.count {
-            return Ok(Some(Refusal {
-                code: "contact-budget-global",
-                reason: format!(
-                    "first-contact budget spent: {n} sends to strangers in the last {} s \
-                     (contact_budget_global {}/{})",
+                    "first-contact budget{whose} spent: {n} sends to strangers in the last {} s \
+                     ({key} {}/{})",
                     r.secs, r.count, r.secs
                 ),
             }));
         }
     }
     Ok(None)
+}
+
+/// Sends to strangers since `since`: by one source, or by all.
+fn spent(tx: &Transaction, source: Option<&str>, since: f64) -> Result<u64, Failure> {
+    match source {
+        Some(s) => tx
+            .prepare_cached("SELECT count(*) FROM contact_spend WHERE source = ?1 AND at_unix > ?2")
+            .map_err(db_failure)?
+            .query_row(params![s, since], |r| r.get(0)),
+        None => tx
+            .prepare_cached("SELECT count(*) FROM contact_spend WHERE at_unix > ?1")
+            .map_err(db_failure)?
+            .query_row(params![since], |r| r.get(0)),
+    }
+    .map_err(db_failure)
 }
 
 /// Forget spends older than the longest window (kept small: one row per stranger send).
