@@ -76,59 +76,90 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn message(mut self) -> Result<(Message, usize), ParseError> {
-        let limits = &self.rules.limits;
-        // A2: "The first character of the signature is a version number, either 0 or 1,
-        // followed by a hash string."
+        let signature = self.signature()?;
+        self.line = 2;
+        let payload_start = self.pos;
+        let ids = self.header(payload_start)?;
+        let n = self.body_length()?;
+        let body_start = self.pos;
+        let have = self.input.len() - body_start;
+        if have < n {
+            return self.err(Defect::BodyShort { have, need: n }, self.input.len());
+        }
+        let end = body_start + n;
+        Ok((
+            Message {
+                signature,
+                payload: self.input[payload_start..end].to_vec(),
+                ids,
+                body_start: body_start - payload_start,
+            },
+            end,
+        ))
+    }
+
+    /// The signature line.
+    /// A2: "The first character of the signature is a version number, either 0 or 1,
+    /// followed by a hash string."
+    fn signature(&mut self) -> Result<Signature, ParseError> {
         let sig_line = match self.line(68) {
             Ok((l, _)) => l,
             Err(ParseError {
                 defect: Defect::LineTooLong(_),
                 ..
-            }) => {
-                // An over-long signature line: name the rule it breaks, not the line limit.
-                let n = self
-                    .input
-                    .iter()
-                    .take(limits.max_line_bytes.max(68))
-                    .take_while(|&&c| c != b'\r' && c != b'\n')
-                    .count();
-                return match self.input[0] {
-                    b'0' => self.err(Defect::UnsignedWithHash, 1),
-                    b'1' => self.err(Defect::HashLength(n - 1), 1),
-                    c => self.err(Defect::Version(c), 0),
-                };
-            }
+            }) => return self.long_signature_line(),
             Err(e) => return Err(e),
         };
         self.line = 1; // errors below name the signature line
-        let signature = match sig_line.first() {
-            None => return self.err(Defect::Version(b'\r'), 0),
-            Some(b'0') if sig_line.len() == 1 => Signature::Unsigned,
+        match sig_line.first() {
+            None => self.err(Defect::Version(b'\r'), 0),
+            Some(b'0') if sig_line.len() == 1 => Ok(Signature::Unsigned),
             // A2: "If the version number is 0 then the hash string is empty"
-            Some(b'0') => return self.err(Defect::UnsignedWithHash, 1),
-            Some(b'1') => {
-                let h = &sig_line[1..];
-                // A2: "The hash is written as 64 lower case hexadecimal digits."
-                if let Some(i) = h.iter().position(|c| !c.is_ascii_hexdigit()) {
-                    return self.err(Defect::HashNotHex, 1 + i);
-                }
-                if let Some(i) = h.iter().position(|c| c.is_ascii_uppercase()) {
-                    return self.err(Defect::HashUpperCase, 1 + i);
-                }
-                if h.len() != 64 {
-                    return self.err(Defect::HashLength(h.len()), 1);
-                }
-                let mut out = [0u8; 32];
-                for (o, p) in out.iter_mut().zip(h.chunks(2)) {
-                    let v = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
-                    *o = v(p[0]) << 4 | v(p[1]);
-                }
-                Signature::Signed(out)
-            }
-            Some(&c) => return self.err(Defect::Version(c), 0),
-        };
-        self.line = 2;
-        let payload_start = self.pos;
+            Some(b'0') => self.err(Defect::UnsignedWithHash, 1),
+            Some(b'1') => Ok(Signature::Signed(self.hash(&sig_line[1..])?)),
+            Some(&c) => self.err(Defect::Version(c), 0),
+        }
+    }
+
+    /// An over-long signature line: name the rule it breaks, not the line limit.
+    fn long_signature_line<T>(&self) -> Result<T, ParseError> {
+        let n = self
+            .input
+            .iter()
+            .take(self.rules.limits.max_line_bytes.max(68))
+            .take_while(|&&c| c != b'\r' && c != b'\n')
+            .count();
+        match self.input[0] {
+            b'0' => self.err(Defect::UnsignedWithHash, 1),
+            b'1' => self.err(Defect::HashLength(n - 1), 1),
+            c => self.err(Defect::Version(c), 0),
+        }
+    }
+
+    /// The hash string `h` after a signature's version 1, decoded.
+    fn hash(&self, h: &[u8]) -> Result<[u8; 32], ParseError> {
+        // A2: "The hash is written as 64 lower case hexadecimal digits."
+        if let Some(i) = h.iter().position(|c| !c.is_ascii_hexdigit()) {
+            return self.err(Defect::HashNotHex, 1 + i);
+        }
+        if let Some(i) = h.iter().position(|c| c.is_ascii_uppercase()) {
+            return self.err(Defect::HashUpperCase, 1 + i);
+        }
+        if h.len() != 64 {
+            return self.err(Defect::HashLength(h.len()), 1);
+        }
+        let mut out = [0u8; 32];
+        for (o, p) in out.iter_mut().zip(h.chunks(2)) {
+            let v = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
+            *o = v(p[0]) << 4 | v(p[1]);
+        }
+        Ok(out)
+    }
+
+    /// The header's ID lines up to the blank line ending it, as spans relative to
+    /// `payload_start` (where the header begins).
+    fn header(&mut self, payload_start: usize) -> Result<Vec<IdSpan>, ParseError> {
+        let limits = &self.rules.limits;
         let horizon = self.rules.horizon();
         let mut ids: Vec<IdSpan> = Vec::with_capacity(4);
         loop {
@@ -141,82 +172,127 @@ impl<'a> Parser<'a, '_> {
                 return self.err(Defect::TooManyHeaderLines(limits.max_header_lines), at);
             }
             self.line -= 1; // errors below name the line just read
-            let (secs, ts_len) = match parse_ts(l) {
-                Ok(v) => v,
-                Err((d, i)) => {
-                    // A line of digits only is the body length: the blank line is missing.
-                    let d = if !ids.is_empty() && l.iter().all(u8::is_ascii_digit) {
-                        Defect::NoBlankLine
-                    } else {
-                        d
-                    };
-                    return self.err(d, at + i);
-                }
-            };
-            if l.get(ts_len) != Some(&b' ') {
-                let d = if ts_len > 19 || l.len() == ts_len {
-                    Defect::MissingSpace
-                } else {
-                    Defect::TimestampFormat("unexpected characters after the seconds")
-                };
-                return self.err(d, at + ts_len);
-            }
-            let addr = &l[ts_len + 1..];
-            if addr.is_empty() {
-                return self.err(Defect::EmptyAddress, at + ts_len + 1);
-            }
-            let ts = &l[..ts_len];
-            // A2: "not in the future"
-            if let Some(h) = &horizon {
-                let later = secs
-                    .cmp(&h.secs)
-                    .then_with(|| frac_of(ts).unwrap_or(b"").cmp(h.frac()));
-                if later == Ordering::Greater {
-                    return self.err(Defect::Future, at);
-                }
-            }
-            // A2: "earlier than the timestamp on the line above it, if any"
-            if let Some(prev) = ids.last() {
-                let pt = &self.input
-                    [payload_start + prev.start as usize..payload_start + prev.space as usize];
-                match cmp_ts(secs, ts, prev.secs, pt) {
-                    Ordering::Less => {}
-                    Ordering::Equal => return self.err(Defect::EqualTimestamps, at),
-                    Ordering::Greater => return self.err(Defect::NotDescending, at),
-                }
-            }
-            // A2: "No address should appear more than once in a header."
-            for (n, p) in ids.iter().enumerate() {
-                let pa = &self.input
-                    [payload_start + p.space as usize + 1..payload_start + p.end as usize];
-                if pa == addr {
-                    return self.err(Defect::DuplicateAddress(n + 2), at + ts_len + 1);
-                }
-            }
-            // A2: "The recipient's address should not appear at all."
-            if self
-                .rules
-                .own_addresses
-                .iter()
-                .any(|o| o.as_slice() == addr)
-            {
-                return self.err(Defect::OwnAddress, at + ts_len + 1);
-            }
-            let rel = (at - payload_start) as u32;
-            ids.push(IdSpan {
-                start: rel,
-                space: rel + ts_len as u32,
-                end: rel + l.len() as u32,
-                secs,
-            });
+            let id = self.id_line(l, at, &ids, payload_start, horizon.as_ref())?;
+            ids.push(id);
             self.line += 1;
         }
         if ids.is_empty() {
             self.line -= 1;
             return self.err(Defect::EmptyHeader, payload_start);
         }
-        // A2: "The message body consists of a length, n, written as a decimal number
-        // followed by CR LF, then n bytes"
+        Ok(ids)
+    }
+
+    /// One ID line `l`, read at offset `at`, checked against the horizon and the lines
+    /// above it (`ids`); returns its span.
+    fn id_line(
+        &self,
+        l: &[u8],
+        at: usize,
+        ids: &[IdSpan],
+        payload_start: usize,
+        horizon: Option<&Horizon>,
+    ) -> Result<IdSpan, ParseError> {
+        let (secs, ts_len) = self.id_timestamp(l, at, !ids.is_empty())?;
+        let addr = &l[ts_len + 1..];
+        if addr.is_empty() {
+            return self.err(Defect::EmptyAddress, at + ts_len + 1);
+        }
+        let ts = &l[..ts_len];
+        // A2: "not in the future"
+        if let Some(h) = horizon {
+            let later = secs
+                .cmp(&h.secs)
+                .then_with(|| frac_of(ts).unwrap_or(b"").cmp(h.frac()));
+            if later == Ordering::Greater {
+                return self.err(Defect::Future, at);
+            }
+        }
+        // A2: "earlier than the timestamp on the line above it, if any"
+        if let Some(prev) = ids.last() {
+            let pt = &self.input
+                [payload_start + prev.start as usize..payload_start + prev.space as usize];
+            match cmp_ts(secs, ts, prev.secs, pt) {
+                Ordering::Less => {}
+                Ordering::Equal => return self.err(Defect::EqualTimestamps, at),
+                Ordering::Greater => return self.err(Defect::NotDescending, at),
+            }
+        }
+        self.check_address(addr, at + ts_len + 1, ids, payload_start)?;
+        let rel = (at - payload_start) as u32;
+        Ok(IdSpan {
+            start: rel,
+            space: rel + ts_len as u32,
+            end: rel + l.len() as u32,
+            secs,
+        })
+    }
+
+    /// The timestamp opening ID line `l` (read at offset `at`) and the space after it;
+    /// returns its seconds and length. `not_first`: lines were read above this one.
+    fn id_timestamp(
+        &self,
+        l: &[u8],
+        at: usize,
+        not_first: bool,
+    ) -> Result<(i64, usize), ParseError> {
+        let (secs, ts_len) = match parse_ts(l) {
+            Ok(v) => v,
+            Err((d, i)) => {
+                // A line of digits only is the body length: the blank line is missing.
+                let d = if not_first && l.iter().all(u8::is_ascii_digit) {
+                    Defect::NoBlankLine
+                } else {
+                    d
+                };
+                return self.err(d, at + i);
+            }
+        };
+        if l.get(ts_len) != Some(&b' ') {
+            let d = if ts_len > 19 || l.len() == ts_len {
+                Defect::MissingSpace
+            } else {
+                Defect::TimestampFormat("unexpected characters after the seconds")
+            };
+            return self.err(d, at + ts_len);
+        }
+        Ok((secs, ts_len))
+    }
+
+    /// An ID line's address `addr` (at offset `at`), against the addresses above it (`ids`)
+    /// and the recipient's own.
+    fn check_address(
+        &self,
+        addr: &[u8],
+        at: usize,
+        ids: &[IdSpan],
+        payload_start: usize,
+    ) -> Result<(), ParseError> {
+        // A2: "No address should appear more than once in a header."
+        for (n, p) in ids.iter().enumerate() {
+            let pa =
+                &self.input[payload_start + p.space as usize + 1..payload_start + p.end as usize];
+            if pa == addr {
+                return self.err(Defect::DuplicateAddress(n + 2), at);
+            }
+        }
+        // A2: "The recipient's address should not appear at all."
+        if self
+            .rules
+            .own_addresses
+            .iter()
+            .any(|o| o.as_slice() == addr)
+        {
+            return self.err(Defect::OwnAddress, at);
+        }
+        Ok(())
+    }
+
+    /// The body's length line, checked against the message size limit.
+    /// A2: "The message body consists of a length, n, written as a decimal number
+    /// followed by CR LF, then n bytes"
+    fn body_length(&mut self) -> Result<usize, ParseError> {
+        let limits = &self.rules.limits;
         let (len_line, at) = match self.line(24) {
             Ok(v) => v,
             Err(ParseError {
@@ -261,20 +337,6 @@ impl<'a> Parser<'a, '_> {
             self.line -= 1;
             return self.err(Defect::LengthTooLarge(n), at);
         }
-        let n = n as usize;
-        let have = self.input.len() - body_start;
-        if have < n {
-            return self.err(Defect::BodyShort { have, need: n }, self.input.len());
-        }
-        let end = body_start + n;
-        Ok((
-            Message {
-                signature,
-                payload: self.input[payload_start..end].to_vec(),
-                ids,
-                body_start: body_start - payload_start,
-            },
-            end,
-        ))
+        Ok(n as usize)
     }
 }
