@@ -432,12 +432,62 @@ pub fn receive(
         Ok(c) => c,
         Err(e) => return Ok(KeyxOutcome::refused("malformed", e)),
     };
-    let kind = ctl.kind();
+    let incoming = match admit(store, peer, msg, ctl.kind(), authenticated)? {
+        Ok(incoming) => incoming,
+        Err(refused) => return Ok(refused),
+    };
+    match ctl {
+        Control::RsaRequest { n, e } => rsa_request(store, &incoming, &n, &e),
+        Control::DhRequest { g, p, a } => dh_request(store, &incoming, Group { g, p }, &a),
+        Control::RsaReply { c } => rsa_reply(store, &incoming, &c),
+        Control::DhReply { b } => dh_reply(store, &incoming, &b),
+        Control::Clear { key } => clear(store, &incoming, secure, &key),
+    }
+}
+
+/// An incoming control message that passed [`admit`]: who sent it and how to answer.
+struct Incoming<'a> {
+    peer: &'a str,
+    /// The control message's kind, as [`KeyxOutcome::kind`].
+    kind: &'static str,
+    /// The key this exchange sets is established when its messages were signed with an
+    /// established key or the transport authenticated the peer; provisional otherwise.
+    trusted: bool,
+    /// The peer sent it unsigned although we hold a key, and the transport vouches for it:
+    /// its reply is unsigned too.
+    unsigned_reply: bool,
+}
+
+impl Incoming<'_> {
+    /// A reply to the peer carrying `body`, signed unless `unsigned_reply`.
+    fn reply(&self, store: &mut dyn Store, body: &[u8]) -> Result<Message, Failure> {
+        if self.unsigned_reply {
+            compose_unsigned(store, self.peer, body)
+        } else {
+            compose(store, self.peer, body)
+        }
+    }
+
+    fn refused(&self, r: impl fmt::Display) -> KeyxOutcome {
+        KeyxOutcome::refused(self.kind, r)
+    }
+}
+
+/// The checks every control message of `kind` passes before its own: one hop, and signed
+/// exactly when a key is established (or unsigned over a transport that authenticated the
+/// peer). Err holds the refusal.
+fn admit<'a>(
+    store: &mut dyn Store,
+    peer: &'a str,
+    msg: &Message,
+    kind: &'static str,
+    authenticated: bool,
+) -> Result<Result<Incoming<'a>, KeyxOutcome>, Failure> {
     if msg.ids().len() != 1 {
-        return Ok(KeyxOutcome::refused(
+        return Ok(Err(KeyxOutcome::refused(
             kind,
             "key exchange messages travel one hop; this one has several header lines",
-        ));
+        )));
     }
     // A provisional key is not established: its holder may be a forger (see the module text).
     let keyed = established_key(store, peer)?.is_some();
@@ -447,11 +497,11 @@ pub fn receive(
     let trusted = signed || authenticated;
     if !keyed && signed {
         // A5.1: "If no key has been established, then both messages are unsigned."
-        return Ok(KeyxOutcome::refused(
+        return Ok(Err(KeyxOutcome::refused(
             kind,
             "signed key exchange from a peer we hold no key for: its signature cannot be \
              checked (if a key was lost, forget it on both sides and start over)",
-        ));
+        )));
     }
     // The peer sent it unsigned although we hold a key, and the transport vouches for it:
     // to the peer no key is established, so its reply is unsigned too (A5.1 "If no key has
@@ -464,7 +514,7 @@ pub fn receive(
         // its key (cmr-peer keeps exchanged keys in memory only) forgets ours once, and the
         // next request is a first contact; a peer that still holds the key accepts a
         // re-keying we start, signed with it.
-        return Ok(KeyxOutcome::refused(
+        return Ok(Err(KeyxOutcome::refused(
             kind,
             format!(
                 "unsigned key exchange from a peer we share a key with (A5.1: it must be \
@@ -473,151 +523,172 @@ pub fn receive(
                  the request again; if it still holds it, re-key from here: `cmr-keyx init \
                  {peer}`"
             ),
+        )));
+    }
+    Ok(Ok(Incoming {
+        peer,
+        kind,
+        trusted,
+        unsigned_reply,
+    }))
+}
+
+/// A5.1 `RSA key exchange request=n,e.`: answer with a new key encrypted to (n, e).
+fn rsa_request(
+    store: &mut dyn Store,
+    incoming: &Incoming,
+    n: &BigUint,
+    e: &BigUint,
+) -> Result<KeyxOutcome, Failure> {
+    let (peer, kind, trusted) = (incoming.peer, incoming.kind, incoming.trusted);
+    if let Err(r) = rsa::check_public(n, e) {
+        return Ok(incoming.refused(r));
+    }
+    if let Some(o) = tie_break(store, peer, kind)? {
+        return Ok(o);
+    }
+    let (k, c) = rsa::respond(n, e);
+    let reply = incoming.reply(store, Control::RsaReply { c }.format().as_bytes())?;
+    send(store, peer, &reply)?;
+    let mode = store.derive_mode(peer)?;
+    install(store, peer, Method::Rsa, mode, &k)?;
+    mark(store, peer, trusted, None)?;
+    Ok(KeyxOutcome {
+        kind,
+        action: Action::Replied,
+        reason: format!(
+            "answered RSA request ({} bits); new key stored{}",
+            n.bits(),
+            provisional_note(trusted)
+        ),
+    })
+}
+
+/// A5.2 `DH key exchange request=g,p,A.`: answer with our public value B.
+fn dh_request(
+    store: &mut dyn Store,
+    incoming: &Incoming,
+    group: Group,
+    a: &BigUint,
+) -> Result<KeyxOutcome, Failure> {
+    let (peer, kind, trusted) = (incoming.peer, incoming.kind, incoming.trusted);
+    if let Err(r) = check_group(store, &group, a)? {
+        return Ok(incoming.refused(r));
+    }
+    if let Some(o) = tie_break(store, peer, kind)? {
+        return Ok(o);
+    }
+    let (x, y) = group.keypair();
+    let k = group.shared(a, &x);
+    let reply = incoming.reply(store, Control::DhReply { b: y }.format().as_bytes())?;
+    send(store, peer, &reply)?;
+    let mode = store.derive_mode(peer)?;
+    install(store, peer, Method::Dh, mode, &k)?;
+    mark(store, peer, trusted, None)?;
+    Ok(KeyxOutcome {
+        kind,
+        action: Action::Replied,
+        reason: format!(
+            "answered DH request ({} bits); new key stored{}",
+            group.p.bits(),
+            provisional_note(trusted)
+        ),
+    })
+}
+
+/// A5.1 `RSA key exchange reply=c.`: the answer to our pending RSA request.
+fn rsa_reply(
+    store: &mut dyn Store,
+    incoming: &Incoming,
+    c: &BigUint,
+) -> Result<KeyxOutcome, Failure> {
+    let (peer, kind, trusted) = (incoming.peer, incoming.kind, incoming.trusted);
+    let Some(pending) = pending_or_kept(store, peer, trusted)? else {
+        return Ok(incoming.refused("no RSA request of ours is pending"));
+    };
+    let Secret::Rsa(kp) = &pending.secret else {
+        return Ok(incoming.refused("our pending request is a DH request, not RSA"));
+    };
+    let k = match kp.recover(c) {
+        Ok(k) => k,
+        Err(r) => return Ok(incoming.refused(r)),
+    };
+    store.delete_pending(peer)?;
+    install(store, peer, Method::Rsa, pending.derive(), &k)?;
+    mark(store, peer, trusted, Some(&pending))?;
+    Ok(KeyxOutcome {
+        kind,
+        action: Action::KeySet,
+        reason: format!(
+            "RSA exchange complete; new key stored{}",
+            provisional_note(trusted)
+        ),
+    })
+}
+
+/// A5.2 `DH key exchange reply=B.`: the answer to our pending DH request.
+fn dh_reply(
+    store: &mut dyn Store,
+    incoming: &Incoming,
+    b: &BigUint,
+) -> Result<KeyxOutcome, Failure> {
+    let (peer, kind, trusted) = (incoming.peer, incoming.kind, incoming.trusted);
+    let Some(pending) = pending_or_kept(store, peer, trusted)? else {
+        return Ok(incoming.refused("no DH request of ours is pending"));
+    };
+    let Secret::Dh { g, p, x } = &pending.secret else {
+        return Ok(incoming.refused("our pending request is an RSA request, not DH"));
+    };
+    let num = |h: &str| BigUint::parse_bytes(h.as_bytes(), 16).unwrap_or_default();
+    let group = Group {
+        g: num(g),
+        p: num(p),
+    };
+    if let Err(r) = group.check_element(b, "public value B") {
+        return Ok(incoming.refused(r));
+    }
+    let k = group.shared(b, &num(x));
+    store.delete_pending(peer)?;
+    install(store, peer, Method::Dh, pending.derive(), &k)?;
+    mark(store, peer, trusted, Some(&pending))?;
+    Ok(KeyxOutcome {
+        kind,
+        action: Action::KeySet,
+        reason: format!(
+            "DH exchange complete; new key stored{}",
+            provisional_note(trusted)
+        ),
+    })
+}
+
+/// A5.3 `Clear key exchange=k.`: the key itself, over a secure channel only.
+fn clear(
+    store: &mut dyn Store,
+    incoming: &Incoming,
+    secure: bool,
+    key: &[u8],
+) -> Result<KeyxOutcome, Failure> {
+    let (peer, kind, trusted) = (incoming.peer, incoming.kind, incoming.trusted);
+    if !secure {
+        // A5.3: clear keys only "on top of a secure protocol such as HTTPS or SSH"
+        return Ok(incoming.refused(
+            "clear key exchange over a channel that is not secure (A5.3 needs HTTPS or SSH)",
         ));
     }
-    let reply_to = |store: &mut dyn Store, body: &[u8]| -> Result<Message, Failure> {
-        if unsigned_reply {
-            compose_unsigned(store, peer, body)
-        } else {
-            compose(store, peer, body)
-        }
-    };
-    match ctl {
-        Control::RsaRequest { n, e } => {
-            if let Err(r) = rsa::check_public(&n, &e) {
-                return Ok(KeyxOutcome::refused(kind, r));
-            }
-            if let Some(o) = tie_break(store, peer, kind)? {
-                return Ok(o);
-            }
-            let (k, c) = rsa::respond(&n, &e);
-            let reply = reply_to(store, Control::RsaReply { c }.format().as_bytes())?;
-            send(store, peer, &reply)?;
-            let mode = store.derive_mode(peer)?;
-            install(store, peer, Method::Rsa, mode, &k)?;
-            mark(store, peer, trusted, None)?;
-            Ok(KeyxOutcome {
-                kind,
-                action: Action::Replied,
-                reason: format!(
-                    "answered RSA request ({} bits); new key stored{}",
-                    n.bits(),
-                    provisional_note(trusted)
-                ),
-            })
-        }
-        Control::DhRequest { g, p, a } => {
-            let group = Group { g, p };
-            if let Err(r) = check_group(store, &group, &a)? {
-                return Ok(KeyxOutcome::refused(kind, r));
-            }
-            if let Some(o) = tie_break(store, peer, kind)? {
-                return Ok(o);
-            }
-            let (x, y) = group.keypair();
-            let k = group.shared(&a, &x);
-            let reply = reply_to(store, Control::DhReply { b: y }.format().as_bytes())?;
-            send(store, peer, &reply)?;
-            let mode = store.derive_mode(peer)?;
-            install(store, peer, Method::Dh, mode, &k)?;
-            mark(store, peer, trusted, None)?;
-            Ok(KeyxOutcome {
-                kind,
-                action: Action::Replied,
-                reason: format!(
-                    "answered DH request ({} bits); new key stored{}",
-                    group.p.bits(),
-                    provisional_note(trusted)
-                ),
-            })
-        }
-        Control::RsaReply { c } => {
-            let Some(pending) = pending_or_kept(store, peer, trusted)? else {
-                return Ok(KeyxOutcome::refused(
-                    kind,
-                    "no RSA request of ours is pending",
-                ));
-            };
-            let Secret::Rsa(kp) = &pending.secret else {
-                return Ok(KeyxOutcome::refused(
-                    kind,
-                    "our pending request is a DH request, not RSA",
-                ));
-            };
-            let k = match kp.recover(&c) {
-                Ok(k) => k,
-                Err(r) => return Ok(KeyxOutcome::refused(kind, r)),
-            };
-            store.delete_pending(peer)?;
-            install(store, peer, Method::Rsa, pending.derive(), &k)?;
-            mark(store, peer, trusted, Some(&pending))?;
-            Ok(KeyxOutcome {
-                kind,
-                action: Action::KeySet,
-                reason: format!(
-                    "RSA exchange complete; new key stored{}",
-                    provisional_note(trusted)
-                ),
-            })
-        }
-        Control::DhReply { b } => {
-            let Some(pending) = pending_or_kept(store, peer, trusted)? else {
-                return Ok(KeyxOutcome::refused(
-                    kind,
-                    "no DH request of ours is pending",
-                ));
-            };
-            let Secret::Dh { g, p, x } = &pending.secret else {
-                return Ok(KeyxOutcome::refused(
-                    kind,
-                    "our pending request is an RSA request, not DH",
-                ));
-            };
-            let num = |h: &str| BigUint::parse_bytes(h.as_bytes(), 16).unwrap_or_default();
-            let group = Group {
-                g: num(g),
-                p: num(p),
-            };
-            if let Err(r) = group.check_element(&b, "public value B") {
-                return Ok(KeyxOutcome::refused(kind, r));
-            }
-            let k = group.shared(&b, &num(x));
-            store.delete_pending(peer)?;
-            install(store, peer, Method::Dh, pending.derive(), &k)?;
-            mark(store, peer, trusted, Some(&pending))?;
-            Ok(KeyxOutcome {
-                kind,
-                action: Action::KeySet,
-                reason: format!(
-                    "DH exchange complete; new key stored{}",
-                    provisional_note(trusted)
-                ),
-            })
-        }
-        Control::Clear { key } => {
-            if !secure {
-                // A5.3: clear keys only "on top of a secure protocol such as HTTPS or SSH"
-                return Ok(KeyxOutcome::refused(
-                    kind,
-                    "clear key exchange over a channel that is not secure (A5.3 needs HTTPS or SSH)",
-                ));
-            }
-            if let Err(r) = check_clear_len(store, &key) {
-                return Ok(KeyxOutcome::refused(kind, r));
-            }
-            // The peer switched already; a request of ours could no longer complete
-            // consistently, so it is dropped.
-            store.delete_pending(peer)?;
-            let mode = store.derive_mode(peer)?;
-            install(store, peer, Method::Clear, mode, &key)?;
-            mark(store, peer, trusted, None)?;
-            Ok(KeyxOutcome {
-                kind,
-                action: Action::KeySet,
-                reason: format!("clear key stored{}", provisional_note(trusted)),
-            })
-        }
+    if let Err(r) = check_clear_len(store, key) {
+        return Ok(incoming.refused(r));
     }
+    // The peer switched already; a request of ours could no longer complete
+    // consistently, so it is dropped.
+    store.delete_pending(peer)?;
+    let mode = store.derive_mode(peer)?;
+    install(store, peer, Method::Clear, mode, key)?;
+    mark(store, peer, trusted, None)?;
+    Ok(KeyxOutcome {
+        kind,
+        action: Action::KeySet,
+        reason: format!("clear key stored{}", provisional_note(trusted)),
+    })
 }
 
 /// After an exchange set a key: established when `trusted`, else provisional (keeping the
