@@ -19,6 +19,7 @@ use crate::state::{db_failure, settings, State};
 use crate::wire::Timestamp;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The Nagios plugin states, in rising order of concern.
@@ -273,6 +274,13 @@ fn age_sql(col: &str) -> String {
 
 /// Build the report for the open state file `st`.
 pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
+    let mut r = gather(st, opts)?;
+    verdict(&mut r, opts);
+    Ok(r)
+}
+
+/// What the state file and the host's wiring show, before any verdict.
+fn gather(st: &State, opts: &Options) -> Result<Report, Failure> {
     let c = st.conn();
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut wal = st.path().as_os_str().to_owned();
@@ -299,15 +307,7 @@ pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
         wiring: Vec::new(),
         wiring_missing: Vec::new(),
     };
-    let drained: Option<i64> = c
-        .query_row(
-            "SELECT value FROM counters WHERE scope = ?1 AND name = ?2",
-            [DRAIN_SCOPE, DRAIN_NAME],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db_failure)?;
-    if let Some(t) = drained {
+    if let Some(t) = last_drain(c)? {
         r.last_drain = Some(Timestamp::from_unix(t, 0, 0).to_string());
         r.last_drain_age_secs = Some((now_unix() - t as f64).max(0.0));
     }
@@ -316,8 +316,22 @@ pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
         .into_iter()
         .filter(|w| !r.wiring.iter().any(|f| f.kind == *w))
         .collect();
+    Ok(r)
+}
 
-    // The verdict.
+/// When `cmr-send --outbox` last drained the outbox (Unix seconds), if it ever did.
+fn last_drain(c: &Connection) -> Result<Option<i64>, Failure> {
+    c.query_row(
+        "SELECT value FROM counters WHERE scope = ?1 AND name = ?2",
+        [DRAIN_SCOPE, DRAIN_NAME],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_failure)
+}
+
+/// The verdict: flag what needs attention in `r`, most serious first.
+fn verdict(r: &mut Report, opts: &Options) {
     if r.addresses.is_empty() {
         r.flag(
             Level::Critical,
@@ -365,7 +379,6 @@ pub fn check(st: &State, opts: &Options) -> Result<Report, Failure> {
             ),
         );
     }
-    Ok(r)
 }
 
 fn peers(c: &Connection) -> Result<Vec<PeerHealth>, Failure> {
@@ -596,8 +609,19 @@ fn bytes(n: u64) -> String {
 
 /// The report for people: the Nagios line first, then one section per line.
 pub fn text(r: &Report) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
+    headline(&mut s, r);
+    state_and_addresses(&mut s, r);
+    peer_lines(&mut s, r);
+    outbox_lines(&mut s, r);
+    refusal_lines(&mut s, r);
+    setting_lines(&mut s, r);
+    wiring_lines(&mut s, r);
+    s
+}
+
+/// The Nagios line: status, reasons (or a summary when there are none), performance data.
+fn headline(s: &mut String, r: &Report) {
     let headline = if r.reasons.is_empty() {
         format!(
             "{} peer(s), {} cached, outbox {} due",
@@ -618,6 +642,10 @@ pub fn text(r: &Report) -> String {
         r.outbox.dead,
         r.state_bytes
     );
+}
+
+/// The state file's path and sizes, and our addresses.
+fn state_and_addresses(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "state file   {} ({}, WAL {})",
@@ -634,6 +662,10 @@ pub fn text(r: &Report) -> String {
             r.addresses.join(", ")
         }
     );
+}
+
+/// The peer count, then a line per peer: its key, held messages, when it was last seen.
+fn peer_lines(s: &mut String, r: &Report) {
     let _ = writeln!(s, "peers        {}", r.peers.len());
     for p in &r.peers {
         let key = match (&p.key_pending, p.has_key) {
@@ -667,6 +699,10 @@ pub fn text(r: &Report) -> String {
             }
         );
     }
+}
+
+/// The outbox by state, and when it was last drained.
+fn outbox_lines(s: &mut String, r: &Report) {
     let o = &r.outbox;
     let _ = writeln!(
         s,
@@ -687,6 +723,10 @@ pub fn text(r: &Report) -> String {
             _ => "never (cmr-send --outbox has not run on this state file)".into(),
         }
     );
+}
+
+/// Messages refused in the window by reason, and forwards the relay policy refused.
+fn refusal_lines(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "refusals     {} in the last {}{}",
@@ -718,6 +758,10 @@ pub fn text(r: &Report) -> String {
                 .join(", ")
         );
     }
+}
+
+/// Settings changed from their defaults, one a line.
+fn setting_lines(s: &mut String, r: &Report) {
     if r.settings.is_empty() {
         let _ = writeln!(s, "settings     all defaults");
     }
@@ -739,6 +783,10 @@ pub fn text(r: &Report) -> String {
             }
         );
     }
+}
+
+/// The wiring found for each role, or that none was seen.
+fn wiring_lines(s: &mut String, r: &Report) {
     let mut first = true;
     for w in Wiring::ALL {
         let found: Vec<&Found> = r.wiring.iter().filter(|f| f.kind == w).collect();
@@ -756,7 +804,6 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(s, "{lead}{}: {}:{}: {}", w.word(), f.file, f.line, f.text);
         }
     }
-    s
 }
 
 #[cfg(test)]
