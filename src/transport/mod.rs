@@ -126,6 +126,77 @@ fn split_host_port(hp: &str) -> Result<(String, Option<u16>), String> {
     Ok((host, port))
 }
 
+/// A `mailto:` address after its scheme: `user@domain`, any `?query` dropped.
+fn parse_mailto(mb: &str) -> Result<Address, String> {
+    let mb = mb.split('?').next().unwrap_or("");
+    let (local, domain) = mb
+        .rsplit_once('@')
+        .ok_or_else(|| "a mailto: address needs user@domain".to_string())?;
+    if local.is_empty() || domain.is_empty() {
+        return Err("a mailto: address needs user@domain".into());
+    }
+    mb.parse::<lettre::Address>()
+        .map_err(|e| format!("not a mailbox: {e}"))?;
+    Ok(Address::Mail {
+        mailbox: mb.to_string(),
+    })
+}
+
+/// A `udp://` address after its scheme: `host:port/tag`.
+fn parse_udp(rest: &str) -> Result<Address, String> {
+    let (hp, tag) = rest
+        .split_once('/')
+        .ok_or_else(|| "a udp address is udp://host:port/tag".to_string())?;
+    let (host, port) = split_host_port(hp)?;
+    let port = port.ok_or_else(|| "a udp address needs a port".to_string())?;
+    if !is_safe_token(tag) {
+        return Err(format!(
+            "tag {tag:?} must be 1-64 of letters, digits and ._-+=@,:"
+        ));
+    }
+    Ok(Address::Udp {
+        host,
+        port,
+        tag: tag.to_string(),
+    })
+}
+
+/// An `ssh://` address after its scheme: `[user@]host[:port]/tag`.
+fn parse_ssh(rest: &str) -> Result<Address, String> {
+    let (auth, tag) = rest
+        .split_once('/')
+        .ok_or_else(|| "an ssh address is ssh://[user@]host[:port]/tag".to_string())?;
+    let (user, hp) = match auth.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, auth),
+    };
+    if let Some(u) = user {
+        if u.is_empty()
+            || u.starts_with('-')
+            || !u
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        {
+            return Err(format!("user {u:?} is not a plain user name"));
+        }
+    }
+    let (host, port) = split_host_port(hp)?;
+    if host.starts_with('-') {
+        return Err("host must not start with -".into());
+    }
+    if !is_safe_token(tag) {
+        return Err(format!(
+            "tag {tag:?} must be 1-64 of letters, digits and ._-+=@,:"
+        ));
+    }
+    Ok(Address::Ssh {
+        user: user.map(str::to_string),
+        host,
+        port,
+        tag: tag.to_string(),
+    })
+}
+
 impl Address {
     pub fn parse(s: &str) -> Result<Address, AddressError> {
         let err = |reason: String| AddressError {
@@ -137,18 +208,7 @@ impl Address {
         }
         let lower = s.to_ascii_lowercase();
         if let Some(mb) = strip_ci(s, &lower, "mailto:") {
-            let mb = mb.split('?').next().unwrap_or("");
-            let (local, domain) = mb
-                .rsplit_once('@')
-                .ok_or_else(|| err("a mailto: address needs user@domain".into()))?;
-            if local.is_empty() || domain.is_empty() {
-                return Err(err("a mailto: address needs user@domain".into()));
-            }
-            mb.parse::<lettre::Address>()
-                .map_err(|e| err(format!("not a mailbox: {e}")))?;
-            return Ok(Address::Mail {
-                mailbox: mb.to_string(),
-            });
+            return parse_mailto(mb).map_err(err);
         }
         if lower.starts_with("http://") {
             if s.len() == 7 {
@@ -163,55 +223,10 @@ impl Address {
             return Ok(Address::Https(s.to_string()));
         }
         if let Some(rest) = strip_ci(s, &lower, "udp://") {
-            let (hp, tag) = rest
-                .split_once('/')
-                .ok_or_else(|| err("a udp address is udp://host:port/tag".into()))?;
-            let (host, port) = split_host_port(hp).map_err(err)?;
-            let port = port.ok_or_else(|| err("a udp address needs a port".into()))?;
-            if !is_safe_token(tag) {
-                return Err(err(format!(
-                    "tag {tag:?} must be 1-64 of letters, digits and ._-+=@,:"
-                )));
-            }
-            return Ok(Address::Udp {
-                host,
-                port,
-                tag: tag.to_string(),
-            });
+            return parse_udp(rest).map_err(err);
         }
         if let Some(rest) = strip_ci(s, &lower, "ssh://") {
-            let (auth, tag) = rest
-                .split_once('/')
-                .ok_or_else(|| err("an ssh address is ssh://[user@]host[:port]/tag".into()))?;
-            let (user, hp) = match auth.rsplit_once('@') {
-                Some((u, h)) => (Some(u), h),
-                None => (None, auth),
-            };
-            if let Some(u) = user {
-                if u.is_empty()
-                    || u.starts_with('-')
-                    || !u
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
-                {
-                    return Err(err(format!("user {u:?} is not a plain user name")));
-                }
-            }
-            let (host, port) = split_host_port(hp).map_err(err)?;
-            if host.starts_with('-') {
-                return Err(err("host must not start with -".into()));
-            }
-            if !is_safe_token(tag) {
-                return Err(err(format!(
-                    "tag {tag:?} must be 1-64 of letters, digits and ._-+=@,:"
-                )));
-            }
-            return Ok(Address::Ssh {
-                user: user.map(str::to_string),
-                host,
-                port,
-                tag: tag.to_string(),
-            });
+            return parse_ssh(rest).map_err(err);
         }
         Err(err(
             "unknown transport; expected mailto:, http://, https://, udp:// or ssh://".into(),
