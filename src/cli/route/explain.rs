@@ -2,6 +2,7 @@
 //! (`--explain`).
 
 use super::*;
+use std::fmt::Write as _;
 
 pub(super) fn outcome_word(d: &Decision) -> &'static str {
     match d.outcome {
@@ -40,8 +41,21 @@ pub fn summary(d: &Decision) -> String {
 
 /// The decision for people (--explain).
 pub fn explain(d: &Decision) -> String {
-    use std::fmt::Write as _;
     let mut s = String::new();
+    let routed = matches!(d.outcome, Outcome::Accepted | Outcome::Posted);
+    message_lines(&mut s, d);
+    score_lines(&mut s, d, routed);
+    forward_lines(&mut s, d, routed);
+    for n in &d.notes {
+        let _ = writeln!(s, "note:       {n}");
+    }
+    s.push('\n');
+    s
+}
+
+/// The decision, then the message: its ID and size, who sent it and how, why it was refused,
+/// where it was cached.
+fn message_lines(s: &mut String, d: &Decision) {
     let _ = writeln!(s, "decision:   {}", outcome_word(d));
     if let Some(id) = &d.message_id {
         let _ = writeln!(
@@ -72,7 +86,11 @@ pub fn explain(d: &Decision) -> String {
     if let Some(c) = d.cache_id {
         let _ = writeln!(s, "cached:     row {c}");
     }
-    let routed = matches!(d.outcome, Outcome::Accepted | Outcome::Posted);
+}
+
+/// The matcher, each peer's score and the cached messages matched; `routed`: the message was
+/// routed, so empty lists are said to be empty.
+fn score_lines(s: &mut String, d: &Decision, routed: bool) {
     if let Some(m) = &d.matcher {
         if routed {
             let _ = writeln!(s, "matcher:    {m}");
@@ -101,6 +119,10 @@ pub fn explain(d: &Decision) -> String {
             );
         }
     }
+}
+
+/// The forwards queued, and those the relay policy refused; `routed` as for [`score_lines`].
+fn forward_lines(s: &mut String, d: &Decision, routed: bool) {
     if !d.forwards.is_empty() {
         let _ = writeln!(s, "forwards queued:");
         for f in &d.forwards {
@@ -138,9 +160,4 @@ pub fn explain(d: &Decision) -> String {
             );
         }
     }
-    for n in &d.notes {
-        let _ = writeln!(s, "note:       {n}");
-    }
-    s.push('\n');
-    s
 }
