@@ -246,105 +246,134 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.list {
-        let rows = outbox::list(state.conn(), args.all)?;
-        if args.json {
-            serde_json::to_writer_pretty(&mut out, &rows).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        } else {
-            for r in rows {
-                let when = match r.state.as_str() {
-                    "queued" => r.next_attempt.clone().map(|t| format!("next {t}")),
-                    "sending" => r.claimed_at.clone().map(|t| format!("claimed {t}")),
-                    "sent" => r.sent_at.clone().map(|t| format!("sent {t}")),
-                    _ => r.created.clone().map(|t| format!("created {t}")),
-                }
-                .unwrap_or_default();
-                let mut line = format!(
-                    "{:>6} {:<7} {:>2} tries {:>7} B  {}  {}",
-                    r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
-                    r.state,
-                    r.attempts,
-                    r.size,
-                    r.dest,
-                    when
-                );
-                if let Some(e) = &r.last_error {
-                    line.push_str(&format!("  [{e}]"));
-                }
-                // Addresses and errors come from the network: shown escaped, never obeyed.
-                writeln!(out, "{}", crate::log::terminal_safe(&line))?;
-            }
-        }
+        list(&state, args, &mut out)?;
         return Ok(exit::OK);
     }
     if !args.set.is_empty() || !args.unset.is_empty() {
-        let mut pairs = Vec::new();
-        for kv in &args.set {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| Failure::usage(format!("--set takes KEY=VALUE, not {kv:?}")))?;
-            pairs.push((k.trim().to_string(), Some(v.trim().to_string())));
-        }
-        pairs.extend(args.unset.iter().map(|k| (k.clone(), None)));
-        state.write(|tx| {
-            for (k, v) in &pairs {
-                transport::set_setting(tx, k, v.as_deref())?;
-            }
-            Ok(())
-        })?;
+        set_settings(&state, args)?;
         return Ok(exit::OK);
     }
     if args.settings {
-        let mut rows = Vec::new();
-        for &(k, d, _, help) in transport::SETTINGS {
-            let v = transport::setting(state.conn(), k)?;
-            rows.push(serde_json::json!({"key": k, "value": v, "default": d, "help": help}));
-            if !args.json {
-                let shown = match v {
-                    Some(v) => v,
-                    None if d.is_empty() => "(not set)".into(),
-                    None => format!("{d} (default)"),
-                };
-                writeln!(out, "{k:<22} {shown:<24} {help}")?;
-            }
-        }
-        if args.json {
-            writeln!(out, "{}", serde_json::Value::Array(rows))?;
-        }
+        show_settings(&state, args.json, &mut out)?;
         return Ok(exit::OK);
     }
     if let Some(which) = &args.retry_dead {
-        let id = match which.as_str() {
+        retry_dead(&state, which, args.json, &mut out)?;
+        return Ok(exit::OK);
+    }
+    drain_outbox(args, &state, &mut out)
+}
+
+/// --list: the outbox rows (with --all also the delivered ones), one a line or as JSON.
+fn list(state: &State, args: &Args, out: &mut impl Write) -> Result<(), Failure> {
+    let rows = outbox::list(state.conn(), args.all)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        for r in rows {
+            let when = match r.state.as_str() {
+                "queued" => r.next_attempt.clone().map(|t| format!("next {t}")),
+                "sending" => r.claimed_at.clone().map(|t| format!("claimed {t}")),
+                "sent" => r.sent_at.clone().map(|t| format!("sent {t}")),
+                _ => r.created.clone().map(|t| format!("created {t}")),
+            }
+            .unwrap_or_default();
+            let mut line = format!(
+                "{:>6} {:<7} {:>2} tries {:>7} B  {}  {}",
+                r.id.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                r.state,
+                r.attempts,
+                r.size,
+                r.dest,
+                when
+            );
+            if let Some(e) = &r.last_error {
+                line.push_str(&format!("  [{e}]"));
+            }
+            // Addresses and errors come from the network: shown escaped, never obeyed.
+            writeln!(out, "{}", crate::log::terminal_safe(&line))?;
+        }
+    }
+    Ok(())
+}
+
+/// --set KEY=VALUE and --unset KEY, all in one transaction.
+fn set_settings(state: &State, args: &Args) -> Result<(), Failure> {
+    let mut pairs = Vec::new();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("--set takes KEY=VALUE, not {kv:?}")))?;
+        pairs.push((k.trim().to_string(), Some(v.trim().to_string())));
+    }
+    pairs.extend(args.unset.iter().map(|k| (k.clone(), None)));
+    state.write(|tx| {
+        for (k, v) in &pairs {
+            transport::set_setting(tx, k, v.as_deref())?;
+        }
+        Ok(())
+    })
+}
+
+/// --settings: every transport setting with its value, default and help.
+fn show_settings(state: &State, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let mut rows = Vec::new();
+    for &(k, d, _, help) in transport::SETTINGS {
+        let v = transport::setting(state.conn(), k)?;
+        rows.push(serde_json::json!({"key": k, "value": v, "default": d, "help": help}));
+        if !json {
+            let shown = match v {
+                Some(v) => v,
+                None if d.is_empty() => "(not set)".into(),
+                None => format!("{d} (default)"),
+            };
+            writeln!(out, "{k:<22} {shown:<24} {help}")?;
+        }
+    }
+    if json {
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+    }
+    Ok(())
+}
+
+/// --retry-dead [ID]: requeue every dead row (`which` is "all"), or the one with this id.
+fn retry_dead(state: &State, which: &str, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let id =
+        match which {
             "all" => None,
             n => Some(n.parse::<i64>().map_err(|_| {
                 Failure::usage(format!("--retry-dead takes an outbox id, not {n:?}"))
             })?),
         };
-        let n = outbox::retry_dead(&state, id)?;
-        if args.json {
-            writeln!(out, "{}", serde_json::json!({ "requeued": n }))?;
-        } else {
-            writeln!(out, "requeued {n} dead row(s)")?;
-        }
-        return Ok(exit::OK);
+    let n = outbox::retry_dead(state, id)?;
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "requeued": n }))?;
+    } else {
+        writeln!(out, "requeued {n} dead row(s)")?;
     }
-    // --outbox
-    let (o, mut policy) = options(args, Some(&state))?;
+    Ok(())
+}
+
+/// --outbox: send every due row (with --print, write it to standard output instead); the exit
+/// status says how the run went.
+fn drain_outbox(args: &Args, state: &State, out: &mut impl Write) -> Result<u8, Failure> {
+    let (o, mut policy) = options(args, Some(state))?;
     policy.only_dest = args.for_dest.clone();
     let report = if args.print {
         // The "transport" is our stdout: a row is delivered once its bytes are written and
         // flushed. A2 messages are self-delimiting, so the stream needs no framing.
         let mut sink = std::io::stdout().lock();
-        outbox::drain(&state, &policy, args.verbose, &mut |_, b| {
+        outbox::drain(state, &policy, args.verbose, &mut |_, b| {
             sink.write_all(b)
                 .and_then(|_| sink.flush())
                 .map_err(|e| transport::SendError::Transient(format!("writing stdout: {e}")))
         })?
     } else {
-        outbox::drain(&state, &policy, args.verbose, &mut |a, b| {
+        outbox::drain(state, &policy, args.verbose, &mut |a, b| {
             // Options the operator can mend (a peer row edited by hand) defer the row rather
             // than dead-letter it: it goes once they are fixed.
-            let od = o.for_destination(&state, a).map_err(|f| {
+            let od = o.for_destination(state, a).map_err(|f| {
                 transport::SendError::Transient(format!(
                     "{} (mend with cmr-route peer add ADDRESS --options ...)",
                     f.message
@@ -356,7 +385,7 @@ pub fn run(args: &Args) -> Result<u8, Failure> {
     if !args.print {
         // For `cmr-route status`: when the outbox was last drained. The drain itself is
         // done and committed; a failure to note it only makes status report an older drain.
-        if let Err(f) = crate::status::record_drain(&state) {
+        if let Err(f) = crate::status::record_drain(state) {
             crate::log::error(&format!("cmr-send: noting the drain: {}", f.message));
         }
     }
