@@ -10,6 +10,7 @@ use crate::keyx::{Derive, Method};
 use crate::route::Transport;
 use crate::sign::{Key, Scheme};
 use crate::state::{peers, settings, State};
+use crate::wire::Message;
 use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use std::io::Write;
@@ -238,52 +239,61 @@ pub fn run(args: Args) -> Result<u8, Failure> {
             scheme,
             derive,
         } => set(&st, &peer, key_hex, scheme, derive, json),
-        Cmd::Forget { peer } => {
-            let any = st.write(|tx| db::forget(tx, &peer))?;
-            if json {
-                print_json(&json!({"peer": peer, "forgotten": any}))?;
-            } else if any {
-                out(&format!(
-                    "forgot the key and key exchange state for {peer}\n"
-                ))?;
-            } else {
-                out(&format!("nothing known about {peer}\n"))?;
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Retry => {
-            let started = st.write(db::retry_held)?;
-            if json {
-                print_json(&json!({ "started": started }))?;
-            } else if started.is_empty() {
-                out("no held messages wait on an expired request\n")?;
-            } else {
-                for p in &started {
-                    out(&format!("queued a new key exchange request for {p}\n"))?;
-                }
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Spare { count, bits } => {
-            let mut made = 0;
-            for _ in 0..count {
-                // Generated outside the write transaction: other processes never wait for it.
-                let kp = KeyPair::generate(bits as usize)?;
-                st.write(|tx| db::add_spare(tx, &kp))?;
-                made += 1;
-            }
-            let total = db::spare_count(st.conn(), None)?;
-            if json {
-                print_json(&json!({"added": made, "spare": total}))?;
-            } else {
-                out(&format!(
-                    "added {made} one-time RSA key pair(s) of {bits} bits; {total} kept\n"
-                ))?;
-            }
-            Ok(exit::OK)
-        }
+        Cmd::Forget { peer } => forget(&st, &peer, json),
+        Cmd::Retry => retry(&st, json),
+        Cmd::Spare { count, bits } => spare(&st, count, bits, json),
         Cmd::Policy { key, value, unset } => policy(&st, key, value, unset, json),
     }
+}
+
+/// Forget the key and key exchange state held for `peer`.
+fn forget(st: &State, peer: &str, json: bool) -> Result<u8, Failure> {
+    let any = st.write(|tx| db::forget(tx, peer))?;
+    if json {
+        print_json(&json!({"peer": peer, "forgotten": any}))?;
+    } else if any {
+        out(&format!(
+            "forgot the key and key exchange state for {peer}\n"
+        ))?;
+    } else {
+        out(&format!("nothing known about {peer}\n"))?;
+    }
+    Ok(exit::OK)
+}
+
+/// Start a new request for each peer whose held messages wait on an expired one.
+fn retry(st: &State, json: bool) -> Result<u8, Failure> {
+    let started = st.write(db::retry_held)?;
+    if json {
+        print_json(&json!({ "started": started }))?;
+    } else if started.is_empty() {
+        out("no held messages wait on an expired request\n")?;
+    } else {
+        for p in &started {
+            out(&format!("queued a new key exchange request for {p}\n"))?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Generate `count` one-time RSA key pairs of `bits` bits for later requests.
+fn spare(st: &State, count: u32, bits: u32, json: bool) -> Result<u8, Failure> {
+    let mut made = 0;
+    for _ in 0..count {
+        // Generated outside the write transaction: other processes never wait for it.
+        let kp = KeyPair::generate(bits as usize)?;
+        st.write(|tx| db::add_spare(tx, &kp))?;
+        made += 1;
+    }
+    let total = db::spare_count(st.conn(), None)?;
+    if json {
+        print_json(&json!({"added": made, "spare": total}))?;
+    } else {
+        out(&format!(
+            "added {made} one-time RSA key pair(s) of {bits} bits; {total} kept\n"
+        ))?;
+    }
+    Ok(exit::OK)
 }
 
 struct Init {
@@ -348,26 +358,7 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
             None
         };
     let clear = if a.method == Method::Clear {
-        let (secure, chan) = channel_secure(st, &a.peer, a.via.as_deref())?;
-        if !secure {
-            return Err(Failure::usage(format!(
-                "a clear key may only travel over HTTPS or SSH (A5.3), and the channel to {} \
-                 is {chan}; use --rsa or --dh, or --via https|ssh",
-                a.peer
-            )));
-        }
-        Some(match &a.key_hex {
-            Some(h) => Key::from_hex(h)
-                .map_err(|e| Failure::usage(format!("--key-hex: {e}")))?
-                .bytes()
-                .to_vec(),
-            None => {
-                use rand::RngCore;
-                let mut k = vec![0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut k);
-                k
-            }
-        })
+        Some(clear_key(st, a)?)
     } else {
         None
     };
@@ -380,28 +371,7 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
         }
         let mut store = db::DbStore::new(tx)?;
         let mode = store.derive_mode(&a.peer)?;
-        let start = match a.method {
-            Method::Rsa => {
-                let kp = match (db::take_spare(tx, a.bits as u64)?, &generated) {
-                    (Some(kp), _) => kp,
-                    (None, Some(kp)) => kp.clone(),
-                    // Another process took the spare we counted on: rare, generate here.
-                    (None, None) => KeyPair::generate(a.bits as usize)?,
-                };
-                Start::Rsa(kp)
-            }
-            Method::Dh => {
-                let id: u32 = match &a.group {
-                    Some(g) => g.parse().unwrap_or(14),
-                    None => db::get_setting(tx, "keyx_dh_group")?.parse().unwrap_or(14),
-                };
-                Start::Dh(Group::modp(id).ok_or_else(|| Failure::usage("unknown DH group"))?)
-            }
-            Method::Clear => Start::Clear {
-                key: clear.clone().unwrap_or_default(),
-                secure: true,
-            },
-        };
+        let start = start(tx, a, generated.as_ref(), clear.as_deref())?;
         let msg = exchange::initiate(&mut store, &a.peer, start, mode, a.replace)?;
         let row = if a.print {
             None
@@ -411,6 +381,75 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
         };
         Ok((msg, row, mode))
     })?;
+    init_done(a, &msg, row, mode, json)?;
+    Ok(exit::OK)
+}
+
+/// The key a clear exchange sends (--key-hex, else 32 random bytes), once the channel to the
+/// peer is known to be secure (A5.3).
+fn clear_key(st: &State, a: &Init) -> Result<Vec<u8>, Failure> {
+    let (secure, chan) = channel_secure(st, &a.peer, a.via.as_deref())?;
+    if !secure {
+        return Err(Failure::usage(format!(
+            "a clear key may only travel over HTTPS or SSH (A5.3), and the channel to {} \
+             is {chan}; use --rsa or --dh, or --via https|ssh",
+            a.peer
+        )));
+    }
+    Ok(match &a.key_hex {
+        Some(h) => Key::from_hex(h)
+            .map_err(|e| Failure::usage(format!("--key-hex: {e}")))?
+            .bytes()
+            .to_vec(),
+        None => {
+            use rand::RngCore;
+            let mut k = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        }
+    })
+}
+
+/// How the exchange starts, in the write transaction `tx`: an RSA key pair (a spare one,
+/// else `generated`), a DH group, or the `clear` key.
+fn start(
+    tx: &rusqlite::Transaction,
+    a: &Init,
+    generated: Option<&KeyPair>,
+    clear: Option<&[u8]>,
+) -> Result<Start, Failure> {
+    Ok(match a.method {
+        Method::Rsa => {
+            let kp = match (db::take_spare(tx, a.bits as u64)?, generated) {
+                (Some(kp), _) => kp,
+                (None, Some(kp)) => kp.clone(),
+                // Another process took the spare we counted on: rare, generate here.
+                (None, None) => KeyPair::generate(a.bits as usize)?,
+            };
+            Start::Rsa(kp)
+        }
+        Method::Dh => {
+            let id: u32 = match &a.group {
+                Some(g) => g.parse().unwrap_or(14),
+                None => db::get_setting(tx, "keyx_dh_group")?.parse().unwrap_or(14),
+            };
+            Start::Dh(Group::modp(id).ok_or_else(|| Failure::usage("unknown DH group"))?)
+        }
+        Method::Clear => Start::Clear {
+            key: clear.map(<[u8]>::to_vec).unwrap_or_default(),
+            secure: true,
+        },
+    })
+}
+
+/// Say what `init` queued (with --print, write the message itself to standard output).
+fn init_done(
+    a: &Init,
+    msg: &Message,
+    row: Option<i64>,
+    mode: Derive,
+    json: bool,
+) -> Result<(), Failure> {
     if a.print {
         let mut o = std::io::stdout().lock();
         msg.write_to(&mut o)?;
@@ -441,7 +480,7 @@ fn init(st: &State, a: &Init, json: bool) -> Result<u8, Failure> {
             row.map(|r| format!(", outbox row {r}")).unwrap_or_default()
         ))?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn describe(s: &db::PeerStatus) -> String {
