@@ -123,104 +123,127 @@ fn related_text(rel: &[Related]) -> String {
 
 fn run(a: Args) -> Result<u8, Failure> {
     if let (true, Some(dir)) = (a.replies, &a.maildir) {
-        let st = State::open(a.state.as_deref())?;
-        let n = crate::transport::maildir::deliver_replies(&st, dir, a.all)?;
-        if a.json {
-            let mut o = std::io::stdout().lock();
-            writeln!(
-                o,
-                "{}",
-                serde_json::json!({ "delivered": n, "maildir": dir })
-            )
-            .and_then(|_| o.flush())
-            .map_err(|e| Failure::from(e).context("writing output"))?;
-        }
-        return Ok(exit::OK);
+        return deliver_replies(&a, dir);
     }
     if a.replies {
-        let st = State::open_existing(a.state.as_deref())?;
-        let r = post::replies(&st, a.all, !a.dry_run)?;
-        let text = if a.json {
-            format!(
-                "{}\n",
-                serde_json::to_string(&serde_json::json!({ "replies": r }))
-                    .map_err(|e| Failure::software(e.to_string()))?
-            )
-        } else if r.is_empty() {
-            "no new replies\n".to_string()
-        } else {
-            let mut s = String::new();
-            for x in &r {
-                s.push_str(&format!("reply to {}:", x.post_id));
-                s.push_str(&related_item(1, &x.message));
-            }
-            s
-        };
-        return write_out(&text, a.json);
+        return print_replies(&a);
     }
     let mut st = State::open_existing(a.state.as_deref())?;
+    let body = read_body(&st, &a.file)?;
+    let text = if a.search {
+        search_text(&st, &body, &a)?
+    } else {
+        post_text(&mut st, &body, &a)?
+    };
+    write_out(&text, a.json)
+}
+
+/// --replies --maildir DIR: deliver the replies into DIR as mail.
+fn deliver_replies(a: &Args, dir: &std::path::Path) -> Result<u8, Failure> {
+    let st = State::open(a.state.as_deref())?;
+    let n = crate::transport::maildir::deliver_replies(&st, dir, a.all)?;
+    if a.json {
+        let mut o = std::io::stdout().lock();
+        writeln!(
+            o,
+            "{}",
+            serde_json::json!({ "delivered": n, "maildir": dir })
+        )
+        .and_then(|_| o.flush())
+        .map_err(|e| Failure::from(e).context("writing output"))?;
+    }
+    Ok(exit::OK)
+}
+
+/// --replies: print the messages that matched earlier posts, then mark them shown (unless
+/// --dry-run).
+fn print_replies(a: &Args) -> Result<u8, Failure> {
+    let st = State::open_existing(a.state.as_deref())?;
+    let r = post::replies(&st, a.all, !a.dry_run)?;
+    let text = if a.json {
+        format!(
+            "{}\n",
+            serde_json::to_string(&serde_json::json!({ "replies": r }))
+                .map_err(|e| Failure::software(e.to_string()))?
+        )
+    } else if r.is_empty() {
+        "no new replies\n".to_string()
+    } else {
+        let mut s = String::new();
+        for x in &r {
+            s.push_str(&format!("reply to {}:", x.post_id));
+            s.push_str(&related_item(1, &x.message));
+        }
+        s
+    };
+    write_out(&text, a.json)
+}
+
+/// The body to post from `file`, refused when empty or over the max_body_bytes setting.
+fn read_body(st: &State, file: &str) -> Result<Vec<u8>, Failure> {
     // Stop reading at the size cap: an oversized body is refused without being held whole.
     let max = crate::state::settings::Settings::load(st.conn())?.max_body_bytes;
     let body = crate::cli::read_input_limited(
-        &a.file,
+        file,
         usize::try_from(max).unwrap_or(usize::MAX),
         "setting max_body_bytes",
     )?;
     if body.is_empty() {
         return Err(Failure::data(format!(
             "{}: empty body, nothing to post",
-            if a.file == "-" {
-                "standard input"
-            } else {
-                &a.file
-            }
+            if file == "-" { "standard input" } else { file }
         )));
     }
-    let text = if a.search {
-        let rel = post::search(&st, &body, a.k)?;
-        if a.json {
-            format!(
-                "{}\n",
-                serde_json::to_string(&serde_json::json!({ "related": rel }))
-                    .map_err(|e| Failure::software(e.to_string()))?
-            )
-        } else {
-            related_text(&rel)
+    Ok(body)
+}
+
+/// --search: the messages related to `body`, nothing posted.
+fn search_text(st: &State, body: &[u8], a: &Args) -> Result<String, Failure> {
+    let rel = post::search(st, body, a.k)?;
+    Ok(if a.json {
+        format!(
+            "{}\n",
+            serde_json::to_string(&serde_json::json!({ "related": rel }))
+                .map_err(|e| Failure::software(e.to_string()))?
+        )
+    } else {
+        related_text(&rel)
+    })
+}
+
+/// Post `body`: what was posted and queued (with --explain, the decision), then the related
+/// messages.
+fn post_text(st: &mut State, body: &[u8], a: &Args) -> Result<String, Failure> {
+    let opts = PostOptions {
+        client_address: a.from.clone(),
+        k: a.k,
+        dry_run: a.dry_run,
+    };
+    let p = post::post(st, body, &opts)?;
+    if a.json {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string(&p).map_err(|e| Failure::software(e.to_string()))?
+        ));
+    }
+    let mut s = String::new();
+    let queued = p.decision.as_ref().map(|d| d.forwards.len()).unwrap_or(0);
+    s.push_str(&format!(
+        "{} {} (cache row {}): {queued} deliver{} queued\n",
+        if a.dry_run { "would post" } else { "posted" },
+        p.message_id.as_deref().unwrap_or("-"),
+        p.cache_id.unwrap_or(0),
+        if queued == 1 { "y" } else { "ies" }
+    ));
+    if a.explain {
+        if let Some(d) = &p.decision {
+            s.push_str(&crate::cli::route::explain(d));
         }
     } else {
-        let opts = PostOptions {
-            client_address: a.from.clone(),
-            k: a.k,
-            dry_run: a.dry_run,
-        };
-        let p = post::post(&mut st, &body, &opts)?;
-        if a.json {
-            format!(
-                "{}\n",
-                serde_json::to_string(&p).map_err(|e| Failure::software(e.to_string()))?
-            )
-        } else {
-            let mut s = String::new();
-            let queued = p.decision.as_ref().map(|d| d.forwards.len()).unwrap_or(0);
-            s.push_str(&format!(
-                "{} {} (cache row {}): {queued} deliver{} queued\n",
-                if a.dry_run { "would post" } else { "posted" },
-                p.message_id.as_deref().unwrap_or("-"),
-                p.cache_id.unwrap_or(0),
-                if queued == 1 { "y" } else { "ies" }
-            ));
-            if a.explain {
-                if let Some(d) = &p.decision {
-                    s.push_str(&crate::cli::route::explain(d));
-                }
-            } else {
-                s.push('\n');
-            }
-            s.push_str(&related_text(&p.related));
-            s
-        }
-    };
-    write_out(&text, a.json)
+        s.push('\n');
+    }
+    s.push_str(&related_text(&p.related));
+    Ok(s)
 }
 
 /// Write `text` on stdout: exact when JSON, else with control characters from the network
