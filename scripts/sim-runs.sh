@@ -4,7 +4,9 @@
 # docs/network.svg). Runs go N at a time (JOBS, default 3).
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
-#   scripts/sim-runs.sh accept     # one group: scale, accept, sweep, seeds, faults, debian, relay
+#   scripts/sim-runs.sh answers    # one group: answers (the current defaults: the figures
+#                                  # docs/network.md leads with), scale, accept, sweep, seeds,
+#                                  # faults, debian, relay (earlier code and defaults)
 #
 # Needs the shared corpus ($CMR_SHARED, else ../shared) and, for the Debian corpus,
 # apt-cache. The relay group needs PRERELAY_BIN: a cmr-sim built before the relay policy
@@ -30,6 +32,32 @@ run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
 wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 
 group=${1:-all}
+if [ "$group" = all ] || [ "$group" = answers ]; then
+    # The current defaults (answers matched along the path, replies ranked from the post's
+    # side, related_k 10, max_forwards 5, contact budgets 60/3600 and 600/3600), the
+    # faults, three seeds, Debian, 1,000 routers, and each change taken back alone.
+    wait_jobs; run ans-accept --routers 100 --seed 1 --plot docs/network.svg &
+    for seed in 2 3; do wait_jobs; run "ans-seed-$seed" --routers 100 --seed $seed & done
+    wait_jobs; run ans-spam --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run ans-spam-e22 --routers 100 --seed 1 --spam 10 --set explore_fanout=2 --set explore_hops=2 &
+    wait_jobs; run ans-e22 --routers 100 --seed 1 --set explore_fanout=2 --set explore_hops=2 &
+    wait_jobs; run ans-churn --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run ans-forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run ans-debian --routers 100 --seed 1 --corpus "$DEB" &
+    wait_jobs; run ans-scale-1000 --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run ans-old-defaults --routers 100 --seed 1 --set answer_depth=0 --set reply_window=0 \
+        --set related_k=5 --set max_forwards=8 --set contact_budget_source=8/3600 \
+        --set contact_budget_global=64/3600 &
+    wait_jobs; run ans-no-answer-depth --routers 100 --seed 1 --set answer_depth=0 &
+    wait_jobs; run ans-no-reply-window --routers 100 --seed 1 --set reply_window=0 &
+    wait_jobs; run ans-related_k-5 --routers 100 --seed 1 --set related_k=5 &
+    wait_jobs; run ans-budgets-8 --routers 100 --seed 1 --set contact_budget_source=8/3600 \
+        --set contact_budget_global=64/3600 &
+    wait_jobs; run ans-budgets-off --routers 100 --seed 1 --set contact_budget_source=off \
+        --set contact_budget_global=off &
+    wait_jobs; run ans-max_forwards-8 --routers 100 --seed 1 --set max_forwards=8 &
+    wait_jobs; run ans-post_fanout-3 --routers 100 --seed 1 --set post_fanout=3 &
+fi
 if [ "$group" = all ] || [ "$group" = scale ]; then
     wait_jobs; run scale-1000 --routers 1000 --seed 1 --queries 100 &
     for n in 30 300; do wait_jobs; run "scale-$n" --routers $n --seed 1 --queries 100 & done

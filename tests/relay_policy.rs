@@ -84,6 +84,8 @@ fn an_unverified_stranger_cannot_use_the_router_as_a_relay() {
     // max_hops (3 by default) alone would forward nothing of a 34-line header: lift it, so
     // that what is refused here is the relay policy's doing.
     e.ok(&["policy", "max_hops", "0"]);
+    // A small shared budget for the unverified senders, so that the test sees it run out.
+    e.ok(&["policy", "contact_budget_source", "8/3600"]);
     let (_, d) = e.route_json(&msg("http://astro.test/", PLANETS).encode(), &[]);
     assert_eq!(d["outcome"], "accepted", "{d}");
     let parties = third_parties();

@@ -29,14 +29,17 @@ Reported: success within h = 1..--horizon rounds, messages per query (every deli
 query phase), load per router (mean, max, max/mean), cache size per router, learning (first \
 and last fifth of the queries), wall time and peak RSS; and beside cmr, on the same graph and \
 workload, flooding with a TTL, k random walkers and a shortest-path oracle (strategies of the \
-simulator, not of the router). Faults: --churn (share of routers down in each round), --spam K \
+simulator, not of the router), credited with perfect recognition (a router where an expert of \
+the label sits answers right), and flood_match and walk_match, the same searches where every \
+router reached answers with what its own matcher finds in its cache. Faults: --churn (share of routers down in each round), --spam K \
 (one router's clients post junk at K times the normal rate of a router's clients), --forger K \
 (a router sends, at K times that rate, messages claiming another router's address to its \
 neighbours).
 
 The corpus defaults to $CMR_SHARED/corpus/fortunes_topics.jsonl, else \
 ../shared/corpus/fortunes_topics.jsonl. With CMR_SIM_DIAG=1, the quantiles of the match scores \
-of same-label and other-label pairs and of the best peer scores go to stderr. A run depends \
+of same-label and other-label pairs and of the best peer scores, and where the failed queries \
+were lost, go to stderr. A run depends \
 only on its options and seed: the clock stands still within a round, from a fixed date. \
 docs/network.md describes the model and the results.
 

@@ -57,6 +57,9 @@ pub(crate) fn accept(
     };
     route_to_peers(&q, msg, id, client, plan, d)?;
     forward_matches(&q, msg, id, client, plan, d)?;
+    if !client {
+        answer_open_posts(tx, settings, matcher, id)?;
+    }
     explore(&q, msg, id, plan, d)?;
     if q.max > 0 && d.forwards.len() >= q.max {
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
@@ -135,14 +138,20 @@ fn route_to_peers(
 ) -> Result<(), Failure> {
     let settings = q.settings;
     let mut selected = selected_peers(settings, &plan.scores);
-    if client && selected.is_empty() && settings.post_to_best {
+    if client && settings.post_to_best {
         // 3.1: Alice "doesn't know who might know, but knows Bob ... She asks Bob." The 3.3
         // threshold bounds what a router relays; a new post from our own client is one
-        // message, and it goes at least to the best peer we know.
-        if let Some(best) = plan.scores.first() {
+        // message, and it goes at least to the `post_fanout` best peers we know.
+        for best in &plan.scores {
+            if selected.len() >= settings.post_fanout as usize {
+                break;
+            }
+            if selected.iter().any(|(p, _)| p == &best.0) {
+                continue;
+            }
             d.notes.push(format!(
-                "3.1: our client's post goes to the best peer although its score {:.4} is above distance_threshold {} (post_routing best)",
-                best.1, settings.distance_threshold
+                "3.1: our client's post also goes to {} (score {:.4}, not selected by 3.2 with distance_threshold {}; post_routing best, post_fanout {})",
+                best.0, best.1, settings.distance_threshold, settings.post_fanout
             ));
             selected.push(best.clone());
         }
@@ -223,12 +232,7 @@ fn forward_matches(
         let y = row.message()?;
         if row.client && !client {
             // A1: our client's post Y is answered by X, "posted later by other clients".
-            let (now, _) = state::now();
-            q.tx.execute(
-                "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![yid, id, score, now],
-            )
-            .map_err(state::db_failure)?;
+            to_inbox(q.tx, yid, id, score)?;
         }
         d.matched.push(Matched {
             cache_id: yid,
@@ -254,6 +258,73 @@ fn forward_matches(
         for a in &x_addrs {
             let why = format!("A3: matched by the new message (score {score:.4})");
             q.queue(d, "y", &y, yid, a, why)?;
+        }
+    }
+    Ok(())
+}
+
+/// Put cache row `id` in the replies of our client's post `post`.
+fn to_inbox(tx: &rusqlite::Transaction, post: i64, id: i64, score: f64) -> Result<(), Failure> {
+    let (now, _) = state::now();
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO client_inbox(post_id, cache_id, score, at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(state::db_failure)?
+    .execute(rusqlite::params![post, id, score, now])
+    .map_err(state::db_failure)?;
+    Ok(())
+}
+
+/// A1: a client's post retrieves related messages "either already in the pool or that are
+/// posted later by other clients". The message just cached (row `id`) is one of those for
+/// each of our clients' open posts (the `reply_watch` most recent, within `reply_window`
+/// seconds) that would now count it among its `related_k` related messages: ranked from
+/// the post's side, as `cmr-post` ranked the pool when it was posted. (The match from the
+/// new message's side, in [`forward_matches`], misses an answer whenever the answer has
+/// closer relatives here than the post.)
+fn answer_open_posts(
+    tx: &rusqlite::Transaction,
+    settings: &Settings,
+    matcher: &dyn Matcher,
+    id: i64,
+) -> Result<(), Failure> {
+    if settings.reply_window == 0 || settings.reply_watch == 0 || settings.related_k == 0 {
+        return Ok(());
+    }
+    let (_, now) = state::now();
+    let posts: Vec<i64> = {
+        let mut st = tx
+            .prepare_cached(
+                "SELECT id FROM cache WHERE client = 1 AND arrived_unix >= ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(state::db_failure)?;
+        let rows = st
+            .query_map(
+                rusqlite::params![
+                    now - settings.reply_window as f64,
+                    settings.reply_watch as i64
+                ],
+                |r| r.get(0),
+            )
+            .map_err(state::db_failure)?;
+        rows.collect::<Result<_, _>>().map_err(state::db_failure)?
+    };
+    for post in posts {
+        let Some(row) = cache::get(tx, post)? else {
+            continue;
+        };
+        let related = matcher.related(tx, row.body(), settings.related_k as usize + 1)?;
+        // The post itself may rank first: it is not its own reply.
+        let hit = related
+            .iter()
+            .filter(|(c, _)| *c != post)
+            .take(settings.related_k as usize)
+            .find(|(c, _)| *c == id);
+        if let Some(&(_, score)) = hit {
+            if score <= settings.match_threshold {
+                to_inbox(tx, post, id, score)?;
+            }
         }
     }
     Ok(())

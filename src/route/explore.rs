@@ -172,7 +172,7 @@ mod tests {
         let three = msg(&["http://a/", "http://b/", "http://c/"], "x");
         assert_eq!(forward_cap(&s, &three, &mut d), 0);
         assert!(d.notes[0].contains("max_hops 3"), "{:?}", d.notes);
-        let (_d, st) = state(&[], &[("max_hops", "0")]);
+        let (_d, st) = state(&[], &[("max_hops", "0"), ("max_forwards", "8")]);
         let s = Settings::load(st.conn()).unwrap();
         assert_eq!(forward_cap(&s, &three, &mut Decision::default()), 8);
     }

@@ -24,14 +24,20 @@ pub(crate) fn plan(
 ) -> Result<Plan, Failure> {
     let conn = state.conn();
     let body = msg.body();
+    let k = settings.match_k as usize;
+    let long = matcher.related(conn, body, k.max(settings.answer_depth as usize))?;
     let mut p = Plan {
-        related: matcher
-            .related(conn, body, settings.match_k as usize)?
-            .into_iter()
+        related: long
+            .iter()
+            .take(k)
             .filter(|(_, s)| *s <= settings.match_threshold)
+            .copied()
             .collect(),
         ..Plan::default()
     };
+    if let Some(a) = answered(conn, settings, msg, &long, &p.related)? {
+        p.related.push(a);
+    }
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();
     for a in peers::recent(conn, settings.max_peers_scored as usize)? {
@@ -54,6 +60,70 @@ pub(crate) fn plan(
         }
     }
     Ok(p)
+}
+
+/// 3.1: "routing X to the peers that hold messages close to it, and sending those responses
+/// back to the originator as well as any peers through which X was routed." A message Y
+/// from peer S may be S's answer to a message X we sent S. Then X is matched to Y although
+/// other cached messages may be closer to Y: of the `answer_depth` cached messages closest
+/// to Y, the closest that we sent to S within `reply_window` (and within
+/// `match_threshold`). A3 then forwards Y along X's header: back along the path X came,
+/// or, when X is our own client's post, into its replies.
+fn answered(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    long: &[(i64, f64)],
+    taken: &[(i64, f64)],
+) -> Result<Option<(i64, f64)>, Failure> {
+    if settings.answer_depth == 0 || settings.reply_window == 0 || msg.ids().len() == 0 {
+        return Ok(None);
+    }
+    let sender = msg.sender().address_str().into_owned();
+    if settings.is_own(sender.as_bytes()) || settings.client_address.as_deref() == Some(&sender) {
+        return Ok(None);
+    }
+    let peer = settings.peer_of(&sender).to_string();
+    let mut dests = vec![peer.clone()];
+    dests.extend(
+        settings
+            .aliases
+            .iter()
+            .filter(|(_, p)| *p == peer)
+            .map(|(a, _)| a.clone()),
+    );
+    let now = crate::wire::Timestamp::now();
+    let since = crate::wire::Timestamp::from_unix(
+        now.unix_secs().saturating_sub(settings.reply_window as i64),
+        0,
+        0,
+    )
+    .to_string();
+    let mut st = conn
+        .prepare_cached(
+            "SELECT 1 FROM delivered d JOIN ids i ON i.key = d.msg_key
+               WHERE d.dest = ?1 AND i.cache_id = ?2 AND d.at >= ?3
+             UNION ALL SELECT 1 FROM outbox
+               WHERE dest = ?1 AND cache_id = ?2 AND created >= ?3 LIMIT 1",
+        )
+        .map_err(crate::state::db_failure)?;
+    for &(id, score) in long {
+        if score > settings.match_threshold {
+            break;
+        }
+        if taken.iter().any(|(t, _)| *t == id) {
+            continue;
+        }
+        for d in &dests {
+            if st
+                .exists(rusqlite::params![d, id, since])
+                .map_err(crate::state::db_failure)?
+            {
+                return Ok(Some((id, score)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// 3.2/3.3: the best peer, and the others within `margin` of it, if the best is within

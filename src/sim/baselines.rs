@@ -17,6 +17,14 @@
 //!   as if it were free). At most TTL steps. Messages = steps taken + 1 answer.
 //! - `oracle`: knows where the experts sit and sends the query along a shortest path to the
 //!   nearest holder: d hops and one answer. The floor on hops.
+//!
+//! `flood_match` and `walk_match` are the same searches with the recognition of a Gnutella
+//! servent: a router reached answers with what its own matcher finds in its own cache (the
+//! router's `match_k` closest cached messages within `match_threshold`; at the origin, the
+//! `related_k` that `cmr-post` shows), one message each, read at the moment the query is
+//! posted. A query succeeds when one of those answers has its label. They separate what
+//! the route finds from what recognition finds: `flood` and `walk` are credited with a
+//! recognition no matcher has.
 
 use super::topology::Graph;
 use rand::Rng;
@@ -53,6 +61,18 @@ pub fn flood(
     holds: &dyn Fn(usize) -> bool,
     ttl: u32,
 ) -> (Option<u32>, u64) {
+    flood_answers(g, origin, holds, &|v| holds(v) as u64, ttl)
+}
+
+/// [`flood`] where a router reached sends `answers(v)` messages (when it holds the label,
+/// or, with recognition, whatever it found).
+fn flood_answers(
+    g: &Graph,
+    origin: usize,
+    holds: &dyn Fn(usize) -> bool,
+    answers: &dyn Fn(usize) -> u64,
+    ttl: u32,
+) -> (Option<u32>, u64) {
     if holds(origin) {
         return (Some(0), 0);
     }
@@ -70,9 +90,11 @@ pub fn flood(
                 g.adj[v].len().saturating_sub(1)
             } as u64;
         }
-        if d > 0 && holds(v) {
-            msgs += 1;
-            best = Some(best.map_or(d + 1, |b| b.min(d + 1)));
+        if d > 0 {
+            if holds(v) {
+                best = Some(best.map_or(d + 1, |b| b.min(d + 1)));
+            }
+            msgs += answers(v);
         }
     }
     (best, msgs)
@@ -82,6 +104,20 @@ pub fn walk(
     g: &Graph,
     origin: usize,
     holds: &dyn Fn(usize) -> bool,
+    walkers: usize,
+    ttl: u32,
+    rng: &mut impl Rng,
+) -> (Option<u32>, u64) {
+    walk_answers(g, origin, holds, None, walkers, ttl, rng)
+}
+
+/// [`walk`]; with `answers`, every router a walker reaches sends `answers(v)` messages
+/// (what its matcher found), and the search stops when one of them has the label.
+fn walk_answers(
+    g: &Graph,
+    origin: usize,
+    holds: &dyn Fn(usize) -> bool,
+    answers: Option<&dyn Fn(usize) -> u64>,
     walkers: usize,
     ttl: u32,
     rng: &mut impl Rng,
@@ -115,11 +151,11 @@ pub fn walk(
                 pick
             };
             *w = (next, w.0);
-            msgs += 1;
+            msgs += 1 + answers.map_or(0, |a| a(next));
             hit |= holds(next);
         }
         if hit {
-            return (Some(step + 1), msgs + 1);
+            return (Some(step + 1), msgs + answers.map_or(1, |_| 0));
         }
     }
     (None, msgs)
@@ -140,9 +176,49 @@ pub fn oracle(g: &Graph, origin: usize, holds: &dyn Fn(usize) -> bool) -> (Optio
     }
 }
 
-/// Run the three strategies for every query (origin router, label).
+/// What each router's matcher answers one query with: (an answer has the query's label,
+/// how many answers). Index: router.
+pub type Answers = Vec<(bool, u32)>;
+
+/// Run the strategies for every query (origin router, label); with `answers` (one per
+/// query), also `flood_match` and `walk_match`.
 #[allow(clippy::too_many_arguments)]
 pub fn run_all(
+    g: &Graph,
+    queries: &[(usize, usize)],
+    holders: &[Vec<bool>],
+    answers: Option<&[Answers]>,
+    horizon: usize,
+    flood_ttl: u32,
+    walkers: usize,
+    walk_ttl: u32,
+    rng: &mut impl Rng,
+) -> Vec<(&'static str, Result)> {
+    let mut out = perfect(
+        g, queries, holders, horizon, flood_ttl, walkers, walk_ttl, rng,
+    );
+    if let Some(ans) = answers {
+        let (mut f, mut w) = (Vec::new(), Vec::new());
+        let (mut fm, mut wm) = (0, 0);
+        for (&(origin, _), a) in queries.iter().zip(ans) {
+            let holds = |v: usize| a.get(v).is_some_and(|x| x.0);
+            let sends = |v: usize| a.get(v).map_or(0, |x| x.1 as u64);
+            let (r, m) = flood_answers(g, origin, &holds, &sends, flood_ttl);
+            f.push(r);
+            fm += m;
+            let (r, m) = walk_answers(g, origin, &holds, Some(&sends), walkers, walk_ttl, rng);
+            w.push(r);
+            wm += m;
+        }
+        out.push(("flood_match", summarise(&f, fm, horizon)));
+        out.push(("walk_match", summarise(&w, wm, horizon)));
+    }
+    out
+}
+
+/// The strategies credited with perfect recognition (a holder always answers right).
+#[allow(clippy::too_many_arguments)]
+fn perfect(
     g: &Graph,
     queries: &[(usize, usize)],
     holders: &[Vec<bool>],
@@ -151,7 +227,7 @@ pub fn run_all(
     walkers: usize,
     walk_ttl: u32,
     rng: &mut impl Rng,
-) -> [(&'static str, Result); 3] {
+) -> Vec<(&'static str, Result)> {
     let (mut f, mut w, mut o) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fm, mut wm, mut om) = (0, 0, 0);
     for &(origin, label) in queries {
@@ -166,7 +242,7 @@ pub fn run_all(
         o.push(r);
         om += m;
     }
-    [
+    vec![
         ("flood", summarise(&f, fm, horizon)),
         ("walk", summarise(&w, wm, horizon)),
         ("oracle", summarise(&o, om, horizon)),

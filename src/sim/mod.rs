@@ -126,6 +126,37 @@ struct QueryState {
     post_id: Option<i64>,
     success: Option<u32>,
     inbox: Option<u32>,
+    /// What every router's matcher would answer it with when it was posted (the
+    /// `flood_match` and `walk_match` baselines).
+    answers: baselines::Answers,
+}
+
+/// What each router's matcher answers `body` with, read before it is posted: the origin
+/// shows `related_k` related messages (as `cmr-post` does), any other router sends its
+/// `match_k` closest within `match_threshold` (as A3 sends the messages it matched).
+fn matcher_answers(
+    net: &delivery::Net,
+    s: &crate::state::settings::Settings,
+    tracker: &Tracker,
+    origin: usize,
+    body: &[u8],
+    label: usize,
+) -> Result<baselines::Answers, Failure> {
+    let mut out = Vec::with_capacity(net.routers.len());
+    for (r, router) in net.routers.iter().enumerate() {
+        let k = if r == origin { s.related_k } else { s.match_k } as usize;
+        let found = crate::route::post::search(&router.state, body, Some(k))?;
+        let sent: Vec<_> = found
+            .iter()
+            .filter(|m| r == origin || m.score <= s.match_threshold)
+            .filter(|m| m.body.as_bytes() != body)
+            .collect();
+        let hit = sent
+            .iter()
+            .any(|m| tracker.kind(m.body.as_bytes()) == Some(Kind::Label(label)));
+        out.push((hit, sent.len() as u32));
+    }
+    Ok(out)
 }
 
 fn seeded(seed: u64, stream: u64) -> rand::rngs::StdRng {
@@ -207,6 +238,8 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let diag = std::env::var_os("CMR_SIM_DIAG").is_some();
     let mut diag_scores: Vec<(f64, bool)> = Vec::new();
     let mut diag_peer: Vec<f64> = Vec::new();
+    let mut diag_best_spam: Vec<f64> = Vec::new();
+    let mut diag_best_label: Vec<f64> = Vec::new();
     let mut step = |net: &mut delivery::Net,
                     round: &mut u64,
                     down: &HashSet<usize>,
@@ -230,6 +263,13 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                         .map(|r| r.body().to_vec())
                 };
                 let kx = d.cache_id.and_then(body).and_then(|b| tracker.kind(&b));
+                if let Some(m) = d.matched.first() {
+                    match kx {
+                        Some(Kind::Spam) => diag_best_spam.push(m.score),
+                        Some(Kind::Label(_)) => diag_best_label.push(m.score),
+                        _ => {}
+                    }
+                }
                 for m in &d.matched {
                     let ky = body(m.cache_id).and_then(|b| tracker.kind(&b));
                     if let (Some(Kind::Label(a)), Some(Kind::Label(b))) = (kx, ky) {
@@ -247,11 +287,36 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             } else if d.outcome == Outcome::Accepted {
                 routed += 1;
                 for r in &d.refused {
-                    *refused_by.entry(r.code.to_string()).or_default() += 1;
+                    let mut k = r.code.to_string();
+                    if diag {
+                        let src = if r.reason.contains("source unverified") {
+                            "unverified"
+                        } else if r.reason.contains("source local") {
+                            "local"
+                        } else if r.code == "contact-budget-source" {
+                            "peer"
+                        } else {
+                            ""
+                        };
+                        k = format!("{k} {src} {}", r.what);
+                    }
+                    *refused_by.entry(k).or_default() += 1;
                 }
                 for f in &d.forwards {
                     let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
                     *forwards_by.entry(format!("{} {why}", f.what)).or_default() += 1;
+                    if diag {
+                        let conn = net.routers[to].state.conn();
+                        let spam = crate::state::cache::get(conn, f.cache_id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| tracker.kind(r.body()) == Some(Kind::Spam));
+                        if spam {
+                            *forwards_by
+                                .entry(format!("spam {} {why}", f.what))
+                                .or_default() += 1;
+                        }
+                    }
                 }
                 if d.forwards
                     .iter()
@@ -319,8 +384,17 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             post_id: None,
             success: None,
             inbox: None,
+            answers: Vec::new(),
         })
         .collect();
+    let settings0 = crate::state::settings::Settings::load(net.routers[0].state.conn())?;
+    let qbody: HashMap<Vec<u8>, usize> = qs
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (q.body.clone(), i))
+        .collect();
+    let mut diag_reach: Vec<Vec<usize>> = vec![Vec::new(); qs.len()];
+    let mut diag_arrived: Vec<usize> = vec![0; qs.len()];
     let expert_routers: HashSet<usize> = wl.experts.iter().map(|e| e.router).collect();
     let pick_outsider = |rng: &mut rand::rngs::StdRng| -> usize {
         let others: Vec<usize> = (0..cfg.routers)
@@ -377,6 +451,7 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             if q.post_id.is_some() || down.contains(&q.router) {
                 continue;
             }
+            q.answers = matcher_answers(&net, &settings0, &tracker, q.router, &q.body, q.label)?;
             let p = net.post(q.router, &q.body)?;
             q.post_id = p.cache_id;
             if let Some(id) = p.cache_id {
@@ -442,6 +517,28 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             }
         }
         let batch = step(&mut net, &mut round, &down, extra, &mut rejected, &tracker)?;
+        if diag {
+            for d in &batch {
+                let Ok(m) = crate::wire::parse(&d.bytes, &crate::wire::Rules::unchecked_time())
+                else {
+                    continue;
+                };
+                if let Some(&i) = qbody.get(m.body()) {
+                    diag_reach[i].push(d.to);
+                }
+                if let Some(Kind::Label(l)) = tracker.kind(m.body()) {
+                    for (i, q) in qs.iter().enumerate() {
+                        if q.post_id.is_some()
+                            && q.router == d.to
+                            && q.label == l
+                            && round <= q.due + 9
+                        {
+                            diag_arrived[i] += 1;
+                        }
+                    }
+                }
+            }
+        }
         for d in &batch {
             match tracker.kind_of_wire(&d.bytes) {
                 Some(Kind::Spam) => spam_msgs += 1,
@@ -482,6 +579,28 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     }
     say(cfg, &format!("cmr-sim: queries done after {round} rounds"));
     if diag {
+        // Where the queries that failed within 8 rounds were lost.
+        let mut holder: Vec<HashSet<usize>> = vec![HashSet::new(); corpus.labels.len()];
+        for e in &wl.experts {
+            holder[e.label].insert(e.router);
+        }
+        let (mut failed, mut reached, mut arrived, mut at_holder) = (0, 0, 0, 0);
+        for (i, q) in qs.iter().enumerate() {
+            if q.success.is_some_and(|h| h < 8) {
+                continue;
+            }
+            failed += 1;
+            at_holder += usize::from(holder[q.label].contains(&q.router));
+            reached += usize::from(diag_reach[i].iter().any(|r| holder[q.label].contains(r)));
+            arrived += usize::from(diag_arrived[i] > 0);
+        }
+        let reach: usize = diag_reach.iter().map(Vec::len).sum();
+        crate::log::info(&format!(
+            "diag: {failed} queries failed within 8 rounds: {at_holder} posted at a holder of their label, \
+             {reached} reached one, {arrived} had a message of their label delivered to their router \
+             within 9 rounds; deliveries of a query's own body: {:.2} per query",
+            reach as f64 / qs.len().max(1) as f64
+        ));
         let q = |mut v: Vec<f64>| -> String {
             v.sort_by(f64::total_cmp);
             if v.is_empty() {
@@ -507,6 +626,14 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
         crate::log::info(&format!(
             "diag: best peer score p10..p90 {}",
             q(diag_peer.clone())
+        ));
+        crate::log::info(&format!(
+            "diag: best match of spam p10..p90 {}",
+            q(diag_best_spam.clone())
+        ));
+        crate::log::info(&format!(
+            "diag: best match of corpus messages p10..p90 {}",
+            q(diag_best_label.clone())
         ));
     }
 
@@ -566,10 +693,12 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     }
     let qpairs: Vec<(usize, usize)> = qs.iter().map(|q| (q.router, q.label)).collect();
     let mut brng = seeded(cfg.seed, 6);
+    let answers: Vec<baselines::Answers> = qs.iter().map(|q| q.answers.clone()).collect();
     let bl = baselines::run_all(
         &graph,
         &qpairs,
         &holders,
+        Some(&answers),
         cfg.horizon,
         cfg.flood_ttl,
         cfg.walkers,

@@ -104,7 +104,9 @@ fn esc(s: &str) -> String {
 /// Two panels: success against rounds (a line per strategy), and messages per query (bars,
 /// logarithmic).
 pub fn svg(r: &Report) -> String {
-    let colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
+    let colours = [
+        "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
+    ];
     let mut series: Vec<(String, Vec<f64>, f64)> = vec![(
         "cmr".into(),
         r.success_by_round.clone(),

@@ -71,13 +71,13 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "contact_budget_source",
-        default: "8/3600",
+        default: "60/3600",
         kind: Kind::Rate,
         help: "sends to addresses that are neither keyed nor configured peers, per source (the verified sender that caused them; all unverified senders share one source)",
     },
     Spec {
         key: "contact_budget_global",
-        default: "64/3600",
+        default: "600/3600",
         kind: Kind::Rate,
         help: "sends to addresses that are neither keyed nor configured peers, over all sources",
     },
@@ -154,6 +154,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.1: our own client's post goes to the best peer even above distance_threshold (best), or only within it (threshold)",
     },
     Spec {
+        key: "post_fanout",
+        default: "1",
+        kind: Kind::Count,
+        help: "3.1: with post_routing best, our own client's post goes to at least this many peers, the best scored first, whatever their scores",
+    },
+    Spec {
         key: "margin",
         default: "0.02",
         kind: Kind::Number,
@@ -179,13 +185,13 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "max_forwards",
-        default: "8",
+        default: "5",
         kind: Kind::Count,
         help: "3.3: cap on forwards queued per incoming message",
     },
     Spec {
         key: "related_k",
-        default: "5",
+        default: "10",
         kind: Kind::Count,
         help: "related messages cmr-post prints",
     },
@@ -236,6 +242,24 @@ pub const SPECS: &[Spec] = &[
         default: "0",
         kind: Kind::Count,
         help: "3.1 exploration stops once the cache holds this many messages (0: it never stops; it fades as peers come within distance_threshold)",
+    },
+    Spec {
+        key: "reply_window",
+        default: "86400",
+        kind: Kind::Count,
+        help: "A1 replies: for this many seconds after a client's post, a message that arrives and ranks among the post's related_k related messages is one of its replies (0: only the messages that match the post)",
+    },
+    Spec {
+        key: "answer_depth",
+        default: "20",
+        kind: Kind::Count,
+        help: "3.1 answers: a message from a peer is also matched to the message we sent that peer within reply_window that ranks highest among its this many closest cached messages (0: off)",
+    },
+    Spec {
+        key: "reply_watch",
+        default: "16",
+        kind: Kind::Count,
+        help: "A1 replies: the most recent client posts within reply_window that each arriving message is ranked for",
     },
 ];
 
@@ -443,6 +467,8 @@ pub struct Settings {
     pub forwards_per_match: u64,
     pub max_forwards: u64,
     pub related_k: u64,
+    /// 3.1: the fewest peers our client's post goes to (with `post_to_best`).
+    pub post_fanout: u64,
     pub client_address: Option<String>,
     /// (alias, peer): a peer's other addresses (`cmr-route peer alias`).
     pub aliases: Vec<(String, String)>,
@@ -450,6 +476,10 @@ pub struct Settings {
     pub explore_fanout: u64,
     pub explore_hops: u64,
     pub explore_until: u64,
+    /// A1 replies to our clients' open posts (`route::accept`).
+    pub reply_window: u64,
+    pub reply_watch: u64,
+    pub answer_depth: u64,
     /// 3.3: forward nothing once a header has this many lines (0: no limit).
     pub max_hops: u64,
 }
@@ -507,6 +537,7 @@ impl Settings {
             max_peers_scored: count("max_peers_scored")?,
             distance_threshold: num("distance_threshold")?,
             post_to_best: val("post_routing")? == "best",
+            post_fanout: count("post_fanout")?,
             margin: num("margin")?,
             match_k: count("match_k")?,
             match_threshold: num("match_threshold")?,
@@ -518,6 +549,9 @@ impl Settings {
             explore_fanout: count("explore_fanout")?,
             explore_hops: count("explore_hops")?,
             explore_until: count("explore_until")?,
+            reply_window: count("reply_window")?,
+            reply_watch: count("reply_watch")?,
+            answer_depth: count("answer_depth")?,
             max_hops: count("max_hops")?,
         })
     }

@@ -1,0 +1,102 @@
+//! Answers find their way back (3.1: "sending those responses back to the originator as
+//! well as any peers through which X was routed"; A1: related messages "posted later by
+//! other clients"), even when other cached messages are closer to the answer than the
+//! message it answers.
+
+mod route_common;
+use route_common::*;
+
+const B: &str = "http://b.test/cmr";
+const C: &str = "http://c.test/cmr";
+
+const FRUIT: &str = "apples oranges bananas pears plums fruit salad with apples and oranges";
+const QUESTION: &str = "how long do I bake an apple pie with cinnamon and sliced apples";
+const ANSWER: &str =
+    "apples oranges bananas pears plums fruit salad with sliced apples and cinnamon";
+
+fn setup(match_k: &str) -> Env {
+    let e = Env::new();
+    for (k, v) in [
+        ("rate_peer", "off"),
+        ("rate_global", "off"),
+        ("match_k", match_k),
+        ("explore_fanout", "0"),
+    ] {
+        e.ok(&["policy", k, v]);
+    }
+    e.ok(&["peer", "add", B]);
+    e.ok(&["peer", "add", C]);
+    e
+}
+
+fn forwards_to(d: &serde_json::Value, dest: &str) -> Vec<String> {
+    d["forwards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["dest"] == dest)
+        .map(|f| f["why"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// B asks a question; it matches C's earlier message, so A3 sends it to C. C's answer is
+/// closer to C's earlier message than to the question, yet it is matched to the question
+/// (we sent the question to C) and goes back to B.
+fn answer_goes_back(answer_depth: &str) -> Vec<String> {
+    let e = setup("1");
+    e.ok(&["policy", "answer_depth", answer_depth]);
+    let (_, d) = e.route_json(&msg(C, FRUIT).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    let (_, d) = e.route_json(&msg(B, QUESTION).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    assert!(
+        !forwards_to(&d, C).is_empty(),
+        "the question goes to C, the creator of what it matched: {d}"
+    );
+    let (_, d) = e.route_json(&msg(C, ANSWER).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    forwards_to(&d, B)
+}
+
+#[test]
+fn an_answer_goes_back_along_the_path_of_the_message_it_answers() {
+    let back = answer_goes_back("20");
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(
+        back[0].starts_with("A3: matched cached message"),
+        "{back:?}"
+    );
+    // Off: the answer is matched only to its closest cached message (C's own), and B
+    // never sees it.
+    assert!(answer_goes_back("0").is_empty());
+}
+
+/// Our client's post, then a message from B that the post ranks among its related
+/// messages although the message's own closest match is another cached message.
+fn reply_count(reply_window: &str) -> usize {
+    let e = setup("1");
+    e.ok(&["policy", "reply_window", reply_window]);
+    e.ok(&["policy", "answer_depth", "0"]);
+    let (_, d) = e.route_json(&msg(C, FRUIT).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    let o = e.post(&["-k", "0"], QUESTION.as_bytes());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, d) = e.route_json(&msg(B, ANSWER).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    let o = e.post(&["--replies", "--json"], b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.lines()
+        .filter(|l| l.contains("sliced apples and cinnamon"))
+        .count()
+}
+
+#[test]
+fn a_later_message_the_post_ranks_as_related_is_a_reply() {
+    assert_eq!(reply_count("86400"), 1);
+    assert_eq!(
+        reply_count("0"),
+        0,
+        "reply_window 0: only what matches the post"
+    );
+}
