@@ -56,36 +56,9 @@ pub(crate) fn check_signature(
         .as_ref()
         .and_then(|p| p.key.as_ref().map(|k| (p.scheme, k)));
     let control = crate::keyx::is_control(msg.body());
+    let authenticated = opts.authenticated_sender.as_deref() == Some(sender.as_str());
     match (msg.signature().is_signed(), key) {
-        (true, Some((scheme, k))) => match sign::verify(msg, scheme, k) {
-            Ok(()) => d.verified = true,
-            Err(e) => {
-                // A message the peer signed before a key exchange replaced the key may still
-                // be in flight: the replaced key verifies it during its grace period
-                // (`keyx_retired_grace`). Never for key-exchange messages: those must be
-                // signed with the current key (A5.1 "signed with the old keys" means the
-                // key in force when the exchange starts).
-                let retired = if control {
-                    None
-                } else {
-                    crate::keyx::retired_key(state.conn(), &sender)?
-                };
-                match retired {
-                    Some((rs, rk)) if sign::verify(msg, rs, &rk).is_ok() => {
-                        d.verified = true;
-                        d.notes.push(format!(
-                            "signature verified with the key {sender} used before the last \
-                             key exchange (retired key, within keyx_retired_grace)"
-                        ));
-                    }
-                    _ => d.reject(
-                        "signature",
-                        format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
-                        exit::NOPERM,
-                    ),
-                }
-            }
-        },
+        (true, Some((scheme, k))) => check_signed(state, msg, &sender, (scheme, k), control, d)?,
         (true, None) => {
             if !settings.accept_unknown_signed {
                 d.reject(
@@ -96,43 +69,97 @@ pub(crate) fn check_signature(
             }
         }
         (false, Some(_)) => {
-            if opts.authenticated_sender.as_deref() == Some(sender.as_str()) {
+            if authenticated {
                 d.verified = true;
-            } else if crate::keyx::is_provisional(state.conn(), &sender)? {
-                // A key no verified message has confirmed may be a forger's (keyx::exchange):
-                // the sender is treated as one we hold no key for.
-                if !settings.accept_unsigned && !control {
-                    d.reject(
-                        "unsigned",
-                        format!("unsigned message from {sender} (policy unsigned=reject)"),
-                        exit::NOPERM,
-                    );
-                }
-            } else if !control {
-                // A5.1: once a key is established, messages are signed. The key exchange
-                // decides for its own messages (a peer that lost its key starts over).
-                d.reject(
-                    "unsigned-from-keyed-peer",
-                    format!(
-                        "unsigned message claiming to be from {sender}, with whom we share a key"
-                    ),
-                    exit::NOPERM,
-                );
+            } else {
+                check_unsigned_from_keyed(state, settings, &sender, control, d)?;
             }
         }
         (false, None) => {
-            if opts.authenticated_sender.as_deref() == Some(sender.as_str()) {
+            if authenticated {
                 d.verified = true;
             } else if !settings.accept_unsigned {
-                d.reject(
-                    "unsigned",
-                    format!("unsigned message from {sender} (policy unsigned=reject)"),
-                    exit::NOPERM,
-                );
+                reject_unsigned(&sender, d);
             }
         }
     }
     Ok(peer)
+}
+
+/// A signed message from a sender we hold a key for: verified with that key, or else with
+/// the key it replaced, during that key's grace period.
+fn check_signed(
+    state: &State,
+    msg: &Message,
+    sender: &str,
+    (scheme, k): (sign::Scheme, &sign::Key),
+    control: bool,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let Err(e) = sign::verify(msg, scheme, k) else {
+        d.verified = true;
+        return Ok(());
+    };
+    // A message the peer signed before a key exchange replaced the key may still
+    // be in flight: the replaced key verifies it during its grace period
+    // (`keyx_retired_grace`). Never for key-exchange messages: those must be
+    // signed with the current key (A5.1 "signed with the old keys" means the
+    // key in force when the exchange starts).
+    let retired = if control {
+        None
+    } else {
+        crate::keyx::retired_key(state.conn(), sender)?
+    };
+    match retired {
+        Some((rs, rk)) if sign::verify(msg, rs, &rk).is_ok() => {
+            d.verified = true;
+            d.notes.push(format!(
+                "signature verified with the key {sender} used before the last \
+                 key exchange (retired key, within keyx_retired_grace)"
+            ));
+        }
+        _ => d.reject(
+            "signature",
+            format!("signature refused: {e} (sender {sender}, scheme {scheme})"),
+            exit::NOPERM,
+        ),
+    }
+    Ok(())
+}
+
+/// An unsigned message, not from an authenticated sender, claiming a sender we hold a key
+/// for.
+fn check_unsigned_from_keyed(
+    state: &State,
+    settings: &Settings,
+    sender: &str,
+    control: bool,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    if crate::keyx::is_provisional(state.conn(), sender)? {
+        // A key no verified message has confirmed may be a forger's (keyx::exchange):
+        // the sender is treated as one we hold no key for.
+        if !settings.accept_unsigned && !control {
+            reject_unsigned(sender, d);
+        }
+    } else if !control {
+        // A5.1: once a key is established, messages are signed. The key exchange
+        // decides for its own messages (a peer that lost its key starts over).
+        d.reject(
+            "unsigned-from-keyed-peer",
+            format!("unsigned message claiming to be from {sender}, with whom we share a key"),
+            exit::NOPERM,
+        );
+    }
+    Ok(())
+}
+
+fn reject_unsigned(sender: &str, d: &mut Decision) {
+    d.reject(
+        "unsigned",
+        format!("unsigned message from {sender} (policy unsigned=reject)"),
+        exit::NOPERM,
+    );
 }
 
 /// Policy checks that need no write lock: size cap and reputation floor.
