@@ -18,10 +18,23 @@ pub fn table(r: &Report) -> String {
          {} training posts, {} queries\n\n",
         r.routers, r.topology, r.degree, r.seed, r.labels, r.experts, r.training_items, r.queries
     );
+    s.push_str(&success_rows(r));
+    s.push_str(&measures(r));
+    s.push_str(&faults(r));
+    s.push_str(&routing(r));
     s.push_str(&format!(
+        "{} rounds of {} s; wall {:.1} s; peak RSS {} KiB\n",
+        r.rounds, r.round_secs, r.wall_s, r.peak_rss_kib
+    ));
+    s
+}
+
+/// Success within h rounds and messages per query: cmr, its inbox, each baseline.
+fn success_rows(r: &Report) -> String {
+    let mut s = format!(
         "success within h rounds{}msgs/query\n",
         " ".repeat(r.horizon * 6 - 22)
-    ));
+    );
     s.push_str("h       ");
     for h in 1..=r.horizon {
         s.push_str(&format!(" {h:>5}"));
@@ -36,10 +49,15 @@ pub fn table(r: &Report) -> String {
     for (k, b) in &r.baselines {
         s.push_str(&row(k, &b.success_by_round, b.messages_per_query));
     }
-    s.push_str(&format!(
+    s
+}
+
+/// Learning, load, caches, training and exploration.
+fn measures(r: &Report) -> String {
+    let mut s = format!(
         "\nlearning: success within 4 rounds {:.3} (first fifth of queries) -> {:.3} (last fifth)\n",
         r.learning.first_fifth_4, r.learning.last_fifth_4
-    ));
+    );
     s.push_str(&format!(
         "load (messages received per router, query phase): mean {:.1}, max {:.0}, max/mean {:.2}\n",
         r.load.mean, r.load.max, r.load.max_over_mean
@@ -52,6 +70,12 @@ pub fn table(r: &Report) -> String {
         "training: {:.1} deliveries per expert post; explored: {:.3} of routed messages\n",
         r.messages_per_training_post, r.explored_share
     ));
+    s
+}
+
+/// The faults of the run: churn, the spammer, the forger.
+fn faults(r: &Report) -> String {
+    let mut s = String::new();
     if r.churn > 0.0 {
         s.push_str(&format!(
             "churn: {:.0}% of routers down in each round\n",
@@ -70,7 +94,12 @@ pub fn table(r: &Report) -> String {
             f.router, f.claims, f.sent, f.accepted, f.rejected, f.routers_cached
         ));
     }
-    s.push_str(&format!("forwards by rule: {:?}\n", r.forwards_by_reason));
+    s
+}
+
+/// Forwards by rule, relay refusals, rejected deliveries and the settings.
+fn routing(r: &Report) -> String {
+    let mut s = format!("forwards by rule: {:?}\n", r.forwards_by_reason);
     if !r.relay_refused.is_empty() {
         s.push_str(&format!(
             "refused by the relay policy: {:?}\n",
@@ -88,10 +117,6 @@ pub fn table(r: &Report) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     ));
-    s.push_str(&format!(
-        "{} rounds of {} s; wall {:.1} s; peak RSS {} KiB\n",
-        r.rounds, r.round_secs, r.wall_s, r.peak_rss_kib
-    ));
     s
 }
 
@@ -101,13 +126,21 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A strategy in the plot: its name, success by round, messages per query.
+type Series = (String, Vec<f64>, f64);
+
+/// A colour per strategy, in the order of the series.
+const COLOURS: [&str; 7] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
+];
+
+/// The success panel: left, top, width and height.
+const PANEL: (f64, f64, f64, f64) = (60.0, 40.0, 380.0, 260.0);
+
 /// Two panels: success against rounds (a line per strategy), and messages per query (bars,
 /// logarithmic).
 pub fn svg(r: &Report) -> String {
-    let colours = [
-        "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
-    ];
-    let mut series: Vec<(String, Vec<f64>, f64)> = vec![(
+    let mut series: Vec<Series> = vec![(
         "cmr".into(),
         r.success_by_round.clone(),
         r.messages_per_query,
@@ -116,19 +149,28 @@ pub fn svg(r: &Report) -> String {
         series.push((k.clone(), b.success_by_round.clone(), b.messages_per_query));
     }
     let (w, h) = (820.0, 360.0);
-    let (x0, y0, pw, ph) = (60.0, 40.0, 380.0, 260.0);
+    let (x0, _, _, _) = PANEL;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
          <text x=\"{x0}\" y=\"22\" font-size=\"14\">{} routers, {} queries (seed {}): success within h rounds</text>\n",
         r.routers, r.queries, r.seed
     );
+    s.push_str(&success_panel(r.horizon, &series));
+    s.push_str(&messages_panel(&series));
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Success within h rounds, h from 1 to `horizon`: the axes, and a line per strategy.
+fn success_panel(horizon: usize, series: &[Series]) -> String {
+    let (x0, y0, pw, ph) = PANEL;
     // Axes of the success panel.
-    s.push_str(&format!(
+    let mut s = format!(
         "<line x1=\"{x0}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{}\" stroke=\"black\"/>\n",
         y0 + ph, x0 + pw, y0 + ph, y0 + ph
-    ));
-    let n = r.horizon.max(1) as f64;
+    );
+    let n = horizon.max(1) as f64;
     let px = |i: f64| x0 + (i - 1.0) / (n - 1.0).max(1.0) * pw;
     let py = |v: f64| y0 + (1.0 - v) * ph;
     for t in 0..=5 {
@@ -141,7 +183,7 @@ pub fn svg(r: &Report) -> String {
             y = py(v)
         ));
     }
-    for i in 1..=r.horizon {
+    for i in 1..=horizon {
         s.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{i}</text>\n",
             px(i as f64),
@@ -154,7 +196,7 @@ pub fn svg(r: &Report) -> String {
         y0 + ph + 34.0
     ));
     for (k, (name, succ, _)) in series.iter().enumerate() {
-        let c = colours[k % colours.len()];
+        let c = COLOURS[k % COLOURS.len()];
         let pts: Vec<String> = succ
             .iter()
             .enumerate()
@@ -169,12 +211,17 @@ pub fn svg(r: &Report) -> String {
             esc(name)
         ));
     }
-    // Messages per query, log bars.
+    s
+}
+
+/// Messages per query, log bars.
+fn messages_panel(series: &[Series]) -> String {
+    let (_, y0, _, _) = PANEL;
     let bx = 520.0;
-    s.push_str(&format!(
+    let mut s = format!(
         "<text x=\"{bx}\" y=\"{}\">messages per query (log scale)</text>\n",
         y0 - 4.0
-    ));
+    );
     let maxm = series.iter().map(|x| x.2).fold(1.0f64, f64::max);
     let lw = |m: f64| {
         if m <= 1.0 {
@@ -184,7 +231,7 @@ pub fn svg(r: &Report) -> String {
         }
     };
     for (k, (name, _, m)) in series.iter().enumerate() {
-        let c = colours[k % colours.len()];
+        let c = COLOURS[k % COLOURS.len()];
         let y = y0 + 20.0 + 40.0 * k as f64;
         s.push_str(&format!(
             "<rect x=\"{}\" y=\"{y}\" width=\"{:.1}\" height=\"22\" fill=\"{c}\"/>\n\
@@ -199,6 +246,5 @@ pub fn svg(r: &Report) -> String {
             y + 15.0
         ));
     }
-    s.push_str("</svg>\n");
     s
 }
