@@ -9,7 +9,8 @@
 //! - [`workload`]: the labelled corpus, experts and held-out queries, spam;
 //! - [`delivery`]: the real routers (a state file each, keyed links) and a round's delivery;
 //! - [`baselines`]: flooding with a TTL, k random walkers, the shortest-path oracle;
-//! - [`metrics`]: what is measured; [`report`]: the table and the SVG plot.
+//! - [`metrics`]: what is measured; [`report`]: the table and the SVG plot;
+//! - `diag`: what `CMR_SIM_DIAG=1` prints on stderr (scores, where failed queries were lost).
 //!
 //! One round is one hop: every router's due outbox rows are delivered to their destination's
 //! receive path. The process clock stands still within a round and moves `round_secs` per
@@ -24,18 +25,23 @@
 
 pub mod baselines;
 pub mod delivery;
+mod diag;
 pub mod metrics;
 pub mod report;
 pub mod topology;
 pub mod workload;
 
 use crate::exit::Failure;
-use crate::route::Outcome;
+use crate::route::{Decision, Outcome};
+use crate::state::settings::Settings;
+use delivery::Delivery;
 use metrics::Report;
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// A run's parameters (`cmr-sim` options).
 #[derive(Debug, Clone)]
@@ -108,6 +114,16 @@ struct Tracker {
 }
 
 impl Tracker {
+    /// Every corpus text with its label (the first label a text comes with).
+    fn of_corpus(corpus: &workload::Corpus) -> Self {
+        let mut kinds = HashMap::new();
+        for it in &corpus.items {
+            kinds
+                .entry(it.text.as_bytes().to_vec())
+                .or_insert(Kind::Label(it.label));
+        }
+        Tracker { kinds }
+    }
     fn kind(&self, body: &[u8]) -> Option<Kind> {
         self.kinds.get(body).copied()
     }
@@ -115,6 +131,13 @@ impl Tracker {
         crate::wire::parse(bytes, &crate::wire::Rules::unchecked_time())
             .ok()
             .and_then(|m| self.kind(m.body()))
+    }
+    /// The kind of the message cached as `id` in the state file `conn`.
+    fn kind_cached(&self, conn: &rusqlite::Connection, id: i64) -> Option<Kind> {
+        crate::state::cache::get(conn, id)
+            .ok()
+            .flatten()
+            .and_then(|r| self.kind(r.body()))
     }
 }
 
@@ -136,7 +159,7 @@ struct QueryState {
 /// `match_k` closest within `match_threshold` (as A3 sends the messages it matched).
 fn matcher_answers(
     net: &delivery::Net,
-    s: &crate::state::settings::Settings,
+    s: &Settings,
     tracker: &Tracker,
     origin: usize,
     body: &[u8],
@@ -159,8 +182,8 @@ fn matcher_answers(
     Ok(out)
 }
 
-fn seeded(seed: u64, stream: u64) -> rand::rngs::StdRng {
-    rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream)
+fn seeded(seed: u64, stream: u64) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream)
 }
 
 fn say(cfg: &Config, s: &str) {
@@ -169,9 +192,38 @@ fn say(cfg: &Config, s: &str) {
     }
 }
 
+// Simulated time: round r is `BASE + r * round_secs`, the clock standing still within
+// a round. The base is fixed (2030-03-17 17:46:40 UTC), so a run is a function of its
+// seed and options (message IDs, hence the exploration's tie-breaks, hold times);
+// it lies ahead of the real clock, so the outbox's age limit (checked against SQLite's
+// own clock) never dead-letters a row of the run.
+const BASE: f64 = 1_900_000_000.0;
+
 /// Run the simulation; the report of everything measured.
 pub fn run(cfg: &Config) -> Result<Report, Failure> {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
+    check(cfg)?;
+    let mut sim = Sim::new(cfg)?;
+    // Phase 1: training.
+    sim.train()?;
+    // Phase 2: queries.
+    let mut phase = sim.start_queries()?;
+    sim.run_queries(&mut phase)?;
+    if let Some(d) = &sim.diag {
+        d.print(&phase.queries, &sim.wl.experts, sim.corpus.labels.len());
+    }
+    // Spread of spam and forgeries.
+    if let Some(s) = phase.spammer.as_mut() {
+        sim.spam_spread(s)?;
+    }
+    if let Some(f) = phase.forger.as_mut() {
+        sim.forgery_spread(f)?;
+    }
+    sim.report(phase, start)
+}
+
+/// The options a run cannot start with.
+fn check(cfg: &Config) -> Result<(), Failure> {
     if !(0.0..1.0).contains(&cfg.churn) {
         return Err(Failure::usage(format!(
             "--churn {}: a share, 0 to below 1",
@@ -184,391 +236,524 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     if cfg.horizon == 0 {
         return Err(Failure::usage("--horizon must be at least 1"));
     }
-    let corpus = workload::load(&cfg.corpus)?;
-    let graph = topology::generate(
-        cfg.topology,
-        cfg.routers,
-        cfg.degree,
-        cfg.rewire,
-        &mut seeded(cfg.seed, 1),
-    )?;
-    let wl = workload::plan(
-        &corpus,
-        cfg.routers,
-        cfg.experts,
-        cfg.train,
-        cfg.queries,
-        &mut seeded(cfg.seed, 2),
-    );
-    let mut net = delivery::Net::build(
-        cfg.routers,
-        &graph.edges(),
-        &cfg.settings,
-        cfg.dir.as_deref(),
-        &mut seeded(cfg.seed, 3),
-    )?;
-    say(
-        cfg,
-        &format!("cmr-sim: {} routers in {}", cfg.routers, net.dir.display()),
-    );
-    let mut rng = seeded(cfg.seed, 4);
-    let mut tracker = Tracker {
-        kinds: HashMap::new(),
-    };
-    for it in &corpus.items {
-        tracker
-            .kinds
-            .entry(it.text.as_bytes().to_vec())
-            .or_insert(Kind::Label(it.label));
+    Ok(())
+}
+
+/// What the deliveries of a run are counted into.
+#[derive(Default)]
+struct Counts {
+    /// Rejected deliveries by reason code.
+    rejected: BTreeMap<String, usize>,
+    /// Accepted deliveries, and those of them forwarded by exploration (3.1).
+    routed: usize,
+    explored: usize,
+    /// Forwards by what (`x`, `y`, `z`) and rule.
+    forwards_by: BTreeMap<String, usize>,
+    /// Forwards the relay policy refused, by reason code.
+    refused_by: BTreeMap<String, usize>,
+    training_msgs: u64,
+    /// The query phase's deliveries: other than spam and forgeries, and spam.
+    query_msgs: u64,
+    spam_msgs: u64,
+    /// Messages (other than spam and forgeries) received per router, query phase.
+    load: Vec<f64>,
+}
+
+/// A run in progress: the network, what its bodies are, the counters and the simulated
+/// clock.
+struct Sim<'a> {
+    cfg: &'a Config,
+    corpus: workload::Corpus,
+    graph: topology::Graph,
+    wl: workload::Workload,
+    net: delivery::Net,
+    /// Churn, the attackers' routers and their bodies.
+    rng: StdRng,
+    tracker: Tracker,
+    /// Rounds run so far; round r runs at `BASE + r * round_secs`.
+    round: u64,
+    counts: Counts,
+    /// Diagnostics (CMR_SIM_DIAG=1).
+    diag: Option<diag::Diag>,
+}
+
+/// The query phase: the queries, where their posts are, and the faults.
+struct QueryPhase {
+    queries: Vec<QueryState>,
+    /// A post (router, cache id) -> its query.
+    by_post: HashMap<(usize, i64), usize>,
+    /// The first query not yet posted.
+    next: usize,
+    /// Router 0's settings (every router has the same): what the matchers answer.
+    settings: Settings,
+    /// The round the last query is due; faults act until then.
+    last_due: u64,
+    /// The round the run stops: `horizon` rounds after the last query.
+    end: u64,
+    /// How many routers are down in each round.
+    n_down: usize,
+    spammer: Option<Spammer>,
+    forger: Option<Forger>,
+}
+
+/// A router whose clients post junk at `spam` times the normal rate.
+struct Spammer {
+    router: usize,
+    /// Posts owed: the rate times the rounds, less what was posted.
+    credit: f64,
+    out: metrics::Spam,
+}
+
+/// A router sending messages that claim the address of `victim`, straight to its own
+/// neighbours, at `forger` times the normal rate.
+struct Forger {
+    router: usize,
+    victim: usize,
+    credit: f64,
+    /// Where the keys it makes up come from.
+    keys: StdRng,
+    out: metrics::Forger,
+}
+
+impl<'a> Sim<'a> {
+    /// The graph, the workload and the routers of `cfg`, nothing delivered yet.
+    fn new(cfg: &'a Config) -> Result<Self, Failure> {
+        let corpus = workload::load(&cfg.corpus)?;
+        let graph = topology::generate(
+            cfg.topology,
+            cfg.routers,
+            cfg.degree,
+            cfg.rewire,
+            &mut seeded(cfg.seed, 1),
+        )?;
+        let wl = workload::plan(
+            &corpus,
+            cfg.routers,
+            cfg.experts,
+            cfg.train,
+            cfg.queries,
+            &mut seeded(cfg.seed, 2),
+        );
+        let net = delivery::Net::build(
+            cfg.routers,
+            &graph.edges(),
+            &cfg.settings,
+            cfg.dir.as_deref(),
+            &mut seeded(cfg.seed, 3),
+        )?;
+        say(
+            cfg,
+            &format!("cmr-sim: {} routers in {}", cfg.routers, net.dir.display()),
+        );
+        let tracker = Tracker::of_corpus(&corpus);
+        Ok(Sim {
+            cfg,
+            corpus,
+            graph,
+            wl,
+            net,
+            rng: seeded(cfg.seed, 4),
+            tracker,
+            round: 0,
+            counts: Counts {
+                load: vec![0f64; cfg.routers],
+                ..Counts::default()
+            },
+            diag: std::env::var_os("CMR_SIM_DIAG").map(|_| diag::Diag::default()),
+        })
     }
 
-    let mut round: u64 = 0;
-    // Simulated time: round r is `base + r * round_secs`, the clock standing still within
-    // a round. The base is fixed (2030-03-17 17:46:40 UTC), so a run is a function of its
-    // seed and options (message IDs, hence the exploration's tie-breaks, hold times);
-    // it lies ahead of the real clock, so the outbox's age limit (checked against SQLite's
-    // own clock) never dead-letters a row of the run.
-    let base = 1_900_000_000.0;
-    let mut rejected: BTreeMap<String, usize> = BTreeMap::new();
-    let mut explored = 0usize;
-    let mut routed = 0usize;
-    let mut forwards_by: BTreeMap<String, usize> = BTreeMap::new();
-    let mut refused_by: BTreeMap<String, usize> = BTreeMap::new();
-    // Diagnostics (CMR_SIM_DIAG=1): match scores of same- and other-label pairs, best peer scores.
-    let diag = std::env::var_os("CMR_SIM_DIAG").is_some();
-    let mut diag_scores: Vec<(f64, bool)> = Vec::new();
-    let mut diag_peer: Vec<f64> = Vec::new();
-    let mut diag_best_spam: Vec<f64> = Vec::new();
-    let mut diag_best_label: Vec<f64> = Vec::new();
-    let mut step = |net: &mut delivery::Net,
-                    round: &mut u64,
-                    down: &HashSet<usize>,
-                    extra: Vec<delivery::Delivery>,
-                    rejected: &mut BTreeMap<String, usize>,
-                    tracker: &Tracker|
-     -> Result<Vec<delivery::Delivery>, Failure> {
-        crate::wire::freeze_clock(Some(base + *round as f64 * cfg.round_secs));
-        let mut batch = net.drain(down)?;
+    /// Set the process clock `rounds` rounds after the base.
+    fn clock(&self, rounds: f64) {
+        crate::wire::freeze_clock(Some(BASE + rounds * self.cfg.round_secs));
+    }
+
+    /// One round: every router that is not `down` has its due outbox rows delivered,
+    /// with `extra`; what was delivered.
+    fn step(
+        &mut self,
+        down: &HashSet<usize>,
+        extra: Vec<Delivery>,
+    ) -> Result<Vec<Delivery>, Failure> {
+        self.clock(self.round as f64);
+        let mut batch = self.net.drain(down)?;
         batch.extend(extra);
         // The messages arrive half a round later: what the receivers stamp on their
         // forwards (a microsecond apart) is never ahead of their own clock.
-        crate::wire::freeze_clock(Some(base + (*round as f64 + 0.5) * cfg.round_secs));
-        for (to, d) in net.deliver(&batch)? {
-            if diag && d.outcome == Outcome::Accepted {
-                let conn = net.routers[to].state.conn();
-                let body = |id: i64| -> Option<Vec<u8>> {
-                    crate::state::cache::get(conn, id)
-                        .ok()
-                        .flatten()
-                        .map(|r| r.body().to_vec())
-                };
-                let kx = d.cache_id.and_then(body).and_then(|b| tracker.kind(&b));
-                if let Some(m) = d.matched.first() {
-                    match kx {
-                        Some(Kind::Spam) => diag_best_spam.push(m.score),
-                        Some(Kind::Label(_)) => diag_best_label.push(m.score),
-                        _ => {}
-                    }
-                }
-                for m in &d.matched {
-                    let ky = body(m.cache_id).and_then(|b| tracker.kind(&b));
-                    if let (Some(Kind::Label(a)), Some(Kind::Label(b))) = (kx, ky) {
-                        diag_scores.push((m.score, a == b));
-                    }
-                }
-                if let Some(b) = d.scores.first() {
-                    diag_peer.push(b.score);
-                }
-            }
-            if d.outcome == Outcome::Rejected {
-                *rejected
-                    .entry(d.reason_code.clone().unwrap_or_default())
-                    .or_default() += 1;
-            } else if d.outcome == Outcome::Accepted {
-                routed += 1;
-                for r in &d.refused {
-                    let mut k = r.code.to_string();
-                    if diag {
-                        let src = if r.reason.contains("source unverified") {
-                            "unverified"
-                        } else if r.reason.contains("source local") {
-                            "local"
-                        } else if r.code == "contact-budget-source" {
-                            "peer"
-                        } else {
-                            ""
-                        };
-                        k = format!("{k} {src} {}", r.what);
-                    }
-                    *refused_by.entry(k).or_default() += 1;
-                }
-                for f in &d.forwards {
-                    let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
-                    *forwards_by.entry(format!("{} {why}", f.what)).or_default() += 1;
-                    if diag {
-                        let conn = net.routers[to].state.conn();
-                        let spam = crate::state::cache::get(conn, f.cache_id)
-                            .ok()
-                            .flatten()
-                            .is_some_and(|r| tracker.kind(r.body()) == Some(Kind::Spam));
-                        if spam {
-                            *forwards_by
-                                .entry(format!("spam {} {why}", f.what))
-                                .or_default() += 1;
-                        }
-                    }
-                }
-                if d.forwards
-                    .iter()
-                    .any(|f| f.why.starts_with("3.1 exploration"))
-                {
-                    explored += 1;
-                }
-            }
+        self.clock(self.round as f64 + 0.5);
+        for (to, d) in self.net.deliver(&batch)? {
+            self.count(to, &d);
         }
-        *round += 1;
+        self.round += 1;
         Ok(batch)
-    };
+    }
 
-    // Phase 1: training.
-    let none = HashSet::new();
-    let mut training_msgs = 0u64;
-    let most = wl.experts.iter().map(|e| e.items.len()).max().unwrap_or(0);
-    for k in 0..most {
-        crate::wire::freeze_clock(Some(base + round as f64 * cfg.round_secs));
-        for e in &wl.experts {
-            if let Some(&it) = e.items.get(k) {
-                net.post(e.router, corpus.items[it].text.as_bytes())?;
+    /// Count router `to`'s decision on a delivery.
+    fn count(&mut self, to: usize, d: &Decision) {
+        if let Some(diag) = self.diag.as_mut() {
+            if d.outcome == Outcome::Accepted {
+                diag.decision(self.net.routers[to].state.conn(), &self.tracker, d);
             }
         }
-        training_msgs += step(
-            &mut net,
-            &mut round,
-            &none,
-            Vec::new(),
-            &mut rejected,
-            &tracker,
-        )?
-        .len() as u64;
-    }
-    for _ in 0..cfg.settle {
-        if !net.pending()? {
-            break;
+        if d.outcome == Outcome::Rejected {
+            *self
+                .counts
+                .rejected
+                .entry(d.reason_code.clone().unwrap_or_default())
+                .or_default() += 1;
+        } else if d.outcome == Outcome::Accepted {
+            self.count_routed(to, d);
         }
-        training_msgs += step(
-            &mut net,
-            &mut round,
-            &none,
-            Vec::new(),
-            &mut rejected,
-            &tracker,
-        )?
-        .len() as u64;
     }
-    let training_posts: usize = wl.experts.iter().map(|e| e.items.len()).sum();
-    say(
-        cfg,
-        &format!("cmr-sim: training done after {round} rounds, {training_msgs} deliveries"),
-    );
 
-    // Phase 2: queries.
-    let mut qs: Vec<QueryState> = wl
-        .queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| QueryState {
-            router: q.router,
-            label: corpus.items[q.item].label,
-            body: corpus.items[q.item].text.as_bytes().to_vec(),
-            due: round + (i as f64 / cfg.query_rate).floor() as u64,
-            post_id: None,
-            success: None,
-            inbox: None,
-            answers: Vec::new(),
+    /// Count what router `to` did with a message it accepted: refusals, forwards by rule.
+    fn count_routed(&mut self, to: usize, d: &Decision) {
+        let c = &mut self.counts;
+        c.routed += 1;
+        for r in &d.refused {
+            let k = match self.diag {
+                Some(_) => diag::refusal_key(r),
+                None => r.code.to_string(),
+            };
+            *c.refused_by.entry(k).or_default() += 1;
+        }
+        for f in &d.forwards {
+            let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
+            *c.forwards_by
+                .entry(format!("{} {why}", f.what))
+                .or_default() += 1;
+            if self.diag.is_some() {
+                let conn = self.net.routers[to].state.conn();
+                if self.tracker.kind_cached(conn, f.cache_id) == Some(Kind::Spam) {
+                    *c.forwards_by
+                        .entry(format!("spam {} {why}", f.what))
+                        .or_default() += 1;
+                }
+            }
+        }
+        if d.forwards
+            .iter()
+            .any(|f| f.why.starts_with("3.1 exploration"))
+        {
+            c.explored += 1;
+        }
+    }
+
+    /// Phase 1: every expert posts one of its items per round until all are posted, then
+    /// rounds run until the outboxes are empty (at most `settle` rounds).
+    fn train(&mut self) -> Result<(), Failure> {
+        let none = HashSet::new();
+        let most = self
+            .wl
+            .experts
+            .iter()
+            .map(|e| e.items.len())
+            .max()
+            .unwrap_or(0);
+        for k in 0..most {
+            self.clock(self.round as f64);
+            for e in &self.wl.experts {
+                if let Some(&it) = e.items.get(k) {
+                    self.net
+                        .post(e.router, self.corpus.items[it].text.as_bytes())?;
+                }
+            }
+            self.counts.training_msgs += self.step(&none, Vec::new())?.len() as u64;
+        }
+        for _ in 0..self.cfg.settle {
+            if !self.net.pending()? {
+                break;
+            }
+            self.counts.training_msgs += self.step(&none, Vec::new())?.len() as u64;
+        }
+        say(
+            self.cfg,
+            &format!(
+                "cmr-sim: training done after {} rounds, {} deliveries",
+                self.round, self.counts.training_msgs
+            ),
+        );
+        Ok(())
+    }
+
+    /// The queries, due `query_rate` per round from now, and the faults of the run.
+    fn start_queries(&mut self) -> Result<QueryPhase, Failure> {
+        let cfg = self.cfg;
+        let queries: Vec<QueryState> = self
+            .wl
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| QueryState {
+                router: q.router,
+                label: self.corpus.items[q.item].label,
+                body: self.corpus.items[q.item].text.as_bytes().to_vec(),
+                due: self.round + (i as f64 / cfg.query_rate).floor() as u64,
+                post_id: None,
+                success: None,
+                inbox: None,
+                answers: Vec::new(),
+            })
+            .collect();
+        let settings = Settings::load(self.net.routers[0].state.conn())?;
+        if let Some(d) = self.diag.as_mut() {
+            d.start(&queries);
+        }
+        let spammer = self.spammer();
+        let forger = self.forger();
+        let last_due = queries.last().map(|q| q.due).unwrap_or(self.round);
+        Ok(QueryPhase {
+            queries,
+            by_post: HashMap::new(),
+            next: 0,
+            settings,
+            last_due,
+            end: last_due + cfg.horizon as u64 + 1,
+            n_down: (cfg.churn * cfg.routers as f64).round() as usize,
+            spammer,
+            forger,
         })
-        .collect();
-    let settings0 = crate::state::settings::Settings::load(net.routers[0].state.conn())?;
-    let qbody: HashMap<Vec<u8>, usize> = qs
-        .iter()
-        .enumerate()
-        .map(|(i, q)| (q.body.clone(), i))
-        .collect();
-    let mut diag_reach: Vec<Vec<usize>> = vec![Vec::new(); qs.len()];
-    let mut diag_arrived: Vec<usize> = vec![0; qs.len()];
-    let expert_routers: HashSet<usize> = wl.experts.iter().map(|e| e.router).collect();
-    let pick_outsider = |rng: &mut rand::rngs::StdRng| -> usize {
-        let others: Vec<usize> = (0..cfg.routers)
+    }
+
+    /// A router that is no expert's, at random.
+    fn pick_outsider(&mut self) -> usize {
+        let expert_routers: HashSet<usize> = self.wl.experts.iter().map(|e| e.router).collect();
+        let others: Vec<usize> = (0..self.cfg.routers)
             .filter(|r| !expert_routers.contains(r))
             .collect();
-        others.choose(rng).copied().unwrap_or(0)
-    };
-    let spammer = (cfg.spam > 0.0).then(|| pick_outsider(&mut rng));
-    let forger = (cfg.forger > 0.0).then(|| pick_outsider(&mut rng));
-    let victim = forger.map(|f| {
+        others.choose(&mut self.rng).copied().unwrap_or(0)
+    }
+
+    fn spammer(&mut self) -> Option<Spammer> {
+        let router = (self.cfg.spam > 0.0).then(|| self.pick_outsider())?;
+        Some(Spammer {
+            router,
+            credit: 0.0,
+            out: metrics::Spam {
+                router,
+                rate_multiple: self.cfg.spam,
+                ..Default::default()
+            },
+        })
+    }
+
+    fn forger(&mut self) -> Option<Forger> {
+        let f = (self.cfg.forger > 0.0).then(|| self.pick_outsider())?;
         // A router two hops away: some of the forger's neighbours hold its key, most do not.
-        let dist = graph.bfs(f);
-        (0..cfg.routers)
+        let dist = self.graph.bfs(f);
+        let victim = (0..self.cfg.routers)
             .find(|&v| dist[v] == 2)
-            .unwrap_or((f + 1) % cfg.routers)
-    });
-    // The normal rate of one router's clients: queries per round over the routers.
-    let normal = cfg.query_rate / cfg.routers as f64;
-    let (mut spam_credit, mut forge_credit) = (0.0f64, 0.0f64);
-    let mut spam = spammer.map(|r| metrics::Spam {
-        router: r,
-        rate_multiple: cfg.spam,
-        ..Default::default()
-    });
-    let mut forged = forger.map(|r| metrics::Forger {
-        router: r,
-        claims: victim.map(delivery::address).unwrap_or_default(),
-        ..Default::default()
-    });
-    let mut forge_key = seeded(cfg.seed, 5);
-    let last_due = qs.last().map(|q| q.due).unwrap_or(round);
-    let end = last_due + cfg.horizon as u64 + 1;
-    let mut query_msgs = 0u64;
-    let mut spam_msgs = 0u64;
-    let mut load = vec![0f64; cfg.routers];
-    let mut by_post: HashMap<(usize, i64), usize> = HashMap::new();
-    let mut next_q = 0usize;
-    let mut spam_n = 0usize;
-    let n_down = (cfg.churn * cfg.routers as f64).round() as usize;
-    while round < end {
-        crate::wire::freeze_clock(Some(base + round as f64 * cfg.round_secs));
-        let down: HashSet<usize> = if n_down > 0 {
-            rand::seq::index::sample(&mut rng, cfg.routers, n_down)
+            .unwrap_or((f + 1) % self.cfg.routers);
+        Some(Forger {
+            router: f,
+            victim,
+            credit: 0.0,
+            keys: seeded(self.cfg.seed, 5),
+            out: metrics::Forger {
+                router: f,
+                claims: delivery::address(victim),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Phase 2: rounds until `horizon` rounds after the last query is due.
+    fn run_queries(&mut self, p: &mut QueryPhase) -> Result<(), Failure> {
+        while self.round < p.end {
+            self.query_round(p)?;
+        }
+        say(
+            self.cfg,
+            &format!("cmr-sim: queries done after {} rounds", self.round),
+        );
+        Ok(())
+    }
+
+    /// One round of the query phase: churn, the due queries, the spammer and the forger,
+    /// the delivery, then the inboxes.
+    fn query_round(&mut self, p: &mut QueryPhase) -> Result<(), Failure> {
+        self.clock(self.round as f64);
+        let down = self.churn(p.n_down);
+        self.post_due(p, &down)?;
+        if let Some(s) = p.spammer.as_mut() {
+            self.spam(s, p.last_due, &down)?;
+        }
+        let extra = match p.forger.as_mut() {
+            Some(f) => self.forge(f, p.last_due, &down)?,
+            None => Vec::new(),
+        };
+        let batch = self.step(&down, extra)?;
+        if let Some(d) = self.diag.as_mut() {
+            d.batch(&batch, &self.tracker, &p.queries, self.round);
+        }
+        self.count_traffic(&batch);
+        self.read_inboxes(p, &down)
+    }
+
+    /// The routers down in this round: `n_down` of them, at random.
+    fn churn(&mut self, n_down: usize) -> HashSet<usize> {
+        if n_down > 0 {
+            rand::seq::index::sample(&mut self.rng, self.cfg.routers, n_down)
                 .into_iter()
                 .collect()
         } else {
             HashSet::new()
-        };
-        // Queries due (a client whose router is down waits for it; its rounds count).
-        for (i, q) in qs.iter_mut().enumerate().skip(next_q) {
-            if q.due > round {
+        }
+    }
+
+    /// Queries due (a client whose router is down waits for it; its rounds count).
+    fn post_due(&mut self, p: &mut QueryPhase, down: &HashSet<usize>) -> Result<(), Failure> {
+        for (i, q) in p.queries.iter_mut().enumerate().skip(p.next) {
+            if q.due > self.round {
                 break;
             }
             if q.post_id.is_some() || down.contains(&q.router) {
                 continue;
             }
-            q.answers = matcher_answers(&net, &settings0, &tracker, q.router, &q.body, q.label)?;
-            let p = net.post(q.router, &q.body)?;
-            q.post_id = p.cache_id;
-            if let Some(id) = p.cache_id {
-                by_post.insert((q.router, id), i);
+            q.answers = matcher_answers(
+                &self.net,
+                &p.settings,
+                &self.tracker,
+                q.router,
+                &q.body,
+                q.label,
+            )?;
+            let posted = self.net.post(q.router, &q.body)?;
+            q.post_id = posted.cache_id;
+            if let Some(id) = posted.cache_id {
+                p.by_post.insert((q.router, id), i);
             }
-            let hit = p.related.iter().any(|r| {
+            let hit = posted.related.iter().any(|r| {
                 r.body.as_bytes() != q.body.as_slice()
-                    && tracker.kind(r.body.as_bytes()) == Some(Kind::Label(q.label))
+                    && self.tracker.kind(r.body.as_bytes()) == Some(Kind::Label(q.label))
             });
             if hit {
-                q.success = Some((round - q.due) as u32);
+                q.success = Some((self.round - q.due) as u32);
             }
         }
-        while next_q < qs.len() && qs[next_q].post_id.is_some() {
-            next_q += 1;
+        while p.next < p.queries.len() && p.queries[p.next].post_id.is_some() {
+            p.next += 1;
         }
-        // The spammer's clients.
-        if let (Some(r), Some(s)) = (spammer, spam.as_mut()) {
-            if round <= last_due && !down.contains(&r) {
-                spam_credit += cfg.spam * normal;
-                while spam_credit >= 1.0 {
-                    spam_credit -= 1.0;
-                    let body = workload::junk(spam_n, &mut rng);
-                    spam_n += 1;
-                    tracker.kinds.insert(body.as_bytes().to_vec(), Kind::Spam);
-                    net.post(r, body.as_bytes())?;
-                    s.posted += 1;
-                }
-            }
+        Ok(())
+    }
+
+    /// The normal rate of one router's clients: queries per round over the routers.
+    fn normal_rate(&self) -> f64 {
+        self.cfg.query_rate / self.cfg.routers as f64
+    }
+
+    /// The spammer's clients post what the rate owes them.
+    fn spam(
+        &mut self,
+        s: &mut Spammer,
+        last_due: u64,
+        down: &HashSet<usize>,
+    ) -> Result<(), Failure> {
+        if self.round > last_due || down.contains(&s.router) {
+            return Ok(());
         }
-        // The forger: messages claiming the victim's address, straight to its neighbours.
+        s.credit += self.cfg.spam * self.normal_rate();
+        while s.credit >= 1.0 {
+            s.credit -= 1.0;
+            let body = workload::junk(s.out.posted, &mut self.rng);
+            self.tracker
+                .kinds
+                .insert(body.as_bytes().to_vec(), Kind::Spam);
+            self.net.post(s.router, body.as_bytes())?;
+            s.out.posted += 1;
+        }
+        Ok(())
+    }
+
+    /// The forger: messages claiming the victim's address, straight to its neighbours.
+    fn forge(
+        &mut self,
+        f: &mut Forger,
+        last_due: u64,
+        down: &HashSet<usize>,
+    ) -> Result<Vec<Delivery>, Failure> {
         let mut extra = Vec::new();
-        if let (Some(f), Some(v), Some(fs)) = (forger, victim, forged.as_mut()) {
-            if round <= last_due && !down.contains(&f) {
-                forge_credit += cfg.forger * normal;
-                while forge_credit >= 1.0 {
-                    forge_credit -= 1.0;
-                    let body = format!("FORGED {}: {}", fs.sent, workload::junk(fs.sent, &mut rng));
-                    tracker.kinds.insert(body.as_bytes().to_vec(), Kind::Forged);
-                    let m = crate::wire::Message::compose(
-                        &[(
-                            crate::wire::Timestamp::now(),
-                            delivery::address(v).as_bytes(),
-                        )],
-                        body.as_bytes(),
-                        &crate::wire::Rules::unchecked_time(),
-                    )
-                    .map_err(|e| Failure::software(format!("composing a forgery: {e}")))?;
-                    // Signed with a key the forger made up: it holds none of the victim's.
-                    let k = crate::sign::Key::new(forge_key.gen::<[u8; 32]>().to_vec());
-                    let m = crate::sign::sign(m, crate::sign::Scheme::HmacSha256, &k);
-                    for &to in &graph.adj[f] {
-                        if to != v && !down.contains(&to) {
-                            extra.push(delivery::Delivery {
-                                from: f,
-                                to,
-                                bytes: m.encode(),
-                            });
-                            fs.sent += 1;
-                        }
-                    }
+        if self.round > last_due || down.contains(&f.router) {
+            return Ok(extra);
+        }
+        f.credit += self.cfg.forger * self.normal_rate();
+        while f.credit >= 1.0 {
+            f.credit -= 1.0;
+            let m = self.forgery(f)?;
+            for &to in &self.graph.adj[f.router] {
+                if to != f.victim && !down.contains(&to) {
+                    extra.push(Delivery {
+                        from: f.router,
+                        to,
+                        bytes: m.encode(),
+                    });
+                    f.out.sent += 1;
                 }
             }
         }
-        let batch = step(&mut net, &mut round, &down, extra, &mut rejected, &tracker)?;
-        if diag {
-            for d in &batch {
-                let Ok(m) = crate::wire::parse(&d.bytes, &crate::wire::Rules::unchecked_time())
-                else {
-                    continue;
-                };
-                if let Some(&i) = qbody.get(m.body()) {
-                    diag_reach[i].push(d.to);
-                }
-                if let Some(Kind::Label(l)) = tracker.kind(m.body()) {
-                    for (i, q) in qs.iter().enumerate() {
-                        if q.post_id.is_some()
-                            && q.router == d.to
-                            && q.label == l
-                            && round <= q.due + 9
-                        {
-                            diag_arrived[i] += 1;
-                        }
-                    }
-                }
-            }
-        }
-        for d in &batch {
-            match tracker.kind_of_wire(&d.bytes) {
-                Some(Kind::Spam) => spam_msgs += 1,
+        Ok(extra)
+    }
+
+    /// One forged message: from the victim's address, a body of junk.
+    fn forgery(&mut self, f: &mut Forger) -> Result<crate::wire::Message, Failure> {
+        let sent = f.out.sent;
+        let body = format!("FORGED {sent}: {}", workload::junk(sent, &mut self.rng));
+        self.tracker
+            .kinds
+            .insert(body.as_bytes().to_vec(), Kind::Forged);
+        let m = crate::wire::Message::compose(
+            &[(
+                crate::wire::Timestamp::now(),
+                delivery::address(f.victim).as_bytes(),
+            )],
+            body.as_bytes(),
+            &crate::wire::Rules::unchecked_time(),
+        )
+        .map_err(|e| Failure::software(format!("composing a forgery: {e}")))?;
+        // Signed with a key the forger made up: it holds none of the victim's.
+        let k = crate::sign::Key::new(f.keys.gen::<[u8; 32]>().to_vec());
+        Ok(crate::sign::sign(m, crate::sign::Scheme::HmacSha256, &k))
+    }
+
+    /// Count a query-phase round's deliveries: spam, or query traffic and load (forgeries
+    /// are neither).
+    fn count_traffic(&mut self, batch: &[Delivery]) {
+        for d in batch {
+            match self.tracker.kind_of_wire(&d.bytes) {
+                Some(Kind::Spam) => self.counts.spam_msgs += 1,
                 Some(Kind::Forged) => {}
                 _ => {
-                    query_msgs += 1;
-                    load[d.to] += 1.0;
+                    self.counts.query_msgs += 1;
+                    self.counts.load[d.to] += 1.0;
                 }
             }
         }
-        // Inboxes of the routers with queries still open (cmr-post --replies).
-        let open: HashSet<usize> = qs
+    }
+
+    /// Inboxes of the routers with queries still open (cmr-post --replies).
+    fn read_inboxes(&mut self, p: &mut QueryPhase, down: &HashSet<usize>) -> Result<(), Failure> {
+        let open: HashSet<usize> = p
+            .queries
             .iter()
             .filter(|q| q.post_id.is_some() && q.inbox.is_none())
-            .filter(|q| round - q.due <= cfg.horizon as u64 + 1)
+            .filter(|q| self.round - q.due <= self.cfg.horizon as u64 + 1)
             .map(|q| q.router)
             .collect();
         for r in open {
             if down.contains(&r) {
                 continue;
             }
-            for rep in net.replies(r)? {
-                let Some(&i) = by_post.get(&(r, rep.post_cache_id)) else {
+            for rep in self.net.replies(r)? {
+                let Some(&i) = p.by_post.get(&(r, rep.post_cache_id)) else {
                     continue;
                 };
-                let q = &mut qs[i];
+                let q = &mut p.queries[i];
                 let body = rep.message.body.as_bytes();
-                if body != q.body.as_slice() && tracker.kind(body) == Some(Kind::Label(q.label)) {
+                if body != q.body.as_slice()
+                    && self.tracker.kind(body) == Some(Kind::Label(q.label))
+                {
                     // Delivered in the round just run (round - 1), counted from the due round.
-                    let h = (round - q.due) as u32;
+                    let h = (self.round - q.due) as u32;
                     q.inbox.get_or_insert(h);
                     if q.success.is_none_or(|s| s > h) {
                         q.success = Some(h);
@@ -576,94 +761,42 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
                 }
             }
         }
-    }
-    say(cfg, &format!("cmr-sim: queries done after {round} rounds"));
-    if diag {
-        // Where the queries that failed within 8 rounds were lost.
-        let mut holder: Vec<HashSet<usize>> = vec![HashSet::new(); corpus.labels.len()];
-        for e in &wl.experts {
-            holder[e.label].insert(e.router);
-        }
-        let (mut failed, mut reached, mut arrived, mut at_holder) = (0, 0, 0, 0);
-        for (i, q) in qs.iter().enumerate() {
-            if q.success.is_some_and(|h| h < 8) {
-                continue;
-            }
-            failed += 1;
-            at_holder += usize::from(holder[q.label].contains(&q.router));
-            reached += usize::from(diag_reach[i].iter().any(|r| holder[q.label].contains(r)));
-            arrived += usize::from(diag_arrived[i] > 0);
-        }
-        let reach: usize = diag_reach.iter().map(Vec::len).sum();
-        crate::log::info(&format!(
-            "diag: {failed} queries failed within 8 rounds: {at_holder} posted at a holder of their label, \
-             {reached} reached one, {arrived} had a message of their label delivered to their router \
-             within 9 rounds; deliveries of a query's own body: {:.2} per query",
-            reach as f64 / qs.len().max(1) as f64
-        ));
-        let q = |mut v: Vec<f64>| -> String {
-            v.sort_by(f64::total_cmp);
-            if v.is_empty() {
-                return "none".into();
-            }
-            [0.1, 0.25, 0.5, 0.75, 0.9]
-                .iter()
-                .map(|p| format!("{:.3}", v[((v.len() - 1) as f64 * p) as usize]))
-                .collect::<Vec<_>>()
-                .join(" ")
-                + &format!(" (n={})", v.len())
-        };
-        let same: Vec<f64> = diag_scores.iter().filter(|x| x.1).map(|x| x.0).collect();
-        let other: Vec<f64> = diag_scores.iter().filter(|x| !x.1).map(|x| x.0).collect();
-        crate::log::info(&format!(
-            "diag: match scores same label p10..p90 {}",
-            q(same)
-        ));
-        crate::log::info(&format!(
-            "diag: match scores other label p10..p90 {}",
-            q(other)
-        ));
-        crate::log::info(&format!(
-            "diag: best peer score p10..p90 {}",
-            q(diag_peer.clone())
-        ));
-        crate::log::info(&format!(
-            "diag: best match of spam p10..p90 {}",
-            q(diag_best_spam.clone())
-        ));
-        crate::log::info(&format!(
-            "diag: best match of corpus messages p10..p90 {}",
-            q(diag_best_label.clone())
-        ));
+        Ok(())
     }
 
-    // Spread of spam and forgeries.
-    if let Some(s) = spam.as_mut() {
-        s.messages = spam_msgs;
-        for r in 0..cfg.routers {
-            if r != s.router
-                && net
+    /// How many routers other than `except` hold a message of `kind` in their cache.
+    fn routers_caching(&self, kind: Kind, except: usize) -> Result<usize, Failure> {
+        let mut n = 0;
+        for r in 0..self.cfg.routers {
+            if r != except
+                && self
+                    .net
                     .cached_bodies(r)?
                     .iter()
-                    .any(|b| tracker.kind(b) == Some(Kind::Spam))
+                    .any(|b| self.tracker.kind(b) == Some(kind))
             {
-                s.routers_cached += 1;
+                n += 1;
             }
         }
-        s.share_cached = s.routers_cached as f64 / cfg.routers as f64;
+        Ok(n)
     }
-    if let (Some(fs), Some(f), Some(v)) = (forged.as_mut(), forger, victim) {
-        for r in 0..cfg.routers {
-            if r != f
-                && net
-                    .cached_bodies(r)?
-                    .iter()
-                    .any(|b| tracker.kind(b) == Some(Kind::Forged))
-            {
-                fs.routers_cached += 1;
-            }
-        }
-        fs.rejected = rejected
+
+    fn spam_spread(&self, s: &mut Spammer) -> Result<(), Failure> {
+        let out = &mut s.out;
+        out.messages = self.counts.spam_msgs;
+        out.routers_cached = self.routers_caching(Kind::Spam, out.router)?;
+        out.share_cached = out.routers_cached as f64 / self.cfg.routers as f64;
+        Ok(())
+    }
+
+    /// How far the forgeries got, what rejected them, and what the victim's neighbours
+    /// think of it now.
+    fn forgery_spread(&self, f: &mut Forger) -> Result<(), Failure> {
+        let out = &mut f.out;
+        out.routers_cached = self.routers_caching(Kind::Forged, f.router)?;
+        out.rejected = self
+            .counts
+            .rejected
             .iter()
             .filter(|(k, _)| {
                 matches!(
@@ -673,51 +806,54 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             })
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        fs.accepted = fs.sent - fs.rejected.values().sum::<usize>().min(fs.sent);
-        let va = delivery::address(v);
+        out.accepted = out.sent - out.rejected.values().sum::<usize>().min(out.sent);
+        let va = delivery::address(f.victim);
         let mut reps = Vec::new();
-        for &n in &graph.adj[v] {
-            if let Some(p) = crate::state::peers::get(net.routers[n].state.conn(), &va)? {
+        for &n in &self.graph.adj[f.victim] {
+            if let Some(p) = crate::state::peers::get(self.net.routers[n].state.conn(), &va)? {
                 reps.push(p.reputation);
             }
         }
-        fs.victim_reputation = reps.iter().sum::<f64>() / reps.len().max(1) as f64;
+        out.victim_reputation = reps.iter().sum::<f64>() / reps.len().max(1) as f64;
+        Ok(())
     }
 
-    // Baselines on the same graph and workload.
-    let mut holders = vec![vec![false; cfg.routers]; corpus.labels.len()];
-    for e in &wl.experts {
-        if !e.items.is_empty() {
-            holders[e.label][e.router] = true;
+    /// Baselines on the same graph and workload.
+    fn baselines(&self, qs: &[QueryState]) -> Vec<(&'static str, baselines::Result)> {
+        let cfg = self.cfg;
+        let mut holders = vec![vec![false; cfg.routers]; self.corpus.labels.len()];
+        for e in &self.wl.experts {
+            if !e.items.is_empty() {
+                holders[e.label][e.router] = true;
+            }
         }
+        let qpairs: Vec<(usize, usize)> = qs.iter().map(|q| (q.router, q.label)).collect();
+        let mut brng = seeded(cfg.seed, 6);
+        let answers: Vec<baselines::Answers> = qs.iter().map(|q| q.answers.clone()).collect();
+        baselines::run_all(
+            &self.graph,
+            &qpairs,
+            &holders,
+            Some(&answers),
+            cfg.horizon,
+            cfg.flood_ttl,
+            cfg.walkers,
+            cfg.walk_ttl,
+            &mut brng,
+        )
     }
-    let qpairs: Vec<(usize, usize)> = qs.iter().map(|q| (q.router, q.label)).collect();
-    let mut brng = seeded(cfg.seed, 6);
-    let answers: Vec<baselines::Answers> = qs.iter().map(|q| q.answers.clone()).collect();
-    let bl = baselines::run_all(
-        &graph,
-        &qpairs,
-        &holders,
-        Some(&answers),
-        cfg.horizon,
-        cfg.flood_ttl,
-        cfg.walkers,
-        cfg.walk_ttl,
-        &mut brng,
-    );
 
-    let succ: Vec<Option<u32>> = qs.iter().map(|q| q.success).collect();
-    let inbox: Vec<Option<u32>> = qs.iter().map(|q| q.inbox).collect();
-    let fifth = (qs.len() / 5).max(1);
-    let first = metrics::success_by_round(&succ[..fifth.min(succ.len())], cfg.horizon);
-    let last = metrics::success_by_round(&succ[succ.len().saturating_sub(fifth)..], cfg.horizon);
-    let mut caches = Vec::with_capacity(cfg.routers);
-    for r in 0..cfg.routers {
-        caches.push(net.cache_size(r)? as f64);
+    fn cache_sizes(&self) -> Result<Vec<f64>, Failure> {
+        let mut caches = Vec::with_capacity(self.cfg.routers);
+        for r in 0..self.cfg.routers {
+            caches.push(self.net.cache_size(r)? as f64);
+        }
+        Ok(caches)
     }
-    let load_s = metrics::spread(&load);
-    let mut settings_used = BTreeMap::new();
-    {
+
+    /// The routing settings the run used (router 0's; every router has the same).
+    fn settings_used(&self) -> BTreeMap<String, String> {
+        let mut settings_used = BTreeMap::new();
         for k in [
             "distance_threshold",
             "margin",
@@ -732,49 +868,73 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
             "max_hops",
             "related_k",
         ] {
-            if let Ok(v) = crate::state::settings::get_or_default(net.routers[0].state.conn(), k) {
+            if let Ok(v) =
+                crate::state::settings::get_or_default(self.net.routers[0].state.conn(), k)
+            {
                 settings_used.insert(k.to_string(), v);
             }
         }
+        settings_used
     }
-    crate::wire::freeze_clock(None);
-    let report = Report {
-        routers: cfg.routers,
-        degree: graph.mean_degree(),
-        topology: cfg.topology.as_str().into(),
-        seed: cfg.seed,
-        corpus: cfg.corpus.display().to_string(),
-        labels: corpus.labels.len(),
-        experts: wl.experts.len(),
-        training_items: training_posts,
-        queries: qs.len(),
-        round_secs: cfg.round_secs,
-        horizon: cfg.horizon,
-        success_by_round: metrics::success_by_round(&succ, cfg.horizon),
-        inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
-        messages_per_query: query_msgs as f64 / qs.len().max(1) as f64,
-        messages_per_training_post: training_msgs as f64 / training_posts.max(1) as f64,
-        load_max_over_mean: load_s.max_over_mean,
-        load: load_s,
-        cache: metrics::spread(&caches),
-        learning: metrics::Learning {
-            first_fifth_4: first.get(3).copied().unwrap_or(0.0),
-            last_fifth_4: last.get(3).copied().unwrap_or(0.0),
-            first_fifth_by_round: first,
-            last_fifth_by_round: last,
-        },
-        baselines: bl.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        churn: cfg.churn,
-        spam,
-        forger: forged,
-        rejected,
-        explored_share: explored as f64 / routed.max(1) as f64,
-        forwards_by_reason: forwards_by,
-        relay_refused: refused_by,
-        rounds: round,
-        settings: settings_used,
-        wall_s: start.elapsed().as_secs_f64(),
-        peak_rss_kib: metrics::peak_rss_kib(),
-    };
-    Ok(report)
+
+    /// The report of everything measured; the process clock runs again.
+    fn report(self, p: QueryPhase, start: Instant) -> Result<Report, Failure> {
+        let cfg = self.cfg;
+        let bl = self.baselines(&p.queries);
+        let qs = &p.queries;
+        let succ: Vec<Option<u32>> = qs.iter().map(|q| q.success).collect();
+        let inbox: Vec<Option<u32>> = qs.iter().map(|q| q.inbox).collect();
+        let caches = self.cache_sizes()?;
+        let load_s = metrics::spread(&self.counts.load);
+        let settings_used = self.settings_used();
+        crate::wire::freeze_clock(None);
+        let training_posts: usize = self.wl.experts.iter().map(|e| e.items.len()).sum();
+        let c = self.counts;
+        Ok(Report {
+            routers: cfg.routers,
+            degree: self.graph.mean_degree(),
+            topology: cfg.topology.as_str().into(),
+            seed: cfg.seed,
+            corpus: cfg.corpus.display().to_string(),
+            labels: self.corpus.labels.len(),
+            experts: self.wl.experts.len(),
+            training_items: training_posts,
+            queries: qs.len(),
+            round_secs: cfg.round_secs,
+            horizon: cfg.horizon,
+            success_by_round: metrics::success_by_round(&succ, cfg.horizon),
+            inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
+            messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,
+            messages_per_training_post: c.training_msgs as f64 / training_posts.max(1) as f64,
+            load_max_over_mean: load_s.max_over_mean,
+            load: load_s,
+            cache: metrics::spread(&caches),
+            learning: learning(&succ, cfg.horizon),
+            baselines: bl.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            churn: cfg.churn,
+            spam: p.spammer.map(|s| s.out),
+            forger: p.forger.map(|f| f.out),
+            rejected: c.rejected,
+            explored_share: c.explored as f64 / c.routed.max(1) as f64,
+            forwards_by_reason: c.forwards_by,
+            relay_refused: c.refused_by,
+            rounds: self.round,
+            settings: settings_used,
+            wall_s: start.elapsed().as_secs_f64(),
+            peak_rss_kib: metrics::peak_rss_kib(),
+        })
+    }
+}
+
+/// Success in the first fifth of the queries against the last fifth.
+fn learning(succ: &[Option<u32>], horizon: usize) -> metrics::Learning {
+    let fifth = (succ.len() / 5).max(1);
+    let first = metrics::success_by_round(&succ[..fifth.min(succ.len())], horizon);
+    let last = metrics::success_by_round(&succ[succ.len().saturating_sub(fifth)..], horizon);
+    metrics::Learning {
+        first_fifth_4: first.get(3).copied().unwrap_or(0.0),
+        last_fifth_4: last.get(3).copied().unwrap_or(0.0),
+        first_fifth_by_round: first,
+        last_fifth_by_round: last,
+    }
 }

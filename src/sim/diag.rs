@@ -1,0 +1,168 @@
+//! Diagnostics (CMR_SIM_DIAG=1), on stderr after the query phase: match scores of same- and
+//! other-label pairs, best peer scores, the best match of spam and of corpus messages, and
+//! where the queries that failed within 8 rounds were lost. Under it the report also
+//! counts relay refusals by kind of source and forwards of spam by rule.
+
+use super::delivery::Delivery;
+use super::workload::Expert;
+use super::{Kind, QueryState, Tracker};
+use crate::route::{Decision, RefusedForward};
+use std::collections::{HashMap, HashSet};
+
+/// What the diagnostics collect over a run.
+#[derive(Default)]
+pub(super) struct Diag {
+    /// The score of each match of an accepted corpus message, and whether the two share
+    /// their label.
+    scores: Vec<(f64, bool)>,
+    /// The best peer score of each accepted message.
+    peer: Vec<f64>,
+    /// The best match of each accepted spam message, and of each accepted corpus message.
+    best_spam: Vec<f64>,
+    best_label: Vec<f64>,
+    /// A query's body -> the query.
+    query_of: HashMap<Vec<u8>, usize>,
+    /// Per query: the routers its own body was delivered to.
+    reach: Vec<Vec<usize>>,
+    /// Per query: messages of its label delivered to its router within 9 rounds of its
+    /// due round.
+    arrived: Vec<usize>,
+}
+
+/// The key of a relay refusal under CMR_SIM_DIAG: its code, the kind of source the
+/// contact budget counted, and what was refused.
+pub(super) fn refusal_key(r: &RefusedForward) -> String {
+    let src = if r.reason.contains("source unverified") {
+        "unverified"
+    } else if r.reason.contains("source local") {
+        "local"
+    } else if r.code == "contact-budget-source" {
+        "peer"
+    } else {
+        ""
+    };
+    format!("{} {src} {}", r.code, r.what)
+}
+
+/// p10, p25, p50, p75 and p90 of `v`, and its size; "none" when empty.
+fn quantiles(v: &[f64]) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return "none".into();
+    }
+    [0.1, 0.25, 0.5, 0.75, 0.9]
+        .iter()
+        .map(|p| format!("{:.3}", v[((v.len() - 1) as f64 * p) as usize]))
+        .collect::<Vec<_>>()
+        .join(" ")
+        + &format!(" (n={})", v.len())
+}
+
+impl Diag {
+    /// The scores of a message a router (state file `conn`) accepted.
+    pub(super) fn decision(
+        &mut self,
+        conn: &rusqlite::Connection,
+        tracker: &Tracker,
+        d: &Decision,
+    ) {
+        let kx = d.cache_id.and_then(|id| tracker.kind_cached(conn, id));
+        if let Some(m) = d.matched.first() {
+            match kx {
+                Some(Kind::Spam) => self.best_spam.push(m.score),
+                Some(Kind::Label(_)) => self.best_label.push(m.score),
+                _ => {}
+            }
+        }
+        for m in &d.matched {
+            let ky = tracker.kind_cached(conn, m.cache_id);
+            if let (Some(Kind::Label(a)), Some(Kind::Label(b))) = (kx, ky) {
+                self.scores.push((m.score, a == b));
+            }
+        }
+        if let Some(b) = d.scores.first() {
+            self.peer.push(b.score);
+        }
+    }
+
+    /// The query phase starts with `qs`.
+    pub(super) fn start(&mut self, qs: &[QueryState]) {
+        self.query_of = qs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.body.clone(), i))
+            .collect();
+        self.reach = vec![Vec::new(); qs.len()];
+        self.arrived = vec![0; qs.len()];
+    }
+
+    /// Where a round's deliveries went: a query's own body, messages of a query's label
+    /// to its router. `round` is the round after it.
+    pub(super) fn batch(
+        &mut self,
+        batch: &[Delivery],
+        tracker: &Tracker,
+        qs: &[QueryState],
+        round: u64,
+    ) {
+        for d in batch {
+            let Ok(m) = crate::wire::parse(&d.bytes, &crate::wire::Rules::unchecked_time()) else {
+                continue;
+            };
+            if let Some(&i) = self.query_of.get(m.body()) {
+                self.reach[i].push(d.to);
+            }
+            if let Some(Kind::Label(l)) = tracker.kind(m.body()) {
+                for (i, q) in qs.iter().enumerate() {
+                    if q.post_id.is_some() && q.router == d.to && q.label == l && round <= q.due + 9
+                    {
+                        self.arrived[i] += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Print the diagnostics on stderr.
+    pub(super) fn print(&self, qs: &[QueryState], experts: &[Expert], labels: usize) {
+        self.print_lost(qs, experts, labels);
+        let same: Vec<f64> = self.scores.iter().filter(|x| x.1).map(|x| x.0).collect();
+        let other: Vec<f64> = self.scores.iter().filter(|x| !x.1).map(|x| x.0).collect();
+        let lines = [
+            ("match scores same label", &same),
+            ("match scores other label", &other),
+            ("best peer score", &self.peer),
+            ("best match of spam", &self.best_spam),
+            ("best match of corpus messages", &self.best_label),
+        ];
+        for (what, v) in lines {
+            crate::log::info(&format!("diag: {what} p10..p90 {}", quantiles(v)));
+        }
+    }
+
+    /// Where the queries that failed within 8 rounds were lost.
+    fn print_lost(&self, qs: &[QueryState], experts: &[Expert], labels: usize) {
+        let mut holder: Vec<HashSet<usize>> = vec![HashSet::new(); labels];
+        for e in experts {
+            holder[e.label].insert(e.router);
+        }
+        let (mut failed, mut reached, mut arrived, mut at_holder) = (0, 0, 0, 0);
+        for (i, q) in qs.iter().enumerate() {
+            if q.success.is_some_and(|h| h < 8) {
+                continue;
+            }
+            failed += 1;
+            at_holder += usize::from(holder[q.label].contains(&q.router));
+            reached += usize::from(self.reach[i].iter().any(|r| holder[q.label].contains(r)));
+            arrived += usize::from(self.arrived[i] > 0);
+        }
+        let reach: usize = self.reach.iter().map(Vec::len).sum();
+        crate::log::info(&format!(
+            "diag: {failed} queries failed within 8 rounds: {at_holder} posted at a holder of their label, \
+             {reached} reached one, {arrived} had a message of their label delivered to their router \
+             within 9 rounds; deliveries of a query's own body: {:.2} per query",
+            reach as f64 / qs.len().max(1) as f64
+        ));
+    }
+}
