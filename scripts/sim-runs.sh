@@ -40,7 +40,10 @@ if [ "$group" = all ] || [ "$group" = answers ]; then
     for seed in 2 3; do wait_jobs; run "ans-seed-$seed" --routers 100 --seed $seed & done
     wait_jobs; run ans-spam --routers 100 --seed 1 --spam 10 &
     wait_jobs; run ans-spam-e22 --routers 100 --seed 1 --spam 10 --set explore_fanout=2 --set explore_hops=2 &
-    wait_jobs; run ans-e22 --routers 100 --seed 1 --set explore_fanout=2 --set explore_hops=2 &
+    for seed in 1 2 3; do
+        n=ans-e22; [ $seed = 1 ] || n=ans-e22-seed-$seed
+        wait_jobs; run $n --routers 100 --seed $seed --set explore_fanout=2 --set explore_hops=2 &
+    done
     wait_jobs; run ans-churn --routers 100 --seed 1 --churn 0.1 &
     wait_jobs; run ans-forger --routers 100 --seed 1 --forger 10 &
     wait_jobs; run ans-debian --routers 100 --seed 1 --corpus "$DEB" &
@@ -63,7 +66,7 @@ if [ "$group" = all ] || [ "$group" = scale ]; then
     for n in 30 300; do wait_jobs; run "scale-$n" --routers $n --seed 1 --queries 100 & done
 fi
 if [ "$group" = all ] || [ "$group" = accept ]; then
-    wait_jobs; run accept --routers 100 --seed 1 --plot docs/network.svg &
+    wait_jobs; run accept --routers 100 --seed 1 &
 fi
 if [ "$group" = all ] || [ "$group" = sweep ]; then
     # The fan-out settings, one change at a time from the chosen defaults (100 queries).
