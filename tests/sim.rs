@@ -75,7 +75,7 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
     let rejected = v["rejected"].as_object().unwrap();
     assert!(rejected.get("signature").is_none(), "{rejected:?}");
     let b = &v["baselines"];
-    for k in ["flood", "walk", "oracle"] {
+    for k in ["flood", "walk", "oracle", "flood_match", "walk_match"] {
         let s = b[k]["success_by_round"].as_array().unwrap();
         assert_eq!(s.len(), 6, "{k}");
         assert!(b[k]["messages_per_query"].as_f64().unwrap() >= 0.0);
@@ -87,6 +87,12 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
         assert!(f("oracle", h) >= f("walk", h) && f("oracle", h) >= f("flood", h) - 1e-9);
     }
     assert_eq!(f("oracle", 5), 1.0);
+    // With the routers' own recognition, a walker's router is one flooding reached by then
+    // (same answers, read when the query was posted): flooding finds at least as much.
+    for h in 0..6 {
+        assert!(f("flood_match", h) >= f("walk_match", h) - 1e-9, "h={h}: {b}");
+    }
+    assert!(b["flood_match"]["messages_per_query"].as_f64().unwrap() > 0.0);
     // Flooding costs more messages than the oracle.
     assert!(
         b["flood"]["messages_per_query"].as_f64().unwrap()
