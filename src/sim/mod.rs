@@ -26,6 +26,8 @@
 pub mod baselines;
 pub mod delivery;
 mod diag;
+mod faults;
+use faults::{Forger, Spammer};
 pub mod metrics;
 pub mod report;
 pub mod topology;
@@ -37,8 +39,7 @@ use crate::state::settings::Settings;
 use delivery::Delivery;
 use metrics::Report;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -296,25 +297,6 @@ struct QueryPhase {
     forger: Option<Forger>,
 }
 
-/// A router whose clients post junk at `spam` times the normal rate.
-struct Spammer {
-    router: usize,
-    /// Posts owed: the rate times the rounds, less what was posted.
-    credit: f64,
-    out: metrics::Spam,
-}
-
-/// A router sending messages that claim the address of `victim`, straight to its own
-/// neighbours, at `forger` times the normal rate.
-struct Forger {
-    router: usize,
-    victim: usize,
-    credit: f64,
-    /// Where the keys it makes up come from.
-    keys: StdRng,
-    out: metrics::Forger,
-}
-
 impl<'a> Sim<'a> {
     /// The graph, the workload and the routers of `cfg`, nothing delivered yet.
     fn new(cfg: &'a Config) -> Result<Self, Failure> {
@@ -515,48 +497,6 @@ impl<'a> Sim<'a> {
         })
     }
 
-    /// A router that is no expert's, at random.
-    fn pick_outsider(&mut self) -> usize {
-        let expert_routers: HashSet<usize> = self.wl.experts.iter().map(|e| e.router).collect();
-        let others: Vec<usize> = (0..self.cfg.routers)
-            .filter(|r| !expert_routers.contains(r))
-            .collect();
-        others.choose(&mut self.rng).copied().unwrap_or(0)
-    }
-
-    fn spammer(&mut self) -> Option<Spammer> {
-        let router = (self.cfg.spam > 0.0).then(|| self.pick_outsider())?;
-        Some(Spammer {
-            router,
-            credit: 0.0,
-            out: metrics::Spam {
-                router,
-                rate_multiple: self.cfg.spam,
-                ..Default::default()
-            },
-        })
-    }
-
-    fn forger(&mut self) -> Option<Forger> {
-        let f = (self.cfg.forger > 0.0).then(|| self.pick_outsider())?;
-        // A router two hops away: some of the forger's neighbours hold its key, most do not.
-        let dist = self.graph.bfs(f);
-        let victim = (0..self.cfg.routers)
-            .find(|&v| dist[v] == 2)
-            .unwrap_or((f + 1) % self.cfg.routers);
-        Some(Forger {
-            router: f,
-            victim,
-            credit: 0.0,
-            keys: seeded(self.cfg.seed, 5),
-            out: metrics::Forger {
-                router: f,
-                claims: delivery::address(victim),
-                ..Default::default()
-            },
-        })
-    }
-
     /// Phase 2: rounds until `horizon` rounds after the last query is due.
     fn run_queries(&mut self, p: &mut QueryPhase) -> Result<(), Failure> {
         while self.round < p.end {
@@ -637,84 +577,6 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// The normal rate of one router's clients: queries per round over the routers.
-    fn normal_rate(&self) -> f64 {
-        self.cfg.query_rate / self.cfg.routers as f64
-    }
-
-    /// The spammer's clients post what the rate owes them.
-    fn spam(
-        &mut self,
-        s: &mut Spammer,
-        last_due: u64,
-        down: &HashSet<usize>,
-    ) -> Result<(), Failure> {
-        if self.round > last_due || down.contains(&s.router) {
-            return Ok(());
-        }
-        s.credit += self.cfg.spam * self.normal_rate();
-        while s.credit >= 1.0 {
-            s.credit -= 1.0;
-            let body = workload::junk(s.out.posted, &mut self.rng);
-            self.tracker
-                .kinds
-                .insert(body.as_bytes().to_vec(), Kind::Spam);
-            self.net.post(s.router, body.as_bytes())?;
-            s.out.posted += 1;
-        }
-        Ok(())
-    }
-
-    /// The forger: messages claiming the victim's address, straight to its neighbours.
-    fn forge(
-        &mut self,
-        f: &mut Forger,
-        last_due: u64,
-        down: &HashSet<usize>,
-    ) -> Result<Vec<Delivery>, Failure> {
-        let mut extra = Vec::new();
-        if self.round > last_due || down.contains(&f.router) {
-            return Ok(extra);
-        }
-        f.credit += self.cfg.forger * self.normal_rate();
-        while f.credit >= 1.0 {
-            f.credit -= 1.0;
-            let m = self.forgery(f)?;
-            for &to in &self.graph.adj[f.router] {
-                if to != f.victim && !down.contains(&to) {
-                    extra.push(Delivery {
-                        from: f.router,
-                        to,
-                        bytes: m.encode(),
-                    });
-                    f.out.sent += 1;
-                }
-            }
-        }
-        Ok(extra)
-    }
-
-    /// One forged message: from the victim's address, a body of junk.
-    fn forgery(&mut self, f: &mut Forger) -> Result<crate::wire::Message, Failure> {
-        let sent = f.out.sent;
-        let body = format!("FORGED {sent}: {}", workload::junk(sent, &mut self.rng));
-        self.tracker
-            .kinds
-            .insert(body.as_bytes().to_vec(), Kind::Forged);
-        let m = crate::wire::Message::compose(
-            &[(
-                crate::wire::Timestamp::now(),
-                delivery::address(f.victim).as_bytes(),
-            )],
-            body.as_bytes(),
-            &crate::wire::Rules::unchecked_time(),
-        )
-        .map_err(|e| Failure::software(format!("composing a forgery: {e}")))?;
-        // Signed with a key the forger made up: it holds none of the victim's.
-        let k = crate::sign::Key::new(f.keys.gen::<[u8; 32]>().to_vec());
-        Ok(crate::sign::sign(m, crate::sign::Scheme::HmacSha256, &k))
-    }
-
     /// Count a query-phase round's deliveries: spam, or query traffic and load (forgeries
     /// are neither).
     fn count_traffic(&mut self, batch: &[Delivery]) {
@@ -761,60 +623,6 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// How many routers other than `except` hold a message of `kind` in their cache.
-    fn routers_caching(&self, kind: Kind, except: usize) -> Result<usize, Failure> {
-        let mut n = 0;
-        for r in 0..self.cfg.routers {
-            if r != except
-                && self
-                    .net
-                    .cached_bodies(r)?
-                    .iter()
-                    .any(|b| self.tracker.kind(b) == Some(kind))
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    fn spam_spread(&self, s: &mut Spammer) -> Result<(), Failure> {
-        let out = &mut s.out;
-        out.messages = self.counts.spam_msgs;
-        out.routers_cached = self.routers_caching(Kind::Spam, out.router)?;
-        out.share_cached = out.routers_cached as f64 / self.cfg.routers as f64;
-        Ok(())
-    }
-
-    /// How far the forgeries got, what rejected them, and what the victim's neighbours
-    /// think of it now.
-    fn forgery_spread(&self, f: &mut Forger) -> Result<(), Failure> {
-        let out = &mut f.out;
-        out.routers_cached = self.routers_caching(Kind::Forged, f.router)?;
-        out.rejected = self
-            .counts
-            .rejected
-            .iter()
-            .filter(|(k, _)| {
-                matches!(
-                    k.as_str(),
-                    "signature" | "unknown-signer" | "unsigned-from-keyed-peer"
-                )
-            })
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        out.accepted = out.sent - out.rejected.values().sum::<usize>().min(out.sent);
-        let va = delivery::address(f.victim);
-        let mut reps = Vec::new();
-        for &n in &self.graph.adj[f.victim] {
-            if let Some(p) = crate::state::peers::get(self.net.routers[n].state.conn(), &va)? {
-                reps.push(p.reputation);
-            }
-        }
-        out.victim_reputation = reps.iter().sum::<f64>() / reps.len().max(1) as f64;
         Ok(())
     }
 
