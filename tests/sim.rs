@@ -90,7 +90,10 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
     // With the routers' own recognition, a walker's router is one flooding reached by then
     // (same answers, read when the query was posted): flooding finds at least as much.
     for h in 0..6 {
-        assert!(f("flood_match", h) >= f("walk_match", h) - 1e-9, "h={h}: {b}");
+        assert!(
+            f("flood_match", h) >= f("walk_match", h) - 1e-9,
+            "h={h}: {b}"
+        );
     }
     assert!(b["flood_match"]["messages_per_query"].as_f64().unwrap() > 0.0);
     // Flooding costs more messages than the oracle.

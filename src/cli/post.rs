@@ -14,7 +14,8 @@ input, composes a message with one header line (a time from the state file's clo
 client address), adds it to the cache through the local router in one transaction (cache, ID \
 index, and every delivery it decides, queued in the outbox for cmr-send), and prints the \
 related messages already in the pool, closest first. Messages that arrive later and match a \
-post are kept for the client: --replies shows them.
+post, or that the post ranks among its related messages (for reply_window seconds, one day by \
+default), are kept for the client: --replies shows them.
 
 The client address is --from, else the client_address policy setting, else the router's \
 first address (then forwards carry our address once, as the message's creator).
