@@ -6,6 +6,7 @@
 # message, and checks that every message was cached exactly once.
 #
 #   scripts/bench-route.sh [N] [CACHED]          (defaults: 200, 10000)
+#   BENCH_POLICY="answer_depth=0 reply_window=0" scripts/bench-route.sh    (settings under test)
 #
 # Texts come from the routing corpus ($CMR_SHARED or ../shared, corpus/fortunes_topics.jsonl).
 set -euo pipefail
@@ -45,6 +46,11 @@ subprocess.run([route, "--state", state, "init", "--address", "http://bench.test
 # policy lets these unsigned messages be forwarded to them as before it existed.
 for k in ("rate_peer", "rate_global"):
     subprocess.run([route, "--state", state, "policy", k, "off"], check=True,
+                   stdout=subprocess.DEVNULL)
+# BENCH_POLICY="KEY=VALUE ...": settings under test (e.g. answer_depth=0).
+for kv in os.environ.get("BENCH_POLICY", "").split():
+    k, _, v = kv.partition("=")
+    subprocess.run([route, "--state", state, "policy", k, v], check=True,
                    stdout=subprocess.DEVNULL)
 for peer in PEERS:
     subprocess.run([route, "--state", state, "peer", "add", peer], check=True,

@@ -295,8 +295,10 @@ fn answer_open_posts(
     let posts: Vec<i64> = {
         let mut st = tx
             .prepare_cached(
-                "SELECT id FROM cache WHERE client = 1 AND arrived_unix >= ?1
-                 ORDER BY id DESC LIMIT ?2",
+                // cache_client_posts: the partial index holds only our clients' posts.
+                "SELECT id FROM cache INDEXED BY cache_client_posts
+                 WHERE client = 1 AND arrived_unix >= ?1
+                 ORDER BY arrived_unix DESC LIMIT ?2",
             )
             .map_err(state::db_failure)?;
         let rows = st

@@ -101,10 +101,13 @@ fn answered(
     .to_string();
     let mut st = conn
         .prepare_cached(
-            "SELECT 1 FROM delivered d JOIN ids i ON i.key = d.msg_key
-               WHERE d.dest = ?1 AND i.cache_id = ?2 AND d.at >= ?3
-             UNION ALL SELECT 1 FROM outbox
-               WHERE dest = ?1 AND cache_id = ?2 AND created >= ?3 LIMIT 1",
+            // By the message's IDs: one primary-key or unique-index probe each.
+            "SELECT 1 FROM ids i WHERE i.cache_id = ?2 AND (
+               EXISTS (SELECT 1 FROM delivered d
+                       WHERE d.dest = ?1 AND d.msg_key = i.key AND d.at >= ?3)
+               OR EXISTS (SELECT 1 FROM outbox o
+                          WHERE o.dest = ?1 AND o.msg_key = i.key AND o.created >= ?3))
+             LIMIT 1",
         )
         .map_err(crate::state::db_failure)?;
     for &(id, score) in long {

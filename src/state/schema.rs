@@ -236,6 +236,11 @@ CREATE TABLE keyx_provisional(
     secret TEXT
 );
 "#,
+    // 12: our clients' posts, newest first, without a scan of the cache (route::accept's
+    // replies ranked from the post's side).
+    r#"
+CREATE INDEX cache_client_posts ON cache(arrived_unix) WHERE client = 1;
+"#,
 ];
 
 /// The routing engine's tables (compress::store; also created on their own for an engine
