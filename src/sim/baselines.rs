@@ -39,18 +39,9 @@ pub struct Result {
 
 /// The round of each query's first answer (None: none within the horizon) and its messages.
 fn summarise(rounds: &[Option<u32>], messages: u64, horizon: usize) -> Result {
-    let n = rounds.len().max(1) as f64;
     Result {
-        success_by_round: (1..=horizon)
-            .map(|h| {
-                rounds
-                    .iter()
-                    .filter(|r| r.is_some_and(|r| r as usize <= h))
-                    .count() as f64
-                    / n
-            })
-            .collect(),
-        messages_per_query: messages as f64 / n,
+        success_by_round: super::metrics::success_by_round(rounds, horizon),
+        messages_per_query: messages as f64 / rounds.len().max(1) as f64,
     }
 }
 
