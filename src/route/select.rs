@@ -25,7 +25,14 @@ pub(crate) fn plan(
     let conn = state.conn();
     let body = msg.body();
     let k = settings.match_k as usize;
-    let long = matcher.related(conn, body, k.max(settings.answer_depth as usize))?;
+    // The longer list only when the message may be an answer (from a peer, not our client).
+    let answerer = answer_sender(settings, msg);
+    let depth = if answerer.is_some() {
+        k.max(settings.answer_depth as usize)
+    } else {
+        k
+    };
+    let long = matcher.related(conn, body, depth)?;
     let mut p = Plan {
         related: long
             .iter()
@@ -35,8 +42,10 @@ pub(crate) fn plan(
             .collect(),
         ..Plan::default()
     };
-    if let Some(a) = answered(conn, settings, msg, &long, &p.related)? {
-        p.related.push(a);
+    if let Some(sender) = answerer {
+        if let Some(a) = answered(conn, settings, &sender, &long, &p.related)? {
+            p.related.push(a);
+        }
     }
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();
@@ -72,18 +81,11 @@ pub(crate) fn plan(
 fn answered(
     conn: &rusqlite::Connection,
     settings: &Settings,
-    msg: &Message,
+    sender: &str,
     long: &[(i64, f64)],
     taken: &[(i64, f64)],
 ) -> Result<Option<(i64, f64)>, Failure> {
-    if settings.answer_depth == 0 || settings.reply_window == 0 || msg.ids().len() == 0 {
-        return Ok(None);
-    }
-    let sender = msg.sender().address_str().into_owned();
-    if settings.is_own(sender.as_bytes()) || settings.client_address.as_deref() == Some(&sender) {
-        return Ok(None);
-    }
-    let peer = settings.peer_of(&sender).to_string();
+    let peer = settings.peer_of(sender).to_string();
     let mut dests = vec![peer.clone()];
     dests.extend(
         settings
@@ -127,6 +129,18 @@ fn answered(
         }
     }
     Ok(None)
+}
+
+/// The sender whose answer `msg` may be ([`answered`]): a peer, not us or our client; None
+/// when `answer_depth` or `reply_window` is 0.
+fn answer_sender(settings: &Settings, msg: &Message) -> Option<String> {
+    if settings.answer_depth == 0 || settings.reply_window == 0 || msg.ids().len() == 0 {
+        return None;
+    }
+    let sender = msg.sender().address_str().into_owned();
+    let ours = settings.is_own(sender.as_bytes())
+        || settings.client_address.as_deref() == Some(sender.as_str());
+    (!ours).then_some(sender)
 }
 
 /// 3.2/3.3: the best peer, and the others within `margin` of it, if the best is within
