@@ -5,7 +5,8 @@
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh answers    # one group: answers (the current defaults: the figures
-#                                  # docs/network.md leads with), scale, accept, sweep, seeds,
+#                                  # docs/network.md leads with), loss (where the failed
+#                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
 #
 # Needs the shared corpus ($CMR_SHARED, else ../shared) and, for the Debian corpus,
@@ -60,6 +61,18 @@ if [ "$group" = all ] || [ "$group" = answers ]; then
         --set contact_budget_global=off &
     wait_jobs; run ans-max_forwards-8 --routers 100 --seed 1 --set max_forwards=8 &
     wait_jobs; run ans-post_fanout-3 --routers 100 --seed 1 --set post_fanout=3 &
+fi
+if [ "$group" = all ] || [ "$group" = loss ]; then
+    # Where the failed queries of the acceptance run are lost (CMR_SIM_DIAG=1, stderr), and
+    # the changes tried against it: answers at the hop limit, every neighbour for a post,
+    # exploration only while the cache is small (with and without the spammer).
+    CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/loss-diag.txt" > /dev/null &
+    for seed in 1 2 3; do
+        wait_jobs; run "loss-last-hop-answers-seed-$seed" --routers 100 --seed $seed --set last_hop_answers=1 &
+        wait_jobs; run "loss-explore-until-25-seed-$seed" --routers 100 --seed $seed --set explore_until=25 &
+    done
+    wait_jobs; run loss-post_fanout-6 --routers 100 --seed 1 --set post_fanout=6 &
+    wait_jobs; run loss-explore-until-25-spam --routers 100 --seed 1 --spam 10 --set explore_until=25 &
 fi
 if [ "$group" = all ] || [ "$group" = scale ]; then
     wait_jobs; run scale-1000 --routers 1000 --seed 1 --queries 100 &

@@ -44,11 +44,12 @@ pub(crate) fn accept(
         })
         .collect();
     d.best_peer = plan.scores.first().map(|(p, _)| p.clone());
-    let max = super::explore::forward_cap(settings, msg, d);
+    let cap = super::explore::forward_cap(settings, msg, d);
     let q = Queuer {
         tx,
         settings,
-        max,
+        max: cap.max,
+        answers_only: cap.answers_only,
         cause: crate::contact::Cause {
             sender,
             verified: d.verified,
@@ -72,6 +73,8 @@ struct Queuer<'a> {
     tx: &'a rusqlite::Transaction<'a>,
     settings: &'a Settings,
     max: usize,
+    /// Only matched messages back along the header (`y`): the hop limit (3.3).
+    answers_only: bool,
     cause: crate::contact::Cause<'a>,
 }
 
@@ -88,7 +91,7 @@ impl Queuer<'_> {
         why: String,
     ) -> Result<bool, Failure> {
         let (tx, settings) = (self.tx, self.settings);
-        if d.forwards.len() >= self.max {
+        if d.forwards.len() >= self.max || (self.answers_only && what != "y") {
             return Ok(false);
         }
         // Never to us, never to an address (or another address of a peer) already in the

@@ -108,17 +108,46 @@ pub fn targets(
 /// included, so without a bound one post sets off a cascade that ends only when every
 /// router holds it. The bound: a message whose header already has `max_hops` lines (it
 /// passed that many routers) is cached and matched (our clients still get it) but
-/// forwarded to no one. Returns the cap on this message's forwards.
-pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> usize {
+/// forwarded to no one; with `last_hop_answers` it is still answered: the messages it
+/// matched go back along its header (3.1: "sending those responses back to the
+/// originator"), so the last router a search reaches is not reached in vain. Each answer
+/// carries its own header and is bounded by it in turn.
+pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> Cap {
     let lines = msg.ids().len() as u64;
+    let max = settings.max_forwards as usize;
     if settings.max_hops > 0 && lines >= settings.max_hops {
+        if settings.last_hop_answers {
+            d.notes.push(format!(
+                "3.3: the header has {lines} lines (max_hops {}): answered, not forwarded",
+                settings.max_hops
+            ));
+            return Cap {
+                max,
+                answers_only: true,
+            };
+        }
         d.notes.push(format!(
             "3.3: the header has {lines} lines (max_hops {}): cached, not forwarded",
             settings.max_hops
         ));
-        return 0;
+        return Cap {
+            max: 0,
+            answers_only: false,
+        };
     }
-    settings.max_forwards as usize
+    Cap {
+        max,
+        answers_only: false,
+    }
+}
+
+/// What a message may cause ([`forward_cap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    /// At most this many sends.
+    pub max: usize,
+    /// Only answers: matched messages back along the header (A3 `y`), nothing else.
+    pub answers_only: bool,
 }
 
 #[cfg(test)]
@@ -165,16 +194,33 @@ mod tests {
         let s = Settings::load(st.conn()).unwrap();
         let mut d = Decision::default();
         assert_eq!(
-            forward_cap(&s, &msg(&["http://a/", "http://b/"], "x"), &mut d),
+            forward_cap(&s, &msg(&["http://a/", "http://b/"], "x"), &mut d).max,
             8
         );
         assert!(d.notes.is_empty());
         let three = msg(&["http://a/", "http://b/", "http://c/"], "x");
-        assert_eq!(forward_cap(&s, &three, &mut d), 0);
+        assert_eq!(forward_cap(&s, &three, &mut d).max, 0);
         assert!(d.notes[0].contains("max_hops 3"), "{:?}", d.notes);
         let (_d, st) = state(&[], &[("max_hops", "0"), ("max_forwards", "8")]);
         let s = Settings::load(st.conn()).unwrap();
-        assert_eq!(forward_cap(&s, &three, &mut Decision::default()), 8);
+        assert_eq!(forward_cap(&s, &three, &mut Decision::default()).max, 8);
+        let (_d, st) = state(
+            &[],
+            &[
+                ("max_hops", "3"),
+                ("max_forwards", "8"),
+                ("last_hop_answers", "1"),
+            ],
+        );
+        let s = Settings::load(st.conn()).unwrap();
+        let mut d = Decision::default();
+        let cap = forward_cap(&s, &three, &mut d);
+        assert_eq!((cap.max, cap.answers_only), (8, true));
+        assert!(
+            d.notes[0].contains("answered, not forwarded"),
+            "{:?}",
+            d.notes
+        );
     }
 
     #[test]

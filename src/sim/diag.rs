@@ -20,6 +20,8 @@ pub(super) struct Diag {
     /// The best match of each accepted spam message, and of each accepted corpus message.
     best_spam: Vec<f64>,
     best_label: Vec<f64>,
+    /// The best match of each accepted spam message among messages that are not spam.
+    spam_honest: Vec<f64>,
     /// A query's body -> the query.
     query_of: HashMap<Vec<u8>, usize>,
     /// Per query: the routers its own body was delivered to.
@@ -27,6 +29,37 @@ pub(super) struct Diag {
     /// Per query: messages of its label delivered to its router within 9 rounds of its
     /// due round.
     arrived: Vec<usize>,
+    /// Per query: its router's address, its label, and what happened to it on its way.
+    trace: Vec<Trace>,
+    /// The round being delivered.
+    pub(super) round: u64,
+}
+
+/// What happened to one query at the routers it reached.
+#[derive(Default, Clone)]
+struct Trace {
+    router: String,
+    index: usize,
+    due: u64,
+    label: usize,
+    /// Routers (other than its own) that accepted it.
+    accepted: usize,
+    /// Of those, the ones that matched it to a message of its label.
+    found: usize,
+    /// Messages of its label queued back to its router, or to another address of its path.
+    y_origin: usize,
+    y_path: usize,
+    /// Messages of its label whose send the relay policy refused.
+    y_refused: usize,
+    /// Messages of its label accepted at its own router (after it was posted).
+    accepted_home: usize,
+    /// Routers that matched it to its label and sent no message of its label to its
+    /// router: the origin was in every such message's header; the forward cap was reached.
+    skip_header: usize,
+    skip_hops: usize,
+    skip_refused: usize,
+    skip_cap: usize,
+    skip_other: usize,
 }
 
 /// The key of a relay refusal under CMR_SIM_DIAG: its code, the kind of source the
@@ -68,6 +101,15 @@ impl Diag {
         d: &Decision,
     ) {
         let kx = d.cache_id.and_then(|id| tracker.kind_cached(conn, id));
+        if kx == Some(Kind::Spam) {
+            let honest = d
+                .matched
+                .iter()
+                .filter(|m| tracker.kind_cached(conn, m.cache_id) != Some(Kind::Spam))
+                .map(|m| m.score)
+                .fold(f64::INFINITY, f64::min);
+            self.spam_honest.push(honest);
+        }
         if let Some(m) = d.matched.first() {
             match kx {
                 Some(Kind::Spam) => self.best_spam.push(m.score),
@@ -95,6 +137,105 @@ impl Diag {
             .collect();
         self.reach = vec![Vec::new(); qs.len()];
         self.arrived = vec![0; qs.len()];
+    }
+
+    /// Where each query's router is (its address), for [`Diag::trace`].
+    pub(super) fn addresses(&mut self, qs: &[QueryState], addr: impl Fn(usize) -> String) {
+        self.trace = qs
+            .iter()
+            .map(|q| Trace {
+                router: addr(q.router),
+                index: q.router,
+                due: q.due,
+                label: q.label,
+                ..Trace::default()
+            })
+            .collect();
+    }
+
+    pub(super) fn trace_empty(&self) -> bool {
+        self.trace.is_empty()
+    }
+
+    /// Follow the queries through router `to`'s decision on a message it accepted.
+    pub(super) fn trace(
+        &mut self,
+        conn: &rusqlite::Connection,
+        tracker: &Tracker,
+        to: usize,
+        d: &Decision,
+    ) {
+        let Some(id) = d.cache_id else { return };
+        let Some(row) = crate::state::cache::get(conn, id).ok().flatten() else {
+            return;
+        };
+        if let Some(&i) = self.query_of.get(row.body()) {
+            let t = &mut self.trace[i];
+            if t.index == to {
+                return;
+            }
+            t.accepted += 1;
+            let lab = Some(Kind::Label(t.label));
+            let found: Vec<i64> = d
+                .matched
+                .iter()
+                .filter(|m| tracker.kind_cached(conn, m.cache_id) == lab)
+                .map(|m| m.cache_id)
+                .collect();
+            if !found.is_empty() {
+                t.found += 1;
+                let to_origin = d
+                    .forwards
+                    .iter()
+                    .any(|f| f.what == "y" && f.dest == t.router && found.contains(&f.cache_id));
+                if !to_origin {
+                    let in_header = found.iter().all(|&y| {
+                        crate::state::cache::get(conn, y)
+                            .ok()
+                            .flatten()
+                            .and_then(|r| r.message().ok())
+                            .is_some_and(|m| m.ids().any(|i| i.address_str() == t.router.as_str()))
+                    });
+                    let refused = d
+                        .refused
+                        .iter()
+                        .any(|r| r.what == "y" && found.contains(&r.cache_id));
+                    if in_header {
+                        t.skip_header += 1;
+                    } else if d.notes.iter().any(|n| n.contains("max_hops")) {
+                        t.skip_hops += 1;
+                    } else if refused {
+                        t.skip_refused += 1;
+                    } else if d.notes.iter().any(|n| n.contains("max_forwards")) {
+                        t.skip_cap += 1;
+                    } else {
+                        t.skip_other += 1;
+                    }
+                }
+            }
+            for f in d.forwards.iter().filter(|f| f.what == "y") {
+                if tracker.kind_cached(conn, f.cache_id) == lab {
+                    if f.dest == t.router {
+                        t.y_origin += 1;
+                    } else {
+                        t.y_path += 1;
+                    }
+                }
+            }
+            for r in d.refused.iter().filter(|r| r.what == "y") {
+                if tracker.kind_cached(conn, r.cache_id) == lab {
+                    t.y_refused += 1;
+                }
+            }
+        }
+        if let Some(Kind::Label(l)) = tracker.kind(row.body()) {
+            let round = self.round;
+            for t in self.trace.iter_mut() {
+                if t.index == to && t.label == l && t.due <= round && round <= t.due + 9 {
+                    t.accepted_home += 1;
+                }
+            }
+        }
     }
 
     /// Where a round's deliveries went: a query's own body, messages of a query's label
@@ -134,6 +275,7 @@ impl Diag {
             ("match scores other label", &other),
             ("best peer score", &self.peer),
             ("best match of spam", &self.best_spam),
+            ("best match of spam among others", &self.spam_honest),
             ("best match of corpus messages", &self.best_label),
         ];
         for (what, v) in lines {
@@ -157,6 +299,41 @@ impl Diag {
             reached += usize::from(self.reach[i].iter().any(|r| holder[q.label].contains(r)));
             arrived += usize::from(self.arrived[i] > 0);
         }
+        let mut sums = [0usize; 12];
+        for (i, q) in qs.iter().enumerate() {
+            if q.success.is_some_and(|h| h < 8) {
+                continue;
+            }
+            let t = &self.trace[i];
+            for (k, v) in [
+                t.accepted,
+                t.found,
+                t.y_origin,
+                t.y_path,
+                t.y_refused,
+                t.accepted_home,
+                usize::from(t.found > 0 && t.y_origin == 0),
+                t.skip_header,
+                t.skip_hops,
+                t.skip_refused,
+                t.skip_cap,
+                t.skip_other,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                sums[k] += v;
+            }
+        }
+        crate::log::info(&format!(
+            "diag: failed queries, summed: accepted by {} routers, matched to their label at {}, \
+             label answers queued to the origin {}, to the path {}, refused {}, label messages \
+             accepted at the origin {}; queries found somewhere but not answered to the origin {}; of the routers that matched one to its label and sent it no message of its label: \
+             the origin was in the header {}, the hop limit {}, the relay policy {}, max_forwards {}, \
+             other {}",
+            sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8],
+            sums[9], sums[10], sums[11]
+        ));
         let reach: usize = self.reach.iter().map(Vec::len).sum();
         crate::log::info(&format!(
             "diag: {failed} queries failed within 8 rounds: {at_holder} posted at a holder of their label, \

@@ -95,7 +95,17 @@ impl Sim<'_> {
             self.tracker
                 .kinds
                 .insert(body.as_bytes().to_vec(), Kind::Spam);
-            self.net.post(s.router, body.as_bytes())?;
+            let posted = self.net.post(s.router, body.as_bytes())?;
+            if let (Some(d), true) = (posted.decision, self.diag.is_some()) {
+                for f in &d.forwards {
+                    let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
+                    *self
+                        .counts
+                        .forwards_by
+                        .entry(format!("spam at its router {} {why}", f.what))
+                        .or_default() += 1;
+                }
+            }
             s.out.posted += 1;
         }
         Ok(())

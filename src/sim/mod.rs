@@ -363,6 +363,9 @@ impl<'a> Sim<'a> {
         // The messages arrive half a round later: what the receivers stamp on their
         // forwards (a microsecond apart) is never ahead of their own clock.
         self.clock(self.round as f64 + 0.5);
+        if let Some(d) = self.diag.as_mut() {
+            d.round = self.round;
+        }
         for (to, d) in self.net.deliver(&batch)? {
             self.count(to, &d);
         }
@@ -375,6 +378,9 @@ impl<'a> Sim<'a> {
         if let Some(diag) = self.diag.as_mut() {
             if d.outcome == Outcome::Accepted {
                 diag.decision(self.net.routers[to].state.conn(), &self.tracker, d);
+                if !diag.trace_empty() {
+                    diag.trace(self.net.routers[to].state.conn(), &self.tracker, to, d);
+                }
             }
         }
         if d.outcome == Outcome::Rejected {
@@ -480,6 +486,7 @@ impl<'a> Sim<'a> {
         let settings = Settings::load(self.net.routers[0].state.conn())?;
         if let Some(d) = self.diag.as_mut() {
             d.start(&queries);
+            d.addresses(&queries, |r| self.net.routers[r].addr.clone());
         }
         let spammer = self.spammer();
         let forger = self.forger();

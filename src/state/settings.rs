@@ -226,6 +226,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.3: a message whose header has this many lines (routers passed) is cached and matched but not forwarded (0: no limit)",
     },
     Spec {
+        key: "last_hop_answers",
+        default: "0",
+        kind: Kind::Count,
+        help: "A3 at max_hops: 1, a message forwarded no further is still answered (its matches go back along its header); 0, nothing is sent",
+    },
+    Spec {
         key: "explore_fanout",
         default: "3",
         kind: Kind::Count,
@@ -482,6 +488,8 @@ pub struct Settings {
     pub answer_depth: u64,
     /// 3.3: forward nothing once a header has this many lines (0: no limit).
     pub max_hops: u64,
+    /// At `max_hops`, still send the matches back along the header (A3's second half).
+    pub last_hop_answers: bool,
 }
 
 impl Settings {
@@ -553,6 +561,7 @@ impl Settings {
             reply_watch: count("reply_watch")?,
             answer_depth: count("answer_depth")?,
             max_hops: count("max_hops")?,
+            last_hop_answers: count("last_hop_answers")? > 0,
         })
     }
 
