@@ -72,6 +72,7 @@ if [ "$group" = all ] || [ "$group" = loss ]; then
         wait_jobs; run "loss-explore-until-25-seed-$seed" --routers 100 --seed $seed --set explore_until=25 &
     done
     wait_jobs; run loss-post_fanout-6 --routers 100 --seed 1 --set post_fanout=6 &
+    for k in 4 5; do wait_jobs; run "loss-match_k-$k" --routers 100 --seed 1 --set match_k=$k & done
     wait_jobs; run loss-explore-until-25-spam --routers 100 --seed 1 --spam 10 --set explore_until=25 &
 fi
 if [ "$group" = all ] || [ "$group" = scale ]; then

@@ -38,8 +38,10 @@ neighbours).
 
 The corpus defaults to $CMR_SHARED/corpus/fortunes_topics.jsonl, else \
 ../shared/corpus/fortunes_topics.jsonl. With CMR_SIM_DIAG=1, the quantiles of the match scores \
-of same-label and other-label pairs and of the best peer scores, and where the failed queries \
-were lost, go to stderr. A run depends \
+of same-label and other-label pairs and of the best peer scores, where the failed queries \
+were lost (which routers matched them to their label, and what stopped the answer: the hop \
+limit, the relay policy, max_forwards), and the query phase's duplicate deliveries by the \
+rule that sent them, go to stderr. A run depends \
 only on its options and seed: the clock stands still within a round, from a fixed date. \
 docs/network.md describes the model and the results.
 

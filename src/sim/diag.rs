@@ -33,6 +33,12 @@ pub(super) struct Diag {
     trace: Vec<Trace>,
     /// The round being delivered.
     pub(super) round: u64,
+    /// Deliveries of the query phase that were duplicates where they arrived.
+    pub(super) duplicates: u64,
+    /// (sender, destination, body) -> why the sender queued it (query phase).
+    why_sent: HashMap<(usize, String, Vec<u8>), String>,
+    /// Duplicates by why they were sent.
+    dup_by: std::collections::BTreeMap<String, u64>,
 }
 
 /// What happened to one query at the routers it reached.
@@ -151,6 +157,49 @@ impl Diag {
                 ..Trace::default()
             })
             .collect();
+    }
+
+    /// Remember why router `from` queued each forward of its decision `d`.
+    pub(super) fn sent(&mut self, conn: &rusqlite::Connection, from: usize, d: &Decision) {
+        for f in &d.forwards {
+            if let Some(row) = crate::state::cache::get(conn, f.cache_id).ok().flatten() {
+                let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
+                self.why_sent.insert(
+                    (from, f.dest.clone(), row.body().to_vec()),
+                    format!("{} {why}", f.what),
+                );
+            }
+        }
+    }
+
+    /// Count the duplicates of a round by why they were sent. `decisions` are in the order
+    /// of the deliveries by destination (one message per delivery).
+    pub(super) fn duplicates_of(
+        &mut self,
+        batch: &[Delivery],
+        decisions: &[(usize, Decision)],
+        addr: impl Fn(usize) -> String,
+    ) {
+        if self.trace.is_empty() {
+            return;
+        }
+        let mut order: Vec<&Delivery> = batch.iter().collect();
+        order.sort_by_key(|d| d.to);
+        for (dl, (to, dec)) in order.iter().zip(decisions) {
+            debug_assert_eq!(dl.to, *to);
+            if dec.outcome != crate::route::Outcome::Duplicate {
+                continue;
+            }
+            let Ok(m) = crate::wire::parse(&dl.bytes, &crate::wire::Rules::unchecked_time()) else {
+                continue;
+            };
+            let why = self
+                .why_sent
+                .get(&(dl.from, addr(dl.to), m.body().to_vec()))
+                .cloned()
+                .unwrap_or_else(|| "a client's post".into());
+            *self.dup_by.entry(why).or_default() += 1;
+        }
     }
 
     pub(super) fn trace_empty(&self) -> bool {
@@ -333,6 +382,10 @@ impl Diag {
              other {}",
             sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8],
             sums[9], sums[10], sums[11]
+        ));
+        crate::log::info(&format!(
+            "diag: deliveries of the query phase that arrived as duplicates: {}, by why they were sent: {:?}",
+            self.duplicates, self.dup_by
         ));
         let reach: usize = self.reach.iter().map(Vec::len).sum();
         crate::log::info(&format!(

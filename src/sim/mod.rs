@@ -10,7 +10,8 @@
 //! - [`delivery`]: the real routers (a state file each, keyed links) and a round's delivery;
 //! - [`baselines`]: flooding with a TTL, k random walkers, the shortest-path oracle;
 //! - [`metrics`]: what is measured; [`report`]: the table and the SVG plot;
-//! - `diag`: what `CMR_SIM_DIAG=1` prints on stderr (scores, where failed queries were lost).
+//! - `diag`: what `CMR_SIM_DIAG=1` prints on stderr (scores, where failed queries were lost,
+//!   duplicates by the rule that sent them).
 //!
 //! One round is one hop: every router's due outbox rows are delivered to their destination's
 //! receive path. The process clock stands still within a round and moves `round_secs` per
@@ -366,7 +367,11 @@ impl<'a> Sim<'a> {
         if let Some(d) = self.diag.as_mut() {
             d.round = self.round;
         }
-        for (to, d) in self.net.deliver(&batch)? {
+        let decisions = self.net.deliver(&batch)?;
+        if let Some(diag) = self.diag.as_mut() {
+            diag.duplicates_of(&batch, &decisions, |r| self.net.routers[r].addr.clone());
+        }
+        for (to, d) in decisions {
             self.count(to, &d);
         }
         self.round += 1;
@@ -376,6 +381,12 @@ impl<'a> Sim<'a> {
     /// Count router `to`'s decision on a delivery.
     fn count(&mut self, to: usize, d: &Decision) {
         if let Some(diag) = self.diag.as_mut() {
+            if d.outcome == Outcome::Duplicate && !diag.trace_empty() {
+                diag.duplicates += 1;
+            }
+            if d.outcome == Outcome::Accepted && !diag.trace_empty() {
+                diag.sent(self.net.routers[to].state.conn(), to, d);
+            }
             if d.outcome == Outcome::Accepted {
                 diag.decision(self.net.routers[to].state.conn(), &self.tracker, d);
                 if !diag.trace_empty() {
