@@ -4,8 +4,9 @@
 # docs/network.svg). Runs go N at a time (JOBS, default 3).
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
-#   scripts/sim-runs.sh answers    # one group: answers (the current defaults: the figures
-#                                  # docs/network.md leads with), loss (where the failed
+#   scripts/sim-runs.sh returns    # one group: returns (the current defaults: the figures
+#                                  # docs/network.md leads with), answers (the defaults
+#                                  # before them), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
 #
@@ -25,6 +26,9 @@ if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
     apt-cache dumpavail | LABELS=18 scripts/sim-corpus-debian.py > "$DEB"
 fi
 
+# The defaults before answers returned along the path (the answers and loss groups).
+OLD="--set answers_return=0 --set last_hop_answers=0 --set max_hops=3"
+
 run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
     local name=$1; shift
     echo "cmr-sim $* --json > $OUT/$name.json" >&2
@@ -33,47 +37,68 @@ run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
 wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 
 group=${1:-all}
+if [ "$group" = all ] || [ "$group" = returns ]; then
+    # The current defaults (answers return along the path: answers_return 1,
+    # last_hop_answers 1, max_hops 2): the acceptance run, three seeds, the faults,
+    # Debian, 1,000 routers, and each of the three taken back.
+    wait_jobs; run ret-scale-1000 --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run ret-accept --routers 100 --seed 1 --plot docs/network.svg &
+    for seed in 2 3; do wait_jobs; run "ret-seed-$seed" --routers 100 --seed $seed & done
+    wait_jobs; run ret-spam --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run ret-churn --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run ret-forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run ret-debian --routers 100 --seed 1 --corpus "$DEB" &
+    for seed in 1 2 3; do
+        n=ret-answers-only; [ $seed = 1 ] || n=ret-answers-only-seed-$seed
+        wait_jobs; run $n --routers 100 --seed $seed --set last_hop_answers=0 --set max_hops=3 &
+        n=ret-match_k-4; [ $seed = 1 ] || n=ret-match_k-4-seed-$seed
+        wait_jobs; run $n --routers 100 --seed $seed --set match_k=4 &
+    done
+    wait_jobs; run ret-no-return --routers 100 --seed 1 --set answers_return=0 &
+fi
 if [ "$group" = all ] || [ "$group" = answers ]; then
     # The current defaults (answers matched along the path, replies ranked from the post's
     # side, related_k 10, max_forwards 5, contact budgets 60/3600 and 600/3600), the
-    # faults, three seeds, Debian, 1,000 routers, and each change taken back alone.
-    wait_jobs; run ans-accept --routers 100 --seed 1 --plot docs/network.svg &
-    for seed in 2 3; do wait_jobs; run "ans-seed-$seed" --routers 100 --seed $seed & done
-    wait_jobs; run ans-spam --routers 100 --seed 1 --spam 10 &
-    wait_jobs; run ans-spam-e22 --routers 100 --seed 1 --spam 10 --set explore_fanout=2 --set explore_hops=2 &
+    # faults, three seeds, Debian, 1,000 routers, and each change taken back alone. Those
+    # were the defaults before answers returned along the path: $OLD sets them again.
+    wait_jobs; run ans-accept $OLD --routers 100 --seed 1 &
+    for seed in 2 3; do wait_jobs; run "ans-seed-$seed" $OLD --routers 100 --seed $seed & done
+    wait_jobs; run ans-spam $OLD --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run ans-spam-e22 $OLD --routers 100 --seed 1 --spam 10 --set explore_fanout=2 --set explore_hops=2 &
     for seed in 1 2 3; do
         n=ans-e22; [ $seed = 1 ] || n=ans-e22-seed-$seed
-        wait_jobs; run $n --routers 100 --seed $seed --set explore_fanout=2 --set explore_hops=2 &
+        wait_jobs; run $n $OLD --routers 100 --seed $seed --set explore_fanout=2 --set explore_hops=2 &
     done
-    wait_jobs; run ans-churn --routers 100 --seed 1 --churn 0.1 &
-    wait_jobs; run ans-forger --routers 100 --seed 1 --forger 10 &
-    wait_jobs; run ans-debian --routers 100 --seed 1 --corpus "$DEB" &
-    wait_jobs; run ans-scale-1000 --routers 1000 --seed 1 --queries 100 &
-    wait_jobs; run ans-old-defaults --routers 100 --seed 1 --set answer_depth=0 --set reply_window=0 \
+    wait_jobs; run ans-churn $OLD --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run ans-forger $OLD --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run ans-debian $OLD --routers 100 --seed 1 --corpus "$DEB" &
+    wait_jobs; run ans-scale-1000 $OLD --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run ans-old-defaults $OLD --routers 100 --seed 1 --set answer_depth=0 --set reply_window=0 \
         --set related_k=5 --set max_forwards=8 --set contact_budget_source=8/3600 \
         --set contact_budget_global=64/3600 &
-    wait_jobs; run ans-no-answer-depth --routers 100 --seed 1 --set answer_depth=0 &
-    wait_jobs; run ans-no-reply-window --routers 100 --seed 1 --set reply_window=0 &
-    wait_jobs; run ans-related_k-5 --routers 100 --seed 1 --set related_k=5 &
-    wait_jobs; run ans-budgets-8 --routers 100 --seed 1 --set contact_budget_source=8/3600 \
+    wait_jobs; run ans-no-answer-depth $OLD --routers 100 --seed 1 --set answer_depth=0 &
+    wait_jobs; run ans-no-reply-window $OLD --routers 100 --seed 1 --set reply_window=0 &
+    wait_jobs; run ans-related_k-5 $OLD --routers 100 --seed 1 --set related_k=5 &
+    wait_jobs; run ans-budgets-8 $OLD --routers 100 --seed 1 --set contact_budget_source=8/3600 \
         --set contact_budget_global=64/3600 &
-    wait_jobs; run ans-budgets-off --routers 100 --seed 1 --set contact_budget_source=off \
+    wait_jobs; run ans-budgets-off $OLD --routers 100 --seed 1 --set contact_budget_source=off \
         --set contact_budget_global=off &
-    wait_jobs; run ans-max_forwards-8 --routers 100 --seed 1 --set max_forwards=8 &
-    wait_jobs; run ans-post_fanout-3 --routers 100 --seed 1 --set post_fanout=3 &
+    wait_jobs; run ans-max_forwards-8 $OLD --routers 100 --seed 1 --set max_forwards=8 &
+    wait_jobs; run ans-post_fanout-3 $OLD --routers 100 --seed 1 --set post_fanout=3 &
 fi
 if [ "$group" = all ] || [ "$group" = loss ]; then
     # Where the failed queries of the acceptance run are lost (CMR_SIM_DIAG=1, stderr), and
     # the changes tried against it: answers at the hop limit, every neighbour for a post,
-    # exploration only while the cache is small (with and without the spammer).
-    CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/loss-diag.txt" > /dev/null &
+    # exploration only while the cache is small (with and without the spammer); on the
+    # defaults before answers returned along the path ($OLD).
+    CMR_SIM_DIAG=1 "${BIN:-$SIM}" $OLD --routers 100 --seed 1 2> "$OUT/loss-diag.txt" > /dev/null &
     for seed in 1 2 3; do
-        wait_jobs; run "loss-last-hop-answers-seed-$seed" --routers 100 --seed $seed --set last_hop_answers=1 &
-        wait_jobs; run "loss-explore-until-25-seed-$seed" --routers 100 --seed $seed --set explore_until=25 &
+        wait_jobs; run "loss-last-hop-answers-seed-$seed" $OLD --routers 100 --seed $seed --set last_hop_answers=1 &
+        wait_jobs; run "loss-explore-until-25-seed-$seed" $OLD --routers 100 --seed $seed --set explore_until=25 &
     done
-    wait_jobs; run loss-post_fanout-6 --routers 100 --seed 1 --set post_fanout=6 &
-    for k in 4 5; do wait_jobs; run "loss-match_k-$k" --routers 100 --seed 1 --set match_k=$k & done
-    wait_jobs; run loss-explore-until-25-spam --routers 100 --seed 1 --spam 10 --set explore_until=25 &
+    wait_jobs; run loss-post_fanout-6 $OLD --routers 100 --seed 1 --set post_fanout=6 &
+    for k in 4 5; do wait_jobs; run "loss-match_k-$k" $OLD --routers 100 --seed 1 --set match_k=$k & done
+    wait_jobs; run loss-explore-until-25-spam $OLD --routers 100 --seed 1 --spam 10 --set explore_until=25 &
 fi
 if [ "$group" = all ] || [ "$group" = scale ]; then
     wait_jobs; run scale-1000 --routers 1000 --seed 1 --queries 100 &

@@ -159,6 +159,8 @@ fn eight_streams_of_250_into_one_state_file() {
     for i in 0..12 {
         e.ok(&["peer", "add", &format!("http://peer{i}.test/")]);
     }
+    // Two-line headers are forwarded (not only answered) under a hop limit of 3.
+    e.ok(&["policy", "max_hops", "3"]);
     let mut streams = Vec::new();
     let mut origins = Vec::new();
     for p in 0..procs {

@@ -176,6 +176,10 @@ fn forwards_parse_carry_our_newer_line_and_are_signed_per_destination() {
         &hex(&kc),
     ]);
     e.ok(&["policy", "margin", "1"]); // every scored peer gets the message
+                                      // A message routed like any other: forwarded past two header lines, and not taken for
+                                      // an answer on its way back (it is older than what it matches).
+    e.ok(&["policy", "max_hops", "3"]);
+    e.ok(&["policy", "answers_return", "0"]);
     let bodies = [
         (
             ALICE,

@@ -56,12 +56,25 @@ pub(crate) fn accept(
             client,
         },
     };
-    route_to_peers(&q, msg, id, client, plan, d)?;
-    forward_matches(&q, msg, id, client, plan, d)?;
+    match plan.answers {
+        Some(x) if !client && settings.answers_return => {
+            // The path it returns along bounds it, not its own header's length.
+            let back = Queuer {
+                max: settings.max_forwards as usize,
+                answers_only: false,
+                ..q
+            };
+            return_answer(&back, msg, id, x, plan, d)?;
+        }
+        _ => {
+            route_to_peers(&q, msg, id, client, plan, d)?;
+            forward_matches(&q, msg, id, client, plan, d)?;
+            explore(&q, msg, id, plan, d)?;
+        }
+    }
     if !client {
         answer_open_posts(tx, settings, matcher, id)?;
     }
-    explore(&q, msg, id, plan, d)?;
     if q.max > 0 && d.forwards.len() >= q.max {
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
     }
@@ -261,6 +274,45 @@ fn forward_matches(
         for a in &x_addrs {
             let why = format!("A3: matched by the new message (score {score:.4})");
             q.queue(d, "y", &y, yid, a, why)?;
+        }
+    }
+    Ok(())
+}
+
+/// 3.1: "sending those responses back to the originator as well as any peers through
+/// which X was routed." The message just cached (row `id`) is an answer on its way back
+/// to X (row `x`, `select::returns_along`): it goes on along X's header, the originator
+/// first, and is routed no further (an answer that every router on its way matched and
+/// forwarded again would cost a cascade of its own, 3.3). Our clients' posts among its
+/// matches still get it in their replies.
+fn return_answer(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    x: i64,
+    plan: &Plan,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    for &(yid, score) in &plan.related {
+        let Some(row) = cache::get(q.tx, yid)? else {
+            continue;
+        };
+        let y = row.message()?;
+        if row.client {
+            to_inbox(q.tx, yid, id, score)?;
+        }
+        d.matched.push(Matched {
+            cache_id: yid,
+            score,
+            origin: String::from_utf8_lossy(&y.origin().line()).into_owned(),
+            sender: row.sender.clone(),
+        });
+        if yid != x {
+            continue;
+        }
+        for a in &addresses_oldest_first(&y) {
+            let why = format!("3.1 answer: back along the path of message {x} (score {score:.4})");
+            q.queue(d, "x", msg, id, a, why)?;
         }
     }
     Ok(())

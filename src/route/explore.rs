@@ -190,7 +190,14 @@ mod tests {
 
     #[test]
     fn the_hop_limit_stops_forwarding_at_max_hops_lines() {
-        let (_d, st) = state(&[], &[("max_hops", "3"), ("max_forwards", "8")]);
+        let (_d, st) = state(
+            &[],
+            &[
+                ("max_hops", "3"),
+                ("max_forwards", "8"),
+                ("last_hop_answers", "0"),
+            ],
+        );
         let s = Settings::load(st.conn()).unwrap();
         let mut d = Decision::default();
         assert_eq!(

@@ -13,6 +13,9 @@ pub(crate) struct Plan {
     pub scores: Vec<(String, f64)>,
     /// 3.2 compensatory reply candidates per peer (cache rows, best first).
     pub compensation: Vec<(String, Vec<i64>)>,
+    /// The message we sent the sender that this one answers, when this one is older (it
+    /// was cached there before ours arrived: an answer, not a new post).
+    pub answers: Option<i64>,
 }
 
 /// The read-only part of matching and routing for `msg` (no write lock held).
@@ -43,8 +46,21 @@ pub(crate) fn plan(
         ..Plan::default()
     };
     if let Some(sender) = answerer {
-        if let Some(a) = answered(conn, settings, &sender, &long, &p.related)? {
+        let direct = answered(conn, settings, &sender, &long, &p.related)?;
+        if let Some(a) = direct {
             p.related.push(a);
+        }
+        if settings.answers_return {
+            p.answers = match direct {
+                Some((x, _)) if older_than(conn, msg, x)? => Some(x),
+                _ => returns_along(conn, settings, msg, &long)?,
+            };
+            if let Some(x) = p.answers {
+                if !p.related.iter().any(|(t, _)| *t == x) {
+                    let s = long.iter().find(|(t, _)| *t == x).map_or(0.0, |(_, s)| *s);
+                    p.related.push((x, s));
+                }
+            }
         }
     }
     // One candidate per peer: an alias's messages are its peer's context.
@@ -126,6 +142,65 @@ fn answered(
             {
                 return Ok(Some((id, score)));
             }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `msg` was created before cache row `x` (its origin's timestamp is earlier).
+fn older_than(conn: &rusqlite::Connection, msg: &Message, x: i64) -> Result<bool, Failure> {
+    Ok(match cache::get(conn, x)? {
+        Some(row) => msg.origin().time() < row.message()?.origin().time(),
+        None => false,
+    })
+}
+
+/// 3.1: "sending those responses back to the originator as well as any peers through
+/// which X was routed." A message Y is an answer on its way back, rather than a new
+/// message, when it is older than a message X that passed through us lately (our client's
+/// post, or a message we sent anyone within `reply_window`) and X is among Y's
+/// `answer_depth` closest (within `match_threshold`): Y was cached somewhere before X
+/// was posted, so it came to us because of X. A3 sends a match Y "to zero or more
+/// addresses that appear in the header of" X; this is the one distinction the header
+/// gives (A2 timestamps), and the router uses it to send Y on along X's path only
+/// ([`crate::route`]'s `answers_return`). Returns X, the closest such.
+fn returns_along(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    long: &[(i64, f64)],
+) -> Result<Option<i64>, Failure> {
+    let now = crate::wire::Timestamp::now();
+    let since_unix = now.unix_secs().saturating_sub(settings.reply_window as i64);
+    let since = crate::wire::Timestamp::from_unix(since_unix, 0, 0).to_string();
+    let mut sent = conn
+        .prepare_cached(
+            // By the message's IDs: one probe of delivered_key or outbox_key each.
+            "SELECT 1 FROM ids i WHERE i.cache_id = ?1 AND (
+               EXISTS (SELECT 1 FROM delivered d WHERE d.msg_key = i.key AND d.at >= ?2)
+               OR EXISTS (SELECT 1 FROM outbox o WHERE o.msg_key = i.key AND o.created >= ?2))
+             LIMIT 1",
+        )
+        .map_err(crate::state::db_failure)?;
+    let t = msg.origin().time();
+    for &(id, score) in long {
+        if score > settings.match_threshold {
+            break;
+        }
+        let Some(x) = cache::get(conn, id)? else {
+            continue;
+        };
+        let xt = x.message()?.origin().time();
+        if t >= xt {
+            continue;
+        }
+        let ours = x.client && xt.unix_secs() >= since_unix;
+        if ours
+            || sent
+                .exists(rusqlite::params![id, since])
+                .map_err(crate::state::db_failure)?
+        {
+            return Ok(Some(id));
         }
     }
     Ok(None)

@@ -241,6 +241,11 @@ CREATE TABLE keyx_provisional(
     r#"
 CREATE INDEX cache_client_posts ON cache(arrived_unix) WHERE client = 1;
 "#,
+    // 13: whether we sent a message to anyone lately (route::select's answers).
+    r#"
+CREATE INDEX delivered_key ON delivered(msg_key, at);
+CREATE INDEX outbox_key ON outbox(msg_key);
+"#,
 ];
 
 /// The routing engine's tables (compress::store; also created on their own for an engine

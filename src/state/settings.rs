@@ -221,13 +221,19 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "max_hops",
-        default: "3",
+        default: "2",
         kind: Kind::Count,
         help: "3.3: a message whose header has this many lines (routers passed) is cached and matched but not forwarded (0: no limit)",
     },
     Spec {
+        key: "answers_return",
+        default: "1",
+        kind: Kind::Count,
+        help: "3.1: 1, a message older than one that passed through us lately, and close to it, is an answer on its way back: it goes on along that message's header and is routed no further; 0, it is routed like any message",
+    },
+    Spec {
         key: "last_hop_answers",
-        default: "0",
+        default: "1",
         kind: Kind::Count,
         help: "A3 at max_hops: 1, a message forwarded no further is still answered (its matches go back along its header); 0, nothing is sent",
     },
@@ -490,6 +496,8 @@ pub struct Settings {
     pub max_hops: u64,
     /// At `max_hops`, still send the matches back along the header (A3's second half).
     pub last_hop_answers: bool,
+    /// 3.1: answers go back along the path of what they answer, and no further.
+    pub answers_return: bool,
 }
 
 impl Settings {
@@ -562,6 +570,7 @@ impl Settings {
             answer_depth: count("answer_depth")?,
             max_hops: count("max_hops")?,
             last_hop_answers: count("last_hop_answers")? > 0,
+            answers_return: count("answers_return")? > 0,
         })
     }
 
