@@ -39,7 +39,13 @@ fn asked(answers_return: &str) -> Env {
     e
 }
 
-fn forwards(d: &serde_json::Value) -> Vec<(String, String)> {
+/// Where router `asked(answers_return)` sends a message from B created `age` seconds ago
+/// elsewhere with the answer's text, and why: (destination, reason) of each forward.
+fn forwards_of_answer(answers_return: &str, age: i64) -> Vec<(String, String)> {
+    let e = asked(answers_return);
+    let y = from(B, "http://c.test/", age, ANSWER);
+    let (_, d) = e.route_json(&y.encode(), &["--explain"]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
     d["forwards"]
         .as_array()
         .unwrap()
@@ -55,13 +61,9 @@ fn forwards(d: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn an_older_answer_returns_along_the_path_and_no_further() {
-    let e = asked("1");
     // Created an hour ago elsewhere, cached by B, sent back because of the question.
-    let y = from(B, "http://c.test/", 3600, ANSWER);
-    let (_, d) = e.route_json(&y.encode(), &["--explain"]);
-    assert_eq!(d["outcome"], "accepted", "{d}");
-    let f = forwards(&d);
-    assert!(!f.is_empty(), "{d}");
+    let f = forwards_of_answer("1", 3600);
+    assert!(!f.is_empty());
     for (dest, why) in &f {
         assert_eq!(
             dest, A,
@@ -73,12 +75,8 @@ fn an_older_answer_returns_along_the_path_and_no_further() {
 
 #[test]
 fn a_newer_message_is_routed_as_a_new_one() {
-    let e = asked("1");
     // Created after the question: a new message, whatever it resembles.
-    let y = from(B, "http://c.test/", 1, ANSWER);
-    let (_, d) = e.route_json(&y.encode(), &["--explain"]);
-    assert_eq!(d["outcome"], "accepted", "{d}");
-    let f = forwards(&d);
+    let f = forwards_of_answer("1", 1);
     assert!(
         f.iter().all(|(_, why)| !why.starts_with("3.1 answer")),
         "{f:?}"
@@ -87,11 +85,7 @@ fn a_newer_message_is_routed_as_a_new_one() {
 
 #[test]
 fn with_answers_return_off_an_older_answer_is_routed_like_any_message() {
-    let e = asked("0");
-    let y = from(B, "http://c.test/", 3600, ANSWER);
-    let (_, d) = e.route_json(&y.encode(), &["--explain"]);
-    assert_eq!(d["outcome"], "accepted", "{d}");
-    let f = forwards(&d);
+    let f = forwards_of_answer("0", 3600);
     assert!(
         f.iter().all(|(_, why)| !why.starts_with("3.1 answer")),
         "{f:?}"

@@ -242,20 +242,9 @@ fn forward_matches(
     let per_match = q.settings.forwards_per_match as usize;
     let x_addrs = addresses_oldest_first(msg);
     for &(yid, score) in &plan.related {
-        let Some(row) = cache::get(q.tx, yid)? else {
+        let Some(y) = matched(q.tx, id, yid, score, client, d)? else {
             continue;
         };
-        let y = row.message()?;
-        if row.client && !client {
-            // A1: our client's post Y is answered by X, "posted later by other clients".
-            to_inbox(q.tx, yid, id, score)?;
-        }
-        d.matched.push(Matched {
-            cache_id: yid,
-            score,
-            origin: String::from_utf8_lossy(&y.origin().line()).into_owned(),
-            sender: row.sender.clone(),
-        });
         // X to Y's creator first (who posted the similar message), then the routers it
         // came through, oldest first.
         let mut n = 0;
@@ -294,19 +283,9 @@ fn return_answer(
     d: &mut Decision,
 ) -> Result<(), Failure> {
     for &(yid, score) in &plan.related {
-        let Some(row) = cache::get(q.tx, yid)? else {
+        let Some(y) = matched(q.tx, id, yid, score, false, d)? else {
             continue;
         };
-        let y = row.message()?;
-        if row.client {
-            to_inbox(q.tx, yid, id, score)?;
-        }
-        d.matched.push(Matched {
-            cache_id: yid,
-            score,
-            origin: String::from_utf8_lossy(&y.origin().line()).into_owned(),
-            sender: row.sender.clone(),
-        });
         if yid != x {
             continue;
         }
@@ -316,6 +295,34 @@ fn return_answer(
         }
     }
     Ok(())
+}
+
+/// Record the match of the message just cached (row `id`, from our client when `client`)
+/// to cache row `yid`, and return that message (None when the row is gone). A1: when
+/// `yid` is our client's post and the new message is not, the new message is one of the
+/// related messages "posted later by other clients": it goes into the post's replies.
+fn matched(
+    tx: &rusqlite::Transaction,
+    id: i64,
+    yid: i64,
+    score: f64,
+    client: bool,
+    d: &mut Decision,
+) -> Result<Option<Message>, Failure> {
+    let Some(row) = cache::get(tx, yid)? else {
+        return Ok(None);
+    };
+    let y = row.message()?;
+    if row.client && !client {
+        to_inbox(tx, yid, id, score)?;
+    }
+    d.matched.push(Matched {
+        cache_id: yid,
+        score,
+        origin: String::from_utf8_lossy(&y.origin().line()).into_owned(),
+        sender: row.sender.clone(),
+    });
+    Ok(Some(y))
 }
 
 /// Put cache row `id` in the replies of our client's post `post`.
