@@ -27,7 +27,7 @@ if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
 fi
 
 # The defaults before answers returned along the path (the answers and loss groups).
-OLD="--set answers_return=0 --set last_hop_answers=0 --set max_hops=3"
+OLD="--set answers_return=0 --set last_hop_answers=0 --set max_hops=3 --set max_forwards=5"
 
 run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
     local name=$1; shift
@@ -39,7 +39,7 @@ wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 group=${1:-all}
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The current defaults (answers return along the path: answers_return 1,
-    # last_hop_answers 1, max_hops 2): the acceptance run, three seeds, the faults,
+    # last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance run, three seeds, the faults,
     # Debian, 1,000 routers, and each of the three taken back.
     wait_jobs; run ret-scale-1000 --routers 1000 --seed 1 --queries 100 &
     wait_jobs; run ret-accept --routers 100 --seed 1 --plot docs/network.svg &

@@ -185,7 +185,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "max_forwards",
-        default: "5",
+        default: "6",
         kind: Kind::Count,
         help: "3.3: cap on forwards queued per incoming message",
     },
