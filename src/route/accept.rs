@@ -57,7 +57,8 @@ pub(crate) fn accept(
         },
     };
     match plan.answers {
-        Some(x) if !client && settings.answers_return => {
+        // Set only for a peer's message, with `answers_return` on (select::plan).
+        Some(x) => {
             // The path it returns along bounds it, not its own header's length.
             let back = Queuer {
                 max: settings.max_forwards as usize,

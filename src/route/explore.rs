@@ -110,8 +110,8 @@ pub fn targets(
 /// passed that many routers) is cached and matched (our clients still get it) but
 /// forwarded to no one; with `last_hop_answers` it is still answered: the messages it
 /// matched go back along its header (3.1: "sending those responses back to the
-/// originator"), so the last router a search reaches is not reached in vain. Each answer
-/// carries its own header and is bounded by it in turn.
+/// originator"), so the last router a search reaches is not reached in vain. The routers
+/// on the way send such an answer on along the path only (`answers_return`).
 pub fn forward_cap(settings: &Settings, msg: &Message, d: &mut Decision) -> Cap {
     let lines = msg.ids().len() as u64;
     let max = settings.max_forwards as usize;

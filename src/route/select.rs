@@ -13,8 +13,8 @@ pub(crate) struct Plan {
     pub scores: Vec<(String, f64)>,
     /// 3.2 compensatory reply candidates per peer (cache rows, best first).
     pub compensation: Vec<(String, Vec<i64>)>,
-    /// The message we sent the sender that this one answers, when this one is older (it
-    /// was cached there before ours arrived: an answer, not a new post).
+    /// With `answers_return`: the message that passed through us which this one, older
+    /// and close to it, answers on its way back ([`returns_along`]).
     pub answers: Option<i64>,
 }
 
