@@ -4,9 +4,9 @@
 # docs/network.svg). Runs go N at a time (JOBS, default 3).
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
-#   scripts/sim-runs.sh returns    # one group: returns (the current defaults: the figures
-#                                  # docs/network.md leads with), answers (the defaults
-#                                  # before them), loss (where the failed
+#   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
+#                                  # docs/network.md leads with), returns (answers_return 1),
+#                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
 #
@@ -26,6 +26,9 @@ if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
     apt-cache dumpavail | LABELS=18 scripts/sim-corpus-debian.py > "$DEB"
 fi
 
+# answers_return 1: answers return along the whole path, also where the answerer sent them
+# along it already (the returns group).
+RET1="--set answers_return=1"
 # The defaults before answers returned along the path (the answers and loss groups).
 OLD="--set answers_return=0 --set last_hop_answers=0 --set max_hops=3 --set max_forwards=5"
 
@@ -37,22 +40,34 @@ run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
 wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 
 group=${1:-all}
+if [ "$group" = all ] || [ "$group" = current ]; then
+    # The current defaults (answers_return 2, last_hop_answers 1, max_hops 2, max_forwards
+    # 6): the acceptance run, three seeds, the faults, Debian, 1,000 routers. With
+    # answers_return 1 instead: the returns group.
+    wait_jobs; run cur-scale-1000 --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run cur-accept --routers 100 --seed 1 --plot docs/network.svg &
+    for seed in 2 3; do wait_jobs; run "cur-seed-$seed" --routers 100 --seed $seed & done
+    wait_jobs; run cur-spam --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run cur-churn --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run cur-forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run cur-debian --routers 100 --seed 1 --corpus "$DEB" &
+fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
-    # The current defaults (answers return along the path: answers_return 1,
-    # last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance run, three seeds, the faults,
-    # Debian, 1,000 routers, and each of the three taken back.
-    wait_jobs; run ret-scale-1000 --routers 1000 --seed 1 --queries 100 &
-    wait_jobs; run ret-accept --routers 100 --seed 1 --plot docs/network.svg &
-    for seed in 2 3; do wait_jobs; run "ret-seed-$seed" --routers 100 --seed $seed & done
-    wait_jobs; run ret-spam --routers 100 --seed 1 --spam 10 &
-    wait_jobs; run ret-churn --routers 100 --seed 1 --churn 0.1 &
-    wait_jobs; run ret-forger --routers 100 --seed 1 --forger 10 &
-    wait_jobs; run ret-debian --routers 100 --seed 1 --corpus "$DEB" &
+    # The defaults before answers_return 2 (answers return along the whole path:
+    # answers_return 1, last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance
+    # run, three seeds, the faults, Debian, 1,000 routers, and each of the three taken back.
+    wait_jobs; run ret-scale-1000 $RET1 --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run ret-accept $RET1 --routers 100 --seed 1 &
+    for seed in 2 3; do wait_jobs; run "ret-seed-$seed" $RET1 --routers 100 --seed $seed & done
+    wait_jobs; run ret-spam $RET1 --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run ret-churn $RET1 --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run ret-forger $RET1 --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run ret-debian $RET1 --routers 100 --seed 1 --corpus "$DEB" &
     for seed in 1 2 3; do
         n=ret-answers-only; [ $seed = 1 ] || n=ret-answers-only-seed-$seed
-        wait_jobs; run $n --routers 100 --seed $seed --set last_hop_answers=0 --set max_hops=3 &
+        wait_jobs; run $n $RET1 --routers 100 --seed $seed --set last_hop_answers=0 --set max_hops=3 &
         n=ret-match_k-4; [ $seed = 1 ] || n=ret-match_k-4-seed-$seed
-        wait_jobs; run $n --routers 100 --seed $seed --set match_k=4 &
+        wait_jobs; run $n $RET1 --routers 100 --seed $seed --set match_k=4 &
     done
     wait_jobs; run ret-no-return --routers 100 --seed 1 --set answers_return=0 &
 fi

@@ -3,7 +3,7 @@
 //! `last_hop_answers` lets its matches go back along its header.
 
 mod route_common;
-use cmr::wire::{self, Message};
+use cmr::wire::Message;
 use route_common::*;
 
 const PLANETS: &str = "The planet Jupiter is the largest planet of the solar system.";
@@ -11,32 +11,14 @@ const QUESTION: &str = "Which planet of the solar system is the largest planet?"
 
 /// A question that passed three routers: its immediate sender first.
 fn three_hops() -> Message {
-    let lines: Vec<(wire::Timestamp, &[u8])> = vec![
-        (past(5), b"mailto:s@hop.test".as_slice()),
-        (past(10), b"mailto:b@hop.test".as_slice()),
-        (past(15), b"mailto:c@hop.test".as_slice()),
-    ];
-    Message::compose(&lines, QUESTION.as_bytes(), &wire::Rules::default()).unwrap()
-}
-
-/// (destination, cache row's body) of every outbox row.
-fn outbox(e: &Env) -> Vec<(String, String)> {
-    let db = e.db();
-    let mut st = db
-        .prepare(
-            "SELECT o.dest, substr(c.bytes, c.body_offset + 1) FROM outbox o
-             JOIN cache c ON c.id = o.cache_id ORDER BY o.id",
-        )
-        .unwrap();
-    let v = st
-        .query_map([], |r| {
-            let body: Vec<u8> = r.get(1)?;
-            Ok((r.get(0)?, String::from_utf8_lossy(&body).into_owned()))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    v
+    with_lines(
+        &[
+            ("mailto:s@hop.test", 5),
+            ("mailto:b@hop.test", 10),
+            ("mailto:c@hop.test", 15),
+        ],
+        QUESTION,
+    )
 }
 
 fn route_question(last_hop_answers: &str) -> (Env, serde_json::Value) {
@@ -54,7 +36,7 @@ fn route_question(last_hop_answers: &str) -> (Env, serde_json::Value) {
 #[test]
 fn at_the_hop_limit_nothing_is_sent_by_default() {
     let (e, d) = route_question("0");
-    assert!(outbox(&e).is_empty(), "{:?}", outbox(&e));
+    assert!(outbox_rows(&e).is_empty(), "{:?}", outbox_rows(&e));
     assert!(d["forwards"].as_array().unwrap().is_empty(), "{d}");
     assert!(d.to_string().contains("cached, not forwarded"), "{d}");
 }
@@ -62,7 +44,7 @@ fn at_the_hop_limit_nothing_is_sent_by_default() {
 #[test]
 fn with_last_hop_answers_the_match_goes_back_and_the_question_stops() {
     let (e, d) = route_question("1");
-    let rows = outbox(&e);
+    let rows = outbox_rows(&e);
     // The matched message back to the immediate sender (the one stranger an unverified
     // message may make us write to); the question itself to no one, not even to the
     // creator of what it matched.

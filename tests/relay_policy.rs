@@ -3,7 +3,7 @@
 
 mod route_common;
 use cmr::sign::Scheme;
-use cmr::wire::{self, Message};
+use cmr::wire::Message;
 use route_common::*;
 
 const PLANETS: &str = "The planet Jupiter is the largest planet of the solar system.";
@@ -23,26 +23,15 @@ fn third_parties() -> Vec<String> {
 
 /// A message whose immediate sender is `sender`, with `rest` below it in the header.
 fn with_header(sender: &str, rest: &[String], body: &str) -> Message {
-    let mut lines = vec![(past(5), sender.as_bytes().to_vec())];
+    let mut lines = vec![(sender, 5)];
     for (i, a) in rest.iter().enumerate() {
-        lines.push((past(10 + i as i64), a.as_bytes().to_vec()));
+        lines.push((a.as_str(), 10 + i as i64));
     }
-    let refs: Vec<_> = lines
-        .iter()
-        .map(|(t, a)| (t.clone(), a.as_slice()))
-        .collect();
-    Message::compose(&refs, body.as_bytes(), &wire::Rules::default()).unwrap()
+    with_lines(&lines, body)
 }
 
 fn outbox_dests(e: &Env) -> Vec<String> {
-    let db = e.db();
-    let mut st = db.prepare("SELECT dest FROM outbox ORDER BY id").unwrap();
-    let v = st
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    v
+    outbox_rows(e).into_iter().map(|(d, _)| d).collect()
 }
 
 fn refused_codes(d: &serde_json::Value) -> Vec<(String, String)> {

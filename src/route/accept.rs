@@ -283,11 +283,22 @@ fn return_answer(
     plan: &Plan,
     d: &mut Decision,
 ) -> Result<(), Failure> {
+    // A3 sends a match "to zero or more addresses that appear in the header of X": a peer
+    // that had X from us, signed (its answer verified with the same key), had our header
+    // lines too, and sent its answer to every address of it already. Sent again from
+    // here, it would reach each of them twice.
+    let whole_path = q.settings.answers_return >= 2 && plan.answers_our_forward && d.verified;
     for &(yid, score) in &plan.related {
         let Some(y) = matched(q.tx, id, yid, score, false, d)? else {
             continue;
         };
         if yid != x {
+            continue;
+        }
+        if whole_path {
+            d.notes.push(format!(
+                "3.1 answer to message {x}: its sender had it from us, signed, and sent it along its whole header; not sent again"
+            ));
             continue;
         }
         for a in &addresses_oldest_first(&y) {

@@ -16,6 +16,8 @@ pub(crate) struct Plan {
     /// With `answers_return`: the message that passed through us which this one, older
     /// and close to it, answers on its way back ([`returns_along`]).
     pub answers: Option<i64>,
+    /// The sender of this answer is a peer we sent [`Plan::answers`] to ([`answered`]).
+    pub answers_our_forward: bool,
 }
 
 /// The read-only part of matching and routing for `msg` (no write lock held).
@@ -50,11 +52,17 @@ pub(crate) fn plan(
         if let Some(a) = direct {
             p.related.push(a);
         }
-        if settings.answers_return {
+        if settings.answers_return > 0 {
             p.answers = match direct {
                 Some((x, _)) if older_than(conn, msg, x)? => Some(x),
                 _ => returns_along(conn, settings, msg, &long)?,
             };
+            if let (Some(x), true) = (p.answers, settings.answers_return >= 2) {
+                p.answers_our_forward = match direct {
+                    Some((d, _)) if d == x => true,
+                    _ => first_sent_to(conn, settings, &sender, [x])?.is_some(),
+                };
+            }
             if let Some(x) = p.answers {
                 if !p.related.iter().any(|(t, _)| *t == x) {
                     let s = long.iter().find(|(t, _)| *t == x).map_or(0.0, |(_, s)| *s);
@@ -101,6 +109,24 @@ fn answered(
     long: &[(i64, f64)],
     taken: &[(i64, f64)],
 ) -> Result<Option<(i64, f64)>, Failure> {
+    let candidates: Vec<(i64, f64)> = long
+        .iter()
+        .take_while(|(_, s)| *s <= settings.match_threshold)
+        .filter(|(id, _)| !taken.iter().any(|(t, _)| t == id))
+        .copied()
+        .collect();
+    let first = first_sent_to(conn, settings, sender, candidates.iter().map(|(id, _)| *id))?;
+    Ok(first.and_then(|x| candidates.into_iter().find(|(id, _)| *id == x)))
+}
+
+/// The first of the cache rows `ids` that we sent to `sender`'s peer (under any of its
+/// addresses) within `reply_window`.
+fn first_sent_to(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    sender: &str,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Option<i64>, Failure> {
     let peer = settings.peer_of(sender).to_string();
     let mut dests = vec![peer.clone()];
     dests.extend(
@@ -128,19 +154,13 @@ fn answered(
              LIMIT 1",
         )
         .map_err(crate::state::db_failure)?;
-    for &(id, score) in long {
-        if score > settings.match_threshold {
-            break;
-        }
-        if taken.iter().any(|(t, _)| *t == id) {
-            continue;
-        }
+    for id in ids {
         for d in &dests {
             if st
                 .exists(rusqlite::params![d, id, since])
                 .map_err(crate::state::db_failure)?
             {
-                return Ok(Some((id, score)));
+                return Ok(Some(id));
             }
         }
     }

@@ -227,9 +227,9 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "answers_return",
-        default: "1",
+        default: "2",
         kind: Kind::Count,
-        help: "3.1: 1, a message older than one that passed through us lately, and close to it, is an answer on its way back: it goes on along that message's header and is routed no further; 0, it is routed like any message",
+        help: "3.1: 0, every message is routed alike; 1, a message older than one that passed through us lately, and close to it, is an answer on its way back: it goes on along that message's header and is routed no further; 2, the same, but an answer whose signature verified from a peer we sent that message to stops here (A3 sent it along the whole header from there)",
     },
     Spec {
         key: "last_hop_answers",
@@ -497,7 +497,9 @@ pub struct Settings {
     /// At `max_hops`, still send the matches back along the header (A3's second half).
     pub last_hop_answers: bool,
     /// 3.1: answers go back along the path of what they answer, and no further.
-    pub answers_return: bool,
+    /// 0 off, 1 answers return along the path, 2 and stop where the answerer reached the
+    /// whole path itself.
+    pub answers_return: u64,
 }
 
 impl Settings {
@@ -570,7 +572,7 @@ impl Settings {
             answer_depth: count("answer_depth")?,
             max_hops: count("max_hops")?,
             last_hop_answers: count("last_hop_answers")? > 0,
-            answers_return: count("answers_return")? > 0,
+            answers_return: count("answers_return")?,
         })
     }
 

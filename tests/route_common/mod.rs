@@ -128,6 +128,37 @@ pub fn msg2(via: &str, origin: &str, body: &str) -> Message {
     .unwrap()
 }
 
+/// A message whose header has `lines`, the immediate sender first: (address, created
+/// that many seconds ago).
+pub fn with_lines(lines: &[(&str, i64)], body: &str) -> Message {
+    let ids: Vec<(Timestamp, &[u8])> = lines
+        .iter()
+        .map(|(a, age)| (past(*age), a.as_bytes()))
+        .collect();
+    Message::compose(&ids, body.as_bytes(), &wire::Rules::default()).unwrap()
+}
+
+/// (destination, body of the cached message it carries, or "" for a row of no cached
+/// message) of every outbox row, oldest first.
+pub fn outbox_rows(e: &Env) -> Vec<(String, String)> {
+    let db = e.db();
+    let mut st = db
+        .prepare(
+            "SELECT o.dest, substr(c.bytes, c.body_offset + 1) FROM outbox o
+             LEFT JOIN cache c ON c.id = o.cache_id ORDER BY o.id",
+        )
+        .unwrap();
+    let v = st
+        .query_map([], |r| {
+            let body: Vec<u8> = r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default();
+            Ok((r.get(0)?, String::from_utf8_lossy(&body).into_owned()))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    v
+}
+
 pub fn signed(m: Message, scheme: Scheme, key: &[u8]) -> Vec<u8> {
     sign::sign(m, scheme, &Key::new(key.to_vec())).encode()
 }
