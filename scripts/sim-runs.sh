@@ -5,7 +5,8 @@
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
-#                                  # docs/network.md leads with), returns (answers_return 1),
+#                                  # docs/network.md leads with), tried (changes tried on
+#                                  # them), returns (answers_return 1),
 #                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
@@ -51,6 +52,14 @@ if [ "$group" = all ] || [ "$group" = current ]; then
     wait_jobs; run cur-churn --routers 100 --seed 1 --churn 0.1 &
     wait_jobs; run cur-forger --routers 100 --seed 1 --forger 10 &
     wait_jobs; run cur-debian --routers 100 --seed 1 --corpus "$DEB" &
+fi
+if [ "$group" = all ] || [ "$group" = tried ]; then
+    # Tried on the current defaults, seed 1: a walk past the hop limit (walk_hops), answers
+    # recognised among fewer cached messages (answer_depth), no first-contact budgets.
+    for w in 4 6; do wait_jobs; run "tried-walk-$w" --routers 100 --seed 1 --set walk_hops=$w & done
+    for a in 3 5; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
+    wait_jobs; run tried-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:

@@ -59,3 +59,42 @@ fn with_last_hop_answers_the_match_goes_back_and_the_question_stops() {
     );
     assert!(d.to_string().contains("answered, not forwarded"), "{d}");
 }
+
+/// `walk_hops`: past the hop limit the question goes on to one keyed neighbour (never to
+/// the strangers of its header or of what it matched), until its header has `walk_hops`
+/// lines.
+#[test]
+fn a_walk_goes_on_to_one_keyed_neighbour_until_walk_hops() {
+    use cmr::sign::Scheme;
+    const NEXT: &str = "http://next.test/";
+    let walked = |walk_hops: &str| {
+        let e = Env::new();
+        let key = b"next key".to_vec();
+        e.ok(&["peer", "add", NEXT, "--key-hex", &hex(&key)]);
+        e.ok(&["policy", "max_hops", "3"]);
+        e.ok(&["policy", "walk_hops", walk_hops]);
+        let ours = msg(NEXT, "Bread dough rises when the yeast is warm.");
+        let (_, d) = e.route_json(&signed(ours, Scheme::HmacSha256, &key), &[]);
+        assert_eq!(d["verified"], true, "{d}");
+        let (_, d) = e.route_json(&msg("http://astro.test/", PLANETS).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let (_, d) = e.route_json(&three_hops().encode(), &["--explain"]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let questions: Vec<String> = outbox_rows(&e)
+            .into_iter()
+            .filter(|(_, body)| body == QUESTION)
+            .map(|(dest, _)| dest)
+            .collect();
+        (questions, d)
+    };
+    let (q, d) = walked("0");
+    assert!(q.is_empty(), "off by default: {q:?} {d}");
+    let (q, d) = walked("3");
+    assert!(
+        q.is_empty(),
+        "3 lines is not fewer than walk_hops 3: {q:?} {d}"
+    );
+    let (q, d) = walked("4");
+    assert_eq!(q, [NEXT], "{d}");
+    assert!(d.to_string().contains("3.1 walk"), "{d}");
+}

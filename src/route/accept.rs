@@ -59,6 +59,10 @@ pub(crate) fn accept(
     match plan.answers {
         // Set only for a peer's message, with `answers_return` on (select::plan).
         Some(x) => {
+            d.notes.push(format!(
+                "3.1: older than message {x}, which passed through us, and close to it: an \
+                 answer on its way back, sent along that message's path only"
+            ));
             // The path it returns along bounds it, not its own header's length.
             let back = Queuer {
                 max: settings.max_forwards as usize,
@@ -71,6 +75,7 @@ pub(crate) fn accept(
             route_to_peers(&q, msg, id, client, plan, d)?;
             forward_matches(&q, msg, id, client, plan, d)?;
             explore(&q, msg, id, plan, d)?;
+            walk(&q, msg, id, plan, d)?;
         }
     }
     if !client {
@@ -337,6 +342,32 @@ fn matched(
     Ok(Some(y))
 }
 
+/// Our clients' open posts: the `reply_watch` most recent within `reply_window`.
+fn open_posts(tx: &rusqlite::Transaction, settings: &Settings) -> Result<Vec<i64>, Failure> {
+    if settings.reply_window == 0 || settings.reply_watch == 0 {
+        return Ok(Vec::new());
+    }
+    let (_, now) = state::now();
+    let mut st = tx
+        .prepare_cached(
+            // cache_client_posts: the partial index holds only our clients' posts.
+            "SELECT id FROM cache INDEXED BY cache_client_posts
+             WHERE client = 1 AND arrived_unix >= ?1
+             ORDER BY arrived_unix DESC LIMIT ?2",
+        )
+        .map_err(state::db_failure)?;
+    let rows = st
+        .query_map(
+            rusqlite::params![
+                now - settings.reply_window as f64,
+                settings.reply_watch as i64
+            ],
+            |r| r.get(0),
+        )
+        .map_err(state::db_failure)?;
+    rows.collect::<Result<_, _>>().map_err(state::db_failure)
+}
+
 /// Put cache row `id` in the replies of our client's post `post`.
 fn to_inbox(tx: &rusqlite::Transaction, post: i64, id: i64, score: f64) -> Result<(), Failure> {
     let (now, _) = state::now();
@@ -362,30 +393,10 @@ fn answer_open_posts(
     matcher: &dyn Matcher,
     id: i64,
 ) -> Result<(), Failure> {
-    if settings.reply_window == 0 || settings.reply_watch == 0 || settings.related_k == 0 {
+    if settings.related_k == 0 {
         return Ok(());
     }
-    let (_, now) = state::now();
-    let posts: Vec<i64> = {
-        let mut st = tx
-            .prepare_cached(
-                // cache_client_posts: the partial index holds only our clients' posts.
-                "SELECT id FROM cache INDEXED BY cache_client_posts
-                 WHERE client = 1 AND arrived_unix >= ?1
-                 ORDER BY arrived_unix DESC LIMIT ?2",
-            )
-            .map_err(state::db_failure)?;
-        let rows = st
-            .query_map(
-                rusqlite::params![
-                    now - settings.reply_window as f64,
-                    settings.reply_watch as i64
-                ],
-                |r| r.get(0),
-            )
-            .map_err(state::db_failure)?;
-        rows.collect::<Result<_, _>>().map_err(state::db_failure)?
-    };
+    let posts = open_posts(tx, settings)?;
     for post in posts {
         let Some(row) = cache::get(tx, post)? else {
             continue;
@@ -401,6 +412,35 @@ fn answer_open_posts(
             if score <= settings.match_threshold {
                 to_inbox(tx, post, id, score)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// 3.1 walk past the hop limit (`walk_hops`): a message whose header has at least
+/// `max_hops` and fewer than `walk_hops` lines, cached and answered here, goes on to one
+/// keyed or configured neighbour, the best scored that is not in its header (one send
+/// beyond `max_forwards`, which the answers here may have spent). Past the hop limit every
+/// copy travels on one path, so it costs one send per hop: a walker (Lv et al. 2002) that
+/// follows the routing scores. Off by default: docs/network.md measures it.
+fn walk(q: &Queuer, msg: &Message, id: i64, plan: &Plan, d: &mut Decision) -> Result<(), Failure> {
+    let s = q.settings;
+    let lines = msg.ids().len() as u64;
+    if s.walk_hops == 0 || s.max_hops == 0 || lines < s.max_hops || lines >= s.walk_hops {
+        return Ok(());
+    }
+    let w = Queuer {
+        max: d.forwards.len() + 1,
+        answers_only: false,
+        ..*q
+    };
+    for (peer, score) in &plan.scores {
+        if !crate::contact::is_known_peer(q.tx, s, peer)? {
+            continue;
+        }
+        let why = format!("3.1 walk: {lines} hop(s) travelled, best neighbour not in its header (score {score:.4})");
+        if w.queue(d, "x", msg, id, peer, why)? {
+            break;
         }
     }
     Ok(())

@@ -65,7 +65,82 @@ struct Trace {
     skip_hops: usize,
     skip_refused: usize,
     skip_cap: usize,
+    /// The router had sent that message to the query's router before (outbox dedupe).
+    skip_seen: usize,
     skip_other: usize,
+    /// Routers that took it for an answer to a message they had passed on.
+    taken_for_answer: usize,
+}
+
+impl Trace {
+    /// A router matched the query to its label (`found`: those cache rows) and sent none of
+    /// them to its router: count the most specific cause (a refusal or the cap, then the
+    /// hop limit, which only narrows what may be sent).
+    fn note_skip(&mut self, conn: &rusqlite::Connection, d: &Decision, found: &[i64]) {
+        let in_header = found.iter().all(|&y| {
+            crate::state::cache::get(conn, y)
+                .ok()
+                .flatten()
+                .and_then(|r| r.message().ok())
+                .is_some_and(|m| m.ids().any(|i| i.address_str() == self.router.as_str()))
+        });
+        let refused = d
+            .refused
+            .iter()
+            .any(|r| r.what == "y" && found.contains(&r.cache_id));
+        if in_header {
+            self.skip_header += 1;
+        } else if refused {
+            self.skip_refused += 1;
+        } else if d.notes.iter().any(|n| n.contains("max_forwards")) {
+            self.skip_cap += 1;
+        } else if found.iter().any(|&y| sent_before(conn, &self.router, y)) {
+            self.skip_seen += 1;
+        } else if d.notes.iter().any(|n| n.contains("max_hops")) {
+            self.skip_hops += 1;
+        } else {
+            self.skip_other += 1;
+        }
+    }
+
+    /// The counts summed over the failed queries, in the order `print_lost` prints them.
+    fn counts(&self) -> [usize; 13] {
+        [
+            self.accepted,
+            self.found,
+            self.y_origin,
+            self.y_path,
+            self.y_refused,
+            self.accepted_home,
+            usize::from(self.found > 0 && self.y_origin == 0),
+            self.skip_header,
+            self.skip_hops,
+            self.skip_refused,
+            self.skip_cap,
+            self.skip_other,
+            self.skip_seen,
+        ]
+    }
+
+    /// Where a failed query was lost: never matched to its label; answered to its router
+    /// and still not shown; or, matched, the first cause of the answer not sent.
+    fn lost_at(&self) -> &'static str {
+        if self.found == 0 {
+            "never matched to its label"
+        } else if self.y_origin > 0 {
+            "answered to its router"
+        } else if self.skip_refused > 0 {
+            "answer refused"
+        } else if self.skip_seen > 0 {
+            "answer sent to its router before"
+        } else if self.skip_cap > 0 {
+            "max_forwards"
+        } else if self.y_path > 0 {
+            "answered to the path only"
+        } else {
+            "other"
+        }
+    }
 }
 
 /// The key of a relay refusal under CMR_SIM_DIAG: its code, the kind of source the
@@ -81,6 +156,15 @@ pub(super) fn refusal_key(r: &RefusedForward) -> String {
         ""
     };
     format!("{} {src} {}", r.code, r.what)
+}
+
+/// Whether cache row `y` was queued or sent to `dest` before.
+fn sent_before(conn: &rusqlite::Connection, dest: &str, y: i64) -> bool {
+    crate::state::cache::get(conn, y)
+        .ok()
+        .flatten()
+        .and_then(|r| r.message().ok().map(|m| m.origin().key()))
+        .is_some_and(|k| crate::state::outbox::seen(conn, dest, &k).unwrap_or(false))
 }
 
 /// p10, p25, p50, p75 and p90 of `v`, and its size; "none" when empty.
@@ -224,6 +308,12 @@ impl Diag {
                 return;
             }
             t.accepted += 1;
+            if d.notes
+                .iter()
+                .any(|n| n.contains("an answer on its way back"))
+            {
+                t.taken_for_answer += 1;
+            }
             let lab = Some(Kind::Label(t.label));
             let found: Vec<i64> = d
                 .matched
@@ -238,28 +328,7 @@ impl Diag {
                     .iter()
                     .any(|f| f.what == "y" && f.dest == t.router && found.contains(&f.cache_id));
                 if !to_origin {
-                    let in_header = found.iter().all(|&y| {
-                        crate::state::cache::get(conn, y)
-                            .ok()
-                            .flatten()
-                            .and_then(|r| r.message().ok())
-                            .is_some_and(|m| m.ids().any(|i| i.address_str() == t.router.as_str()))
-                    });
-                    let refused = d
-                        .refused
-                        .iter()
-                        .any(|r| r.what == "y" && found.contains(&r.cache_id));
-                    if in_header {
-                        t.skip_header += 1;
-                    } else if d.notes.iter().any(|n| n.contains("max_hops")) {
-                        t.skip_hops += 1;
-                    } else if refused {
-                        t.skip_refused += 1;
-                    } else if d.notes.iter().any(|n| n.contains("max_forwards")) {
-                        t.skip_cap += 1;
-                    } else {
-                        t.skip_other += 1;
-                    }
+                    t.note_skip(conn, d, &found);
                 }
             }
             for f in d.forwards.iter().filter(|f| f.what == "y") {
@@ -348,40 +417,41 @@ impl Diag {
             reached += usize::from(self.reach[i].iter().any(|r| holder[q.label].contains(r)));
             arrived += usize::from(self.arrived[i] > 0);
         }
-        let mut sums = [0usize; 12];
+        let mut sums = [0usize; 13];
+        // Per failed query, where it was lost (Trace::lost_at).
+        let mut lost: std::collections::BTreeMap<&str, usize> = Default::default();
         for (i, q) in qs.iter().enumerate() {
             if q.success.is_some_and(|h| h < 8) {
                 continue;
             }
             let t = &self.trace[i];
-            for (k, v) in [
-                t.accepted,
-                t.found,
-                t.y_origin,
-                t.y_path,
-                t.y_refused,
-                t.accepted_home,
-                usize::from(t.found > 0 && t.y_origin == 0),
-                t.skip_header,
-                t.skip_hops,
-                t.skip_refused,
-                t.skip_cap,
-                t.skip_other,
-            ]
-            .into_iter()
-            .enumerate()
-            {
+            for (k, v) in t.counts().into_iter().enumerate() {
                 sums[k] += v;
             }
+            let why = t.lost_at();
+            *lost.entry(why).or_default() += 1;
         }
+        crate::log::info(&format!(
+            "diag: failed queries by where they were lost: {lost:?}"
+        ));
+        let taken: Vec<usize> = self.trace.iter().map(|t| t.taken_for_answer).collect();
+        crate::log::info(&format!(
+            "diag: routers that took a query for an answer: {} in all, {} of the failed queries'",
+            taken.iter().sum::<usize>(),
+            qs.iter()
+                .zip(&taken)
+                .filter(|(q, _)| q.success.is_none_or(|h| h >= 8))
+                .map(|(_, n)| n)
+                .sum::<usize>()
+        ));
         crate::log::info(&format!(
             "diag: failed queries, summed: accepted by {} routers, matched to their label at {}, \
              label answers queued to the origin {}, to the path {}, refused {}, label messages \
              accepted at the origin {}; queries found somewhere but not answered to the origin {}; of the routers that matched one to its label and sent it no message of its label: \
              the origin was in the header {}, the hop limit {}, the relay policy {}, max_forwards {}, \
-             other {}",
+             other {}, sent to the origin before {}",
             sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8],
-            sums[9], sums[10], sums[11]
+            sums[9], sums[10], sums[11], sums[12]
         ));
         crate::log::info(&format!(
             "diag: deliveries of the query phase that arrived as duplicates: {}, by why they were sent: {:?}",

@@ -692,6 +692,7 @@ impl<'a> Sim<'a> {
             "explore_hops",
             "explore_until",
             "max_hops",
+            "walk_hops",
             "related_k",
         ] {
             if let Ok(v) =

@@ -250,6 +250,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.1 exploration: only messages whose header has fewer lines than this (hops travelled) are explored",
     },
     Spec {
+        key: "walk_hops",
+        default: "0",
+        kind: Kind::Count,
+        help: "3.1 walk: past max_hops, a message that is not an answer on its way back goes on to one neighbour, the best scored not in its header, until its header has this many lines (0: off)",
+    },
+    Spec {
         key: "explore_until",
         default: "0",
         kind: Kind::Count,
@@ -488,6 +494,8 @@ pub struct Settings {
     pub explore_fanout: u64,
     pub explore_hops: u64,
     pub explore_until: u64,
+    /// 3.1 walk past the hop limit (`route::accept`).
+    pub walk_hops: u64,
     /// A1 replies to our clients' open posts (`route::accept`).
     pub reply_window: u64,
     pub reply_watch: u64,
@@ -567,6 +575,7 @@ impl Settings {
             explore_fanout: count("explore_fanout")?,
             explore_hops: count("explore_hops")?,
             explore_until: count("explore_until")?,
+            walk_hops: count("walk_hops")?,
             reply_window: count("reply_window")?,
             reply_watch: count("reply_watch")?,
             answer_depth: count("answer_depth")?,
