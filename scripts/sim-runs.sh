@@ -55,10 +55,13 @@ if [ "$group" = all ] || [ "$group" = current ]; then
 fi
 if [ "$group" = all ] || [ "$group" = tried ]; then
     # Tried on the current defaults, seed 1: a walk past the hop limit (walk_hops), answers
-    # recognised among fewer cached messages (answer_depth), no first-contact budgets.
+    # recognised among fewer cached messages (answer_depth), no first-contact budgets; the
+    # spammer at 2 and 30 times the normal rate; where the failed queries are lost.
     for w in 4 6; do wait_jobs; run "tried-walk-$w" --routers 100 --seed 1 --set walk_hops=$w & done
     for a in 3 5; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
     wait_jobs; run tried-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
+    for k in 2 30; do wait_jobs; run "tried-spam-$k" --routers 100 --seed 1 --spam $k & done
+    wait_jobs; run tried-explore-off --routers 100 --seed 1 --set explore_fanout=0 &
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
