@@ -60,6 +60,9 @@ if [ "$group" = all ] || [ "$group" = tried ]; then
     for w in 4 6; do wait_jobs; run "tried-walk-$w" --routers 100 --seed 1 --set walk_hops=$w & done
     for a in 3 5; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
     wait_jobs; run tried-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
+    for f in 4 6; do wait_jobs; run "tried-explore-fanout-$f" --routers 100 --seed 1 --set explore_fanout=$f & done
+    for t in 0.98 1.0; do wait_jobs; run "tried-distance-threshold-$t" --routers 100 --seed 1 --set distance_threshold=$t & done
+    wait_jobs; run tried-max-hops-3-budgets-off --routers 100 --seed 1 --set max_hops=3 --set contact_budget_source=off --set contact_budget_global=off &
     for k in 2 30; do wait_jobs; run "tried-spam-$k" --routers 100 --seed 1 --spam $k & done
     wait_jobs; run tried-explore-off --routers 100 --seed 1 --set explore_fanout=0 &
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
