@@ -151,3 +151,36 @@ fn a_signed_answer_from_the_peer_we_asked_stops_here_with_answers_return_2() {
         "{d}"
     );
 }
+
+/// Our client's open post and a question from A that we sent on to B; then an older
+/// message from B, closer to A's question than to the post. It returns along the
+/// question's path, and it is among the post's replies too (A1): the post's path ends
+/// here. Only `answers_return` can put it there: the post's own ranking is off
+/// (`related_k 0`) and only the closest cached message is matched (`match_k 1`).
+#[test]
+fn an_answer_that_returns_along_another_path_still_reaches_our_clients_post() {
+    let e = asked("2", false);
+    e.ok(&["policy", "related_k", "0"]);
+    e.ok(&["policy", "match_k", "1"]);
+    let o = e.post(
+        &["-k", "0"],
+        b"Is the largest planet of the solar system made of gas?",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = from(B, "http://c.test/", 3600, ANSWER);
+    let (_, d) = e.route_json(&y.encode(), &["--explain"]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    assert!(
+        forwards(&d)
+            .iter()
+            .any(|(dest, why)| dest == A && why.starts_with("3.1 answer")),
+        "it returns along the question's path: {d}"
+    );
+    let o = e.post(&["--replies", "--json"], b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Jupiter"),
+        "not among the post's replies: {out} {d}"
+    );
+}

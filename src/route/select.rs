@@ -53,10 +53,18 @@ pub(crate) fn plan(
             p.related.push(a);
         }
         if settings.answers_return > 0 {
+            let (along, posts) = returns_along(conn, settings, msg, &long)?;
             p.answers = match direct {
                 Some((x, _)) if older_than(conn, msg, x)? => Some(x),
-                _ => returns_along(conn, settings, msg, &long)?,
+                _ => along,
             };
+            // A1: it answers our client's open post too (its path ends here): matched to
+            // it, so it is among the post's replies, whatever message it returns along.
+            for post in posts {
+                if !p.related.iter().any(|(t, _)| *t == post.0) {
+                    p.related.push(post);
+                }
+            }
             if let (Some(x), true) = (p.answers, settings.answers_return >= 2) {
                 p.answers_our_forward = match direct {
                     Some((d, _)) if d == x => true,
@@ -183,13 +191,14 @@ fn older_than(conn: &rusqlite::Connection, msg: &Message, x: i64) -> Result<bool
 /// was posted, so it came to us because of X. A3 sends a match Y "to zero or more
 /// addresses that appear in the header of" X; this is the one distinction the header
 /// gives (A2 timestamps), and the router uses it to send Y on along X's path only
-/// ([`crate::route`]'s `answers_return`). Returns X, the closest such.
+/// ([`crate::route`]'s `answers_return`). Returns X, the closest such, and every one of
+/// our clients' open posts among them (the answer belongs in their replies as well, A1).
 fn returns_along(
     conn: &rusqlite::Connection,
     settings: &Settings,
     msg: &Message,
     long: &[(i64, f64)],
-) -> Result<Option<i64>, Failure> {
+) -> Result<(Option<i64>, Vec<(i64, f64)>), Failure> {
     let now = crate::wire::Timestamp::now();
     let since_unix = now.unix_secs().saturating_sub(settings.reply_window as i64);
     let since = crate::wire::Timestamp::from_unix(since_unix, 0, 0).to_string();
@@ -203,6 +212,7 @@ fn returns_along(
         )
         .map_err(crate::state::db_failure)?;
     let t = msg.origin().time();
+    let (mut along, mut posts) = (None, Vec::new());
     for &(id, score) in long {
         if score > settings.match_threshold {
             break;
@@ -214,16 +224,19 @@ fn returns_along(
         if t >= xt {
             continue;
         }
-        let ours = x.client && xt.unix_secs() >= since_unix;
-        if ours
-            || sent
+        if x.client && xt.unix_secs() >= since_unix {
+            // Our client's open post: the answer's path ends here.
+            along.get_or_insert(id);
+            posts.push((id, score));
+        } else if along.is_none()
+            && sent
                 .exists(rusqlite::params![id, since])
                 .map_err(crate::state::db_failure)?
         {
-            return Ok(Some(id));
+            along = Some(id);
         }
     }
-    Ok(None)
+    Ok((along, posts))
 }
 
 /// The sender whose answer `msg` may be ([`answered`]): a peer, not us or our client; None

@@ -95,6 +95,11 @@ pub struct Report {
     pub messages_per_query: f64,
     /// Deliveries per expert training post, in the training phase.
     pub messages_per_training_post: f64,
+    /// Replies shown to the queries' clients (`cmr-post --replies`) within the horizon,
+    /// per query, and the share of them that have the query's label: how precise the
+    /// replies that success counts are.
+    pub replies_per_query: f64,
+    pub reply_precision: f64,
     /// Messages received per router in the query phase.
     pub load: Spread,
     pub load_max_over_mean: f64,

@@ -259,6 +259,10 @@ struct Counts {
     spam_msgs: u64,
     /// Messages (other than spam and forgeries) received per router, query phase.
     load: Vec<f64>,
+    /// Replies shown to the queries' clients within the horizon, and those of them with
+    /// the query's label.
+    replies: u64,
+    replies_label: u64,
 }
 
 /// A run in progress: the network, what its bodies are, the counters and the simulated
@@ -615,7 +619,7 @@ impl<'a> Sim<'a> {
         let open: HashSet<usize> = p
             .queries
             .iter()
-            .filter(|q| q.post_id.is_some() && q.inbox.is_none())
+            .filter(|q| q.post_id.is_some())
             .filter(|q| self.round - q.due <= self.cfg.horizon as u64 + 1)
             .map(|q| q.router)
             .collect();
@@ -629,9 +633,12 @@ impl<'a> Sim<'a> {
                 };
                 let q = &mut p.queries[i];
                 let body = rep.message.body.as_bytes();
-                if body != q.body.as_slice()
-                    && self.tracker.kind(body) == Some(Kind::Label(q.label))
-                {
+                let label = self.tracker.kind(body) == Some(Kind::Label(q.label));
+                if self.round - q.due <= self.cfg.horizon as u64 + 1 {
+                    self.counts.replies += 1;
+                    self.counts.replies_label += u64::from(label);
+                }
+                if body != q.body.as_slice() && label {
                     // Delivered in the round just run (round - 1), counted from the due round.
                     let h = (self.round - q.due) as u32;
                     q.inbox.get_or_insert(h);
@@ -733,6 +740,8 @@ impl<'a> Sim<'a> {
             inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
             messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,
             messages_per_training_post: c.training_msgs as f64 / training_posts.max(1) as f64,
+            replies_per_query: c.replies as f64 / qs.len().max(1) as f64,
+            reply_precision: c.replies_label as f64 / c.replies.max(1) as f64,
             load_max_over_mean: load_s.max_over_mean,
             load: load_s,
             cache: metrics::spread(&caches),

@@ -70,6 +70,10 @@ fn measures(r: &Report) -> String {
         "training: {:.1} deliveries per expert post; explored: {:.3} of routed messages\n",
         r.messages_per_training_post, r.explored_share
     ));
+    s.push_str(&format!(
+        "replies shown to the queries' clients within the horizon: {:.2} per query, {:.3} of them with the query's label\n",
+        r.replies_per_query, r.reply_precision
+    ));
     s
 }
 
