@@ -48,36 +48,7 @@ pub(crate) fn plan(
         ..Plan::default()
     };
     if let Some(sender) = answerer {
-        let direct = answered(conn, settings, &sender, &long, &p.related)?;
-        if let Some(a) = direct {
-            p.related.push(a);
-        }
-        if settings.answers_return > 0 {
-            let (along, posts) = returns_along(conn, settings, msg, &long)?;
-            p.answers = match direct {
-                Some((x, _)) if older_than(conn, msg, x)? => Some(x),
-                _ => along,
-            };
-            // A1: it answers our client's open post too (its path ends here): matched to
-            // it, so it is among the post's replies, whatever message it returns along.
-            for post in posts {
-                if !p.related.iter().any(|(t, _)| *t == post.0) {
-                    p.related.push(post);
-                }
-            }
-            if let (Some(x), true) = (p.answers, settings.answers_return >= 2) {
-                p.answers_our_forward = match direct {
-                    Some((d, _)) if d == x => true,
-                    _ => first_sent_to(conn, settings, &sender, [x])?.is_some(),
-                };
-            }
-            if let Some(x) = p.answers {
-                if !p.related.iter().any(|(t, _)| *t == x) {
-                    let s = long.iter().find(|(t, _)| *t == x).map_or(0.0, |(_, s)| *s);
-                    p.related.push((x, s));
-                }
-            }
-        }
+        plan_answer(conn, settings, msg, &sender, &long, &mut p)?;
     }
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();
@@ -101,6 +72,58 @@ pub(crate) fn plan(
         }
     }
     Ok(p)
+}
+
+/// The answer part of [`plan`] for a message from peer `sender` (`long`: its
+/// `answer_depth` closest cached messages): what it answers ([`answered`],
+/// [`returns_along`]), added to `p.related`.
+fn plan_answer(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    sender: &str,
+    long: &[(i64, f64)],
+    p: &mut Plan,
+) -> Result<(), Failure> {
+    let direct = answered(conn, settings, sender, long, &p.related)?;
+    if let Some(a) = direct {
+        p.related.push(a);
+    }
+    if settings.answers_return == 0 {
+        return Ok(());
+    }
+    let back = returns_along(conn, settings, msg, long)?;
+    p.answers = match direct {
+        Some((x, _)) if older_than(conn, msg, x)? => Some(x),
+        _ => back.along,
+    };
+    // A1: it answers our client's open post too (its path ends here): matched to it, so
+    // it is among the post's replies, whatever message it returns along.
+    for post in back.posts {
+        if !p.related.iter().any(|(t, _)| *t == post.0) {
+            p.related.push(post);
+        }
+    }
+    if let (Some(x), true) = (p.answers, settings.answers_return >= 2) {
+        p.answers_our_forward = match direct {
+            Some((d, _)) if d == x => true,
+            _ => first_sent_to(conn, settings, sender, [x])?.is_some(),
+        };
+    }
+    if let Some(x) = p.answers {
+        if !p.related.iter().any(|(t, _)| *t == x) {
+            let s = long.iter().find(|(t, _)| *t == x).map_or(0.0, |(_, s)| *s);
+            p.related.push((x, s));
+        }
+    }
+    Ok(())
+}
+
+/// What [`returns_along`] found: the message an answer returns along, and our clients'
+/// open posts it answers.
+struct Returns {
+    along: Option<i64>,
+    posts: Vec<(i64, f64)>,
 }
 
 /// 3.1: "routing X to the peers that hold messages close to it, and sending those responses
@@ -198,7 +221,7 @@ fn returns_along(
     settings: &Settings,
     msg: &Message,
     long: &[(i64, f64)],
-) -> Result<(Option<i64>, Vec<(i64, f64)>), Failure> {
+) -> Result<Returns, Failure> {
     let now = crate::wire::Timestamp::now();
     let since_unix = now.unix_secs().saturating_sub(settings.reply_window as i64);
     let since = crate::wire::Timestamp::from_unix(since_unix, 0, 0).to_string();
@@ -236,7 +259,7 @@ fn returns_along(
             along = Some(id);
         }
     }
-    Ok((along, posts))
+    Ok(Returns { along, posts })
 }
 
 /// The sender whose answer `msg` may be ([`answered`]): a peer, not us or our client; None
