@@ -58,7 +58,7 @@ if [ "$group" = all ] || [ "$group" = tried ]; then
     # recognised among fewer cached messages (answer_depth), no first-contact budgets; the
     # spammer at 2 and 30 times the normal rate; where the failed queries are lost.
     for w in 4 6; do wait_jobs; run "tried-walk-$w" --routers 100 --seed 1 --set walk_hops=$w & done
-    for a in 3 5; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
+    for a in 3 5 80; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
     wait_jobs; run tried-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
     for f in 4 6; do wait_jobs; run "tried-explore-fanout-$f" --routers 100 --seed 1 --set explore_fanout=$f & done
     for t in 0.98 1.0; do wait_jobs; run "tried-distance-threshold-$t" --routers 100 --seed 1 --set distance_threshold=$t & done
