@@ -243,6 +243,9 @@ fn returns_along(
         let Some(x) = cache::get(conn, id)? else {
             continue;
         };
+        if along.is_some() && !x.client {
+            continue; // only our clients' posts are still looked for: no parse
+        }
         let xt = x.message()?.origin().time();
         if t >= xt {
             continue;
