@@ -74,27 +74,34 @@ struct Trace {
 
 impl Trace {
     /// A router matched the query to its label (`found`: those cache rows) and sent none of
-    /// them to its router: count the most specific cause (a refusal or the cap, then the
-    /// hop limit, which only narrows what may be sent).
+    /// them to its router: count the first cause that applies (the origin already in every
+    /// such message's header, a refusal, the cap, the message sent to the origin before,
+    /// then the hop limit, which only narrows what may be sent).
     fn note_skip(&mut self, conn: &rusqlite::Connection, d: &Decision, found: &[i64]) {
-        let in_header = found.iter().all(|&y| {
-            crate::state::cache::get(conn, y)
-                .ok()
-                .flatten()
-                .and_then(|r| r.message().ok())
-                .is_some_and(|m| m.ids().any(|i| i.address_str() == self.router.as_str()))
-        });
+        let msgs: Vec<crate::wire::Message> = found
+            .iter()
+            .filter_map(|&y| crate::state::cache::get(conn, y).ok().flatten())
+            .filter_map(|r| r.message().ok())
+            .collect();
+        let in_header = msgs.len() == found.len()
+            && msgs
+                .iter()
+                .all(|m| m.ids().any(|i| i.address_str() == self.router.as_str()));
         let refused = d
             .refused
             .iter()
             .any(|r| r.what == "y" && found.contains(&r.cache_id));
+        // Queued or sent to the origin before (the outbox's never-twice rule).
+        let seen = msgs.iter().any(|m| {
+            crate::state::outbox::seen(conn, &self.router, &m.origin().key()).unwrap_or(false)
+        });
         if in_header {
             self.skip_header += 1;
         } else if refused {
             self.skip_refused += 1;
         } else if d.notes.iter().any(|n| n.contains("max_forwards")) {
             self.skip_cap += 1;
-        } else if found.iter().any(|&y| sent_before(conn, &self.router, y)) {
+        } else if seen {
             self.skip_seen += 1;
         } else if d.notes.iter().any(|n| n.contains("max_hops")) {
             self.skip_hops += 1;
@@ -156,15 +163,6 @@ pub(super) fn refusal_key(r: &RefusedForward) -> String {
         ""
     };
     format!("{} {src} {}", r.code, r.what)
-}
-
-/// Whether cache row `y` was queued or sent to `dest` before.
-fn sent_before(conn: &rusqlite::Connection, dest: &str, y: i64) -> bool {
-    crate::state::cache::get(conn, y)
-        .ok()
-        .flatten()
-        .and_then(|r| r.message().ok().map(|m| m.origin().key()))
-        .is_some_and(|k| crate::state::outbox::seen(conn, dest, &k).unwrap_or(false))
 }
 
 /// p10, p25, p50, p75 and p90 of `v`, and its size; "none" when empty.
