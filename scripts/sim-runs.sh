@@ -6,7 +6,7 @@
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
 #                                  # docs/network.md leads with), tried (changes tried on
-#                                  # them), returns (answers_return 1),
+#                                  # them), spam (how far spam spreads), returns (answers_return 1),
 #                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
@@ -66,6 +66,17 @@ if [ "$group" = all ] || [ "$group" = tried ]; then
     for k in 2 30; do wait_jobs; run "tried-spam-$k" --routers 100 --seed 1 --spam $k & done
     wait_jobs; run tried-explore-off --routers 100 --seed 1 --set explore_fanout=0 &
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = spam ]; then
+    # How far spam spreads on the current defaults: the spammer at 10 times the normal rate
+    # on seeds 2 and 3 (seed 1: cur-spam), one junk message only (--spam-limit 1) on seeds
+    # 1 to 3, and narrower exploration (explore_fanout 2) with and without the spammer.
+    for seed in 2 3; do wait_jobs; run "spam-seed-$seed" --routers 100 --seed $seed --spam 10 & done
+    for seed in 1 2 3; do
+        wait_jobs; run "spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 &
+        wait_jobs; run "spam-explore-fanout-2-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_fanout=2 &
+        wait_jobs; run "explore-fanout-2-seed-$seed" --routers 100 --seed $seed --set explore_fanout=2 &
+    done
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:

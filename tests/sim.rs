@@ -130,3 +130,49 @@ fn bad_options_and_a_missing_corpus() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// `--spam-limit N` stops the spammer after N posts; without it the spammer posts at its
+/// rate, and either way the report says how far the spam spread.
+#[test]
+fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
+    let spam = |limit: Option<&str>| -> serde_json::Value {
+        let mut c = sim();
+        c.args([
+            "--routers",
+            "12",
+            "--degree",
+            "4",
+            "--seed",
+            "3",
+            "--experts",
+            "1",
+            "--train",
+            "4",
+            "--queries",
+            "12",
+            "--horizon",
+            "4",
+            "--spam",
+            "40",
+            "--json",
+        ]);
+        if let Some(n) = limit {
+            c.args(["--spam-limit", n]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["spam"].clone()
+    };
+    let free = spam(None);
+    assert!(free["posted"].as_u64().unwrap() > 2, "{free}");
+    let once = spam(Some("1"));
+    assert_eq!(once["posted"], 1, "{once}");
+    let cached = once["routers_cached"].as_u64().unwrap();
+    assert!(cached <= 11, "{once}");
+    assert!(once["messages"].as_u64().is_some(), "{once}");
+}

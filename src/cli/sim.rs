@@ -33,7 +33,8 @@ workload, flooding with a TTL, k random walkers and a shortest-path oracle (stra
 simulator, not of the router), credited with perfect recognition (a router where an expert of \
 the label sits answers right), and flood_match and walk_match, the same searches where every \
 router reached answers with what its own matcher finds in its cache. Faults: --churn (share of routers down in each round), --spam K \
-(one router's clients post junk at K times the normal rate of a router's clients), --forger K \
+(one router's clients post junk at K times the normal rate of a router's clients; \
+--spam-limit N stops them after N posts), --forger K \
 (a router sends, at K times that rate, messages claiming another router's address to its \
 neighbours).
 
@@ -56,6 +57,7 @@ Examples:
   cmr-sim --routers 12 --queries 20 --plot net.svg
   cmr-sim --routers 100 --churn 0.1              10% of routers down in each round
   cmr-sim --routers 100 --spam 10                a spammer at 10x the normal rate
+  cmr-sim --routers 100 --spam 10 --spam-limit 1 how far one junk message spreads
   cmr-sim --routers 100 --forger 10              a forger claiming another router's address
   cmr-sim --routers 100 --set margin=0.05 --set explore_fanout=2
   cmr-sim --topology ws --degree 8 --rewire 0.2 --corpus debian.jsonl";
@@ -123,6 +125,10 @@ pub struct Args {
     /// A spammer: one router's clients post junk at K times the normal rate.
     #[arg(long, value_name = "K", default_value_t = 0.0)]
     pub spam: f64,
+    /// The spammer stops after N posts (0: no limit). With 1, how far one junk message
+    /// spreads.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub spam_limit: usize,
     /// A forger: a router sends messages claiming another router's address, at K times the
     /// normal rate, to each of its neighbours.
     #[arg(long, value_name = "K", default_value_t = 0.0)]
@@ -208,6 +214,7 @@ fn run(a: Args) -> Result<u8, Failure> {
         walk_ttl: a.walk_ttl,
         churn: a.churn,
         spam: a.spam,
+        spam_limit: a.spam_limit,
         forger: a.forger,
         settings,
         dir: a.dir.clone(),

@@ -89,7 +89,7 @@ impl Sim<'_> {
             return Ok(());
         }
         s.credit += self.cfg.spam * self.normal_rate();
-        while s.credit >= 1.0 {
+        while s.credit >= 1.0 && (self.cfg.spam_limit == 0 || s.out.posted < self.cfg.spam_limit) {
             s.credit -= 1.0;
             let body = workload::junk(s.out.posted, &mut self.rng);
             self.tracker

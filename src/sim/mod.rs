@@ -66,6 +66,8 @@ pub struct Config {
     pub walk_ttl: u32,
     pub churn: f64,
     pub spam: f64,
+    /// The spammer's posts at most (0: no limit).
+    pub spam_limit: usize,
     pub forger: f64,
     /// Router settings (`cmr-route policy KEY VALUE`) for every router.
     pub settings: Vec<(String, String)>,
@@ -95,6 +97,7 @@ impl Default for Config {
             walk_ttl: 8,
             churn: 0.0,
             spam: 0.0,
+            spam_limit: 0,
             forger: 0.0,
             settings: Vec::new(),
             dir: None,
