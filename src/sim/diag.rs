@@ -39,6 +39,9 @@ pub(super) struct Diag {
     why_sent: HashMap<(usize, String, Vec<u8>), String>,
     /// Duplicates by why they were sent.
     dup_by: std::collections::BTreeMap<String, u64>,
+    /// Query-phase forwards by rule, by whether the message routed was a query, and by
+    /// its header lines.
+    sent_by: std::collections::BTreeMap<String, u64>,
 }
 
 /// What happened to one query at the routers it reached.
@@ -243,6 +246,25 @@ impl Diag {
 
     /// Remember why router `from` queued each forward of its decision `d`.
     pub(super) fn sent(&mut self, conn: &rusqlite::Connection, from: usize, d: &Decision) {
+        let routed = d
+            .cache_id
+            .and_then(|id| crate::state::cache::get(conn, id).ok().flatten());
+        let what = match routed {
+            Some(r) if self.query_of.contains_key(r.body()) => "a query",
+            _ => "another message",
+        };
+        let lines = match d.header_lines {
+            _ if d.outcome == crate::route::Outcome::Posted => "at its router".to_string(),
+            n @ 0..=2 => format!("{n} header line(s)"),
+            _ => "3+ header lines".to_string(),
+        };
+        for f in &d.forwards {
+            let why = f.why.split([':', ';']).next().unwrap_or("");
+            *self
+                .sent_by
+                .entry(format!("{what}, {lines}: {} {why}", f.what))
+                .or_default() += 1;
+        }
         for f in &d.forwards {
             if let Some(row) = crate::state::cache::get(conn, f.cache_id).ok().flatten() {
                 let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
@@ -454,6 +476,15 @@ impl Diag {
         crate::log::info(&format!(
             "diag: deliveries of the query phase that arrived as duplicates: {}, by why they were sent: {:?}",
             self.duplicates, self.dup_by
+        ));
+        let per_query: Vec<String> = self
+            .sent_by
+            .iter()
+            .map(|(k, n)| format!("{k} {:.2}", *n as f64 / qs.len().max(1) as f64))
+            .collect();
+        crate::log::info(&format!(
+            "diag: forwards of the query phase per query, by the message routed, its header lines and the rule: {}",
+            per_query.join("; ")
         ));
         let reach: usize = self.reach.iter().map(Vec::len).sum();
         crate::log::info(&format!(

@@ -584,6 +584,9 @@ impl<'a> Sim<'a> {
                 q.label,
             )?;
             let posted = self.net.post(q.router, &q.body)?;
+            if let (Some(diag), Some(d)) = (self.diag.as_mut(), posted.decision.as_ref()) {
+                diag.sent(self.net.routers[q.router].state.conn(), q.router, d);
+            }
             q.post_id = posted.cache_id;
             if let Some(id) = posted.cache_id {
                 p.by_post.insert((q.router, id), i);
