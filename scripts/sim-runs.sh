@@ -69,9 +69,10 @@ if [ "$group" = all ] || [ "$group" = tried ]; then
 fi
 if [ "$group" = all ] || [ "$group" = spam ]; then
     # How far spam spreads on the current defaults: the spammer at 10 times the normal rate
-    # on seeds 2 and 3 (seed 1: cur-spam), one junk message only (--spam-limit 1) on seeds
+    # on seeds 2 and 3 (seed 1: cur-spam) and on 1,000 routers, one junk message only (--spam-limit 1) on seeds
     # 1 to 3, and narrower exploration (explore_fanout 2) with and without the spammer.
     for seed in 2 3; do wait_jobs; run "spam-seed-$seed" --routers 100 --seed $seed --spam 10 & done
+    wait_jobs; run spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
     for seed in 1 2 3; do
         wait_jobs; run "spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 &
         wait_jobs; run "spam-explore-fanout-2-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_fanout=2 &
