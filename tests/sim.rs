@@ -172,7 +172,11 @@ fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
     assert!(free["posted"].as_u64().unwrap() > 2, "{free}");
     let once = spam(Some("1"));
     assert_eq!(once["posted"], 1, "{once}");
-    let cached = once["routers_cached"].as_u64().unwrap();
-    assert!(cached <= 11, "{once}");
-    assert!(once["messages"].as_u64().is_some(), "{once}");
+    // The one junk message spread (exploration), and cost fewer deliveries than 39 did.
+    assert!(once["routers_cached"].as_u64().unwrap() >= 1, "{once}");
+    let (one, all) = (
+        once["messages"].as_u64().unwrap(),
+        free["messages"].as_u64().unwrap(),
+    );
+    assert!(one >= 1 && one < all, "{once} {free}");
 }

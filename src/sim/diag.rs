@@ -244,7 +244,8 @@ impl Diag {
             .collect();
     }
 
-    /// Remember why router `from` queued each forward of its decision `d`.
+    /// Remember why router `from` queued each forward of its decision `d` (a query's post
+    /// at its router, or a message it accepted in the query phase), and count them.
     pub(super) fn sent(&mut self, conn: &rusqlite::Connection, from: usize, d: &Decision) {
         let routed = d
             .cache_id
