@@ -7,6 +7,8 @@
 #
 #   scripts/bench-route.sh [N] [CACHED]          (defaults: 200, 10000)
 #   BENCH_POLICY="answer_depth=0 reply_window=0" scripts/bench-route.sh    (settings under test)
+#   BENCH_POSTS=16 scripts/bench-route.sh     (16 open client posts, made with cmr-post after
+#                                              the bulk load, that each message is ranked for)
 #
 # Texts come from the routing corpus ($CMR_SHARED or ../shared, corpus/fortunes_topics.jsonl).
 set -euo pipefail
@@ -21,11 +23,13 @@ scripts/build-release.sh --quiet
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$PWD/target/release/cmr-route" "$work/state.sqlite" "$CORPUS" "$N" "$CACHED" <<'PY'
+python3 - "$PWD/target/release/cmr-route" "$work/state.sqlite" "$CORPUS" "$N" "$CACHED" "${BENCH_POSTS:-0}" <<'PY'
 import json, os, sqlite3, statistics, subprocess, sys, time
 from datetime import datetime, timedelta, timezone
 
 route, state, corpus, n, cached = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+posts = int(sys.argv[6])
+post = os.path.join(os.path.dirname(route), "cmr-post")
 PEERS = [f"http://peer{i:02d}.bench/cmr" for i in range(20)]
 texts = [json.loads(l)["text"] for l in open(corpus, encoding="utf-8") if l.strip()]
 base = datetime.now(timezone.utc) - timedelta(hours=6)
@@ -72,6 +76,15 @@ for i in range(0, len(streams), 2):
 db = sqlite3.connect(state)
 have = db.execute("SELECT count(*) FROM cache").fetchone()[0]
 print(f"bulk load: {have} cached messages from {len(PEERS)} peers in {time.perf_counter() - t0:.1f} s")
+
+# Open client posts (cmr-post), newer than every message routed below: each of those is
+# ranked for them (reply_watch) and may be taken for an answer to them (answers_return).
+for j in range(posts):
+    subprocess.run([post, "--state", state, "-"], input=texts[(j * 104729) % len(texts)].encode(),
+                   check=True, stdout=subprocess.DEVNULL)
+have = db.execute("SELECT count(*) FROM cache").fetchone()[0]
+if posts:
+    print(f"{posts} open client posts")
 
 # N fresh processes, one new message each, committed.
 wall, cpu = [], []

@@ -286,6 +286,20 @@ impl Matcher for ModelMatcher {
         })
     }
 
+    /// [`related::may_be_related`]: no peer scoring, and no read at all for a message that
+    /// shares no word with X.
+    fn may_relate(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+        id: i64,
+        new: &[u8],
+    ) -> Result<bool, Failure> {
+        let m: super::FastSet<u64> = model::terms(new).iter().map(|t| t.hash).collect();
+        let mut st = SqlStore::new(conn);
+        related::may_be_related(&mut st, &model::terms(body), &m, id, self.opts.probe)
+    }
+
     /// C(Z) - C(Z | peer) under the model: the bits the peer's own statistics save on each
     /// candidate (the words of X are not added to his context: they are one message among
     /// the many his statistics hold). Reads one word row per word of the candidates.
@@ -331,15 +345,10 @@ mod tests {
     use crate::state::{cache, State};
     use crate::wire::{Message, Rules, Timestamp};
 
-    #[test]
-    fn reindex_learns_what_the_cache_holds_and_only_once() {
+    /// A state file whose cache holds `msgs` (sender, body), one second apart, not indexed.
+    fn cached(msgs: &[(&str, &str)]) -> (tempfile::TempDir, State) {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(Some(&dir.path().join("s.sqlite"))).unwrap();
-        let msgs = [
-            ("http://a.test/", "Jupiter is the largest planet."),
-            ("http://b.test/", "Bake the bread in a hot oven."),
-            ("http://a.test/", "Saturn has rings; it is a planet too."),
-        ];
         state
             .write(|tx| {
                 for (n, (from, body)) in msgs.iter().enumerate() {
@@ -355,6 +364,16 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        (dir, state)
+    }
+
+    #[test]
+    fn reindex_learns_what_the_cache_holds_and_only_once() {
+        let (_dir, state) = cached(&[
+            ("http://a.test/", "Jupiter is the largest planet."),
+            ("http://b.test/", "Bake the bread in a hot oven."),
+            ("http://a.test/", "Saturn has rings; it is a planet too."),
+        ]);
         assert_eq!(state.write(reindex).unwrap(), 3);
         assert_eq!(state.write(reindex).unwrap(), 0);
         let m = ModelMatcher::new(Metric::Cond);
@@ -369,5 +388,49 @@ mod tests {
             .unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].0, 3, "{r:?}");
+    }
+
+    /// `may_relate` is never false for a message `related` returns, and false for one that
+    /// shares no word with the query.
+    #[test]
+    fn may_relate_never_rules_out_a_related_message() {
+        let bodies = [
+            "Jupiter is the largest planet.",
+            "Bake the bread in a hot oven.",
+            "Saturn has rings; it is a planet too.",
+            "Rings of ice circle the outer planets.",
+            "Knead the dough, then let it rise.",
+            "Mars is red.",
+        ];
+        let msgs: Vec<(&str, &str)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(n, b)| (["http://p0.test/", "http://p1.test/"][n % 2], *b))
+            .collect();
+        let (_dir, state) = cached(&msgs);
+        assert_eq!(state.write(reindex).unwrap(), bodies.len());
+        let m = ModelMatcher::new(Metric::Cond);
+        for x in [
+            "which planet has rings",
+            "the bread and the dough",
+            "red planet",
+        ] {
+            let related = m.related(state.conn(), x.as_bytes(), bodies.len()).unwrap();
+            assert!(!related.is_empty(), "{x}");
+            for (id, body) in bodies.iter().enumerate() {
+                let id = id as i64 + 1;
+                let may = m
+                    .may_relate(state.conn(), x.as_bytes(), id, body.as_bytes())
+                    .unwrap();
+                if related.iter().any(|&(r, _)| r == id) {
+                    assert!(may, "{x:?} relates to {body:?} ({related:?})");
+                }
+            }
+        }
+        // "Mars is red." shares no word with the query: ruled out without a ranking.
+        let may = m
+            .may_relate(state.conn(), b"bake bread", 6, b"Mars is red.")
+            .unwrap();
+        assert!(!may);
     }
 }

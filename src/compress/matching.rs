@@ -44,6 +44,18 @@ pub trait Matcher {
     /// The at most `k` cached messages closest to `body`, closest first: (cache row, score).
     fn related(&self, conn: &Connection, body: &[u8], k: usize)
         -> Result<Vec<(i64, f64)>, Failure>;
+    /// Whether cached message `id` (body `new`) can be among the related messages of `body`
+    /// at all: a cheap test before [`Matcher::related`], never false for a message
+    /// `related` could return. By default always true.
+    fn may_relate(
+        &self,
+        _conn: &Connection,
+        _body: &[u8],
+        _id: i64,
+        _new: &[u8],
+    ) -> Result<bool, Failure> {
+        Ok(true)
+    }
     /// A cached message left the cache.
     fn forget(&self, tx: &Transaction, cache_id: i64) -> Result<(), Failure>;
     /// 3.2 compensatory reply: for each candidate body Z, what `peer` (one of X's senders)

@@ -144,19 +144,11 @@ pub fn related(
     k: usize,
     opts: &RelatedOptions,
 ) -> Result<Vec<(i64, f64)>, Failure> {
-    // the rarest words of X that the cache knows
-    let mut probes: Vec<(u64, usize)> = scored
-        .rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.as_ref().filter(|r| r.df > 0).map(|r| (r.df, i)))
-        .collect();
-    probes.sort();
-    probes.truncate(opts.probe);
     // approximate closeness: idf of the probed words (without length normalisation) plus
     // the gain of the message's peer, which the word rows carry along with the ids
     let mut votes: FastMap<i64, f64> = FastMap::default();
-    for &(_, i) in &probes {
+    let dfs = scored.rows.iter().map(|r| r.as_ref().map_or(0, |r| r.df));
+    for i in probes(dfs, opts.probe) {
         let w = view.idf.get(&terms[i].hash).copied().unwrap_or(0.0);
         if let Some(r) = &scored.rows[i] {
             for &(id, p) in &r.recent {
@@ -175,6 +167,53 @@ pub fn related(
         }
     }
     Ok(top_k(exact, k))
+}
+
+/// The rarest words of X that the cache knows, at most `probe` of them: their indexes in
+/// X's words, rarest first, ties in X's order. `dfs`: each word's document frequency (0:
+/// unknown), in X's order.
+pub fn probes(dfs: impl Iterator<Item = u64>, probe: usize) -> Vec<usize> {
+    let mut p: Vec<(u64, usize)> = dfs
+        .enumerate()
+        .filter(|&(_, df)| df > 0)
+        .map(|(i, df)| (df, i))
+        .collect();
+    p.sort();
+    p.truncate(probe);
+    p.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Whether cached message `id`, whose words are `m`, can be among the related messages of
+/// X (words `x`). Only the messages on the recent lists of X's probed words get a vote
+/// for the shortlist ([`related`]), and a message is on a word's list only if it holds the
+/// word: a message that shares none of X's words is out without a read; otherwise X's
+/// probes are found from the words' document frequencies, and the recent lists are read
+/// only for the probed words the message holds.
+pub fn may_be_related(
+    store: &mut dyn Store,
+    x: &[Term],
+    m: &super::FastSet<u64>,
+    id: i64,
+    probe: usize,
+) -> Result<bool, Failure> {
+    if !x.iter().any(|t| m.contains(&t.hash)) {
+        return Ok(false);
+    }
+    let dfs = x
+        .iter()
+        .map(|t| store.df(t.hash))
+        .collect::<Result<Vec<_>, _>>()?;
+    for i in probes(dfs.into_iter(), probe) {
+        if !m.contains(&x[i].hash) {
+            continue;
+        }
+        if let Some(r) = store.term(x[i].hash)? {
+            if r.recent.iter().any(|&(c, _)| c == id) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The `k` related messages by scoring every remembered message exactly (for measuring

@@ -39,6 +39,10 @@ pub trait Store {
     fn set_peer(&mut self, p: &PeerStats) -> Result<(), Failure>;
     fn all_peers(&mut self) -> Result<Vec<PeerStats>, Failure>;
     fn term(&mut self, hash: u64) -> Result<Option<TermRow>, Failure>;
+    /// A word's document frequency (0: unknown), without its counts and recent list.
+    fn df(&mut self, hash: u64) -> Result<u64, Failure> {
+        Ok(self.term(hash)?.map_or(0, |r| r.df))
+    }
     fn set_term(&mut self, hash: u64, row: &TermRow) -> Result<(), Failure>;
     fn doc(&mut self, id: i64) -> Result<Option<Doc>, Failure>;
     fn add_doc(&mut self, id: i64, doc: &Doc) -> Result<(), Failure>;
@@ -298,6 +302,20 @@ impl Store for SqlStore<'_> {
             .map_err(db_failure)?;
         let rows = s.query_map([], peer_from_row).map_err(db_failure)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+    }
+    fn df(&mut self, hash: u64) -> Result<u64, Failure> {
+        if let Some(row) = self.primed.get(&hash) {
+            return Ok(row.as_ref().map_or(0, |r| r.df));
+        }
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT df FROM engine_terms WHERE hash = ?1")
+            .map_err(db_failure)?;
+        let mut rows = s.query([hash as i64]).map_err(db_failure)?;
+        match rows.next().map_err(db_failure)? {
+            Some(r) => Ok(r.get::<_, i64>(0).map_err(db_failure)? as u64),
+            None => Ok(0),
+        }
     }
     fn term(&mut self, hash: u64) -> Result<Option<TermRow>, Failure> {
         if let Some(row) = self.primed.remove(&hash) {

@@ -79,7 +79,7 @@ pub(crate) fn accept(
         }
     }
     if !client {
-        answer_open_posts(tx, settings, matcher, id)?;
+        answer_open_posts(tx, settings, matcher, id, msg.body())?;
     }
     if q.max > 0 && d.forwards.len() >= q.max {
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
@@ -381,7 +381,7 @@ fn to_inbox(tx: &rusqlite::Transaction, post: i64, id: i64, score: f64) -> Resul
 }
 
 /// A1: a client's post retrieves related messages "either already in the pool or that are
-/// posted later by other clients". The message just cached (row `id`) is one of those for
+/// posted later by other clients". The message just cached (row `id`, body `body`) is one of those for
 /// each of our clients' open posts (the `reply_watch` most recent, within `reply_window`
 /// seconds) that would now count it among its `related_k` related messages: ranked from
 /// the post's side, as `cmr-post` ranked the pool when it was posted. (The match from the
@@ -392,6 +392,7 @@ fn answer_open_posts(
     settings: &Settings,
     matcher: &dyn Matcher,
     id: i64,
+    body: &[u8],
 ) -> Result<(), Failure> {
     if settings.related_k == 0 {
         return Ok(());
@@ -401,6 +402,10 @@ fn answer_open_posts(
         let Some(row) = cache::get(tx, post)? else {
             continue;
         };
+        // Most arriving messages share none of a post's rarest words: no ranking needed.
+        if !matcher.may_relate(tx, row.body(), id, body)? {
+            continue;
+        }
         let related = matcher.related(tx, row.body(), settings.related_k as usize + 1)?;
         // The post itself may rank first: it is not its own reply.
         let hit = related
