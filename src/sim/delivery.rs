@@ -136,7 +136,12 @@ impl Net {
                 }
                 Ok(())
             })?;
-            let policy = outbox::Policy::from_settings(st.conn())?;
+            // The retries' jitter drawn from the router's index, not from the process's
+            // random source: a run depends only on its options and seed.
+            let policy = outbox::Policy {
+                jitter_seed: Some((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ..outbox::Policy::from_settings(st.conn())?
+            };
             let canon = Address::parse(&addr)
                 .map_err(|e| Failure::software(e.to_string()))?
                 .to_string();

@@ -19,7 +19,7 @@
 use super::{setting_num, Address, SendError};
 use crate::exit::Failure;
 use crate::state::{db_failure, State};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -47,6 +47,10 @@ pub struct Policy {
     pub claim_timeout: Duration,
     /// Only rows for this destination (`cmr-send --outbox --for ADDRESS`).
     pub only_dest: Option<String>,
+    /// Draw the backoff's jitter from this seed, the row and its attempt, instead of the
+    /// process's random source: a simulation that must give the same result on every run
+    /// (the jitter decides when, and so in which order, retried rows fall due).
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for Policy {
@@ -58,6 +62,7 @@ impl Default for Policy {
             backoff_max: Duration::from_secs(6 * 3600),
             claim_timeout: Duration::from_secs(900),
             only_dest: None,
+            jitter_seed: None,
         }
     }
 }
@@ -79,6 +84,7 @@ impl Policy {
             backoff_max: secs("outbox_backoff_max", d.backoff_max)?,
             claim_timeout: secs("outbox_claim_timeout", d.claim_timeout)?,
             only_dest: None,
+            jitter_seed: None,
         })
     }
 
@@ -255,7 +261,13 @@ pub fn mark_failed(
                 .map_err(db_failure)?;
             (Outcome::Dead, n)
         } else {
-            let delay = policy.backoff(attempts, &mut rand::thread_rng());
+            let delay = match policy.jitter_seed {
+                Some(seed) => {
+                    let row = (c.id as u64).rotate_left(32) ^ u64::from(attempts);
+                    policy.backoff(attempts, &mut rand::rngs::StdRng::seed_from_u64(seed ^ row))
+                }
+                None => policy.backoff(attempts, &mut rand::thread_rng()),
+            };
             let n = tx
                 .execute(
                     "UPDATE outbox SET state = 'queued', attempts = ?3, last_error = ?4, \
@@ -591,6 +603,31 @@ mod tests {
         .unwrap();
         assert_eq!(tried.len(), 2, "one try per destination");
         assert_eq!((r.sent, r.deferred, r.skipped), (1, 1, 1499));
+    }
+
+    /// With `jitter_seed`, the retry delay of a row's attempt is the same on every run.
+    #[test]
+    fn a_jitter_seed_makes_the_retry_delay_reproducible() {
+        let delay = |seed: Option<u64>| {
+            let (_d, s) = state_with(&["udp://127.0.0.1:9/x"]);
+            let p = Policy {
+                jitter_seed: seed,
+                ..Default::default()
+            };
+            let c = claim_next(&s, "A", &p, &HashSet::new(), &HashSet::new())
+                .unwrap()
+                .unwrap();
+            match mark_failed(&s, &c, "A", &SendError::Transient("no".into()), &p).unwrap() {
+                Outcome::Deferred(d) => d,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(delay(Some(7)), delay(Some(7)));
+        // Equal jitter: half the base fixed, half drawn.
+        let d = delay(Some(7)).as_secs_f64();
+        assert!((30.0..60.0).contains(&d), "{d}");
+        let drawn: HashSet<u64> = (0..8).map(|_| delay(None).as_nanos() as u64).collect();
+        assert!(drawn.len() > 1, "without a seed the jitter is drawn afresh");
     }
 
     #[test]
