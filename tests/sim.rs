@@ -10,29 +10,33 @@ fn sim() -> Command {
     c
 }
 
+/// cmr-sim on a small network: 12 routers of degree 4, one expert per label with 4
+/// training posts, 12 queries, seed 3.
+fn small() -> Command {
+    let mut c = sim();
+    c.args([
+        "--routers",
+        "12",
+        "--degree",
+        "4",
+        "--seed",
+        "3",
+        "--experts",
+        "1",
+        "--train",
+        "4",
+        "--queries",
+        "12",
+    ]);
+    c
+}
+
 #[test]
 fn a_small_network_answers_queries_and_the_baselines_run() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("net.svg");
-    let out = sim()
-        .args([
-            "--routers",
-            "12",
-            "--degree",
-            "4",
-            "--seed",
-            "3",
-            "--experts",
-            "1",
-            "--train",
-            "4",
-            "--queries",
-            "12",
-            "--horizon",
-            "6",
-            "--json",
-            "--plot",
-        ])
+    let out = small()
+        .args(["--horizon", "6", "--json", "--plot"])
         .arg(&plot)
         .output()
         .unwrap();
@@ -136,26 +140,8 @@ fn bad_options_and_a_missing_corpus() {
 #[test]
 fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
     let spam = |limit: Option<&str>| -> serde_json::Value {
-        let mut c = sim();
-        c.args([
-            "--routers",
-            "12",
-            "--degree",
-            "4",
-            "--seed",
-            "3",
-            "--experts",
-            "1",
-            "--train",
-            "4",
-            "--queries",
-            "12",
-            "--horizon",
-            "4",
-            "--spam",
-            "40",
-            "--json",
-        ]);
+        let mut c = small();
+        c.args(["--horizon", "4", "--spam", "40", "--json"]);
         if let Some(n) = limit {
             c.args(["--spam-limit", n]);
         }
