@@ -98,3 +98,46 @@ fn a_walk_goes_on_to_one_keyed_neighbour_until_walk_hops() {
     assert_eq!(q, [NEXT], "{d}");
     assert!(d.to_string().contains("3.1 walk"), "{d}");
 }
+
+/// `spread_fanout`: a message straight from its creator's router (one header line) also
+/// goes to that many configured neighbours, chosen by the message, not by the scores;
+/// never one at the hop limit, never to a neighbour in its header.
+#[test]
+fn spread_sends_a_message_from_its_creator_to_more_neighbours() {
+    const NS: [&str; 3] = ["http://n1.test/", "http://n2.test/", "http://n3.test/"];
+    let spread = |fanout: &str, m: &Message| {
+        let e = Env::new();
+        for n in NS {
+            e.ok(&["peer", "add", n]);
+        }
+        e.ok(&["policy", "spread_fanout", fanout]);
+        // Exploration would take the same neighbours first (nothing matches here).
+        e.ok(&["policy", "explore_fanout", "0"]);
+        let (_, d) = e.route_json(&m.encode(), &["--explain"]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let dests: Vec<String> = d["forwards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["why"].as_str().unwrap().starts_with("3.1 spread"))
+            .map(|f| f["dest"].as_str().unwrap().to_string())
+            .collect();
+        (dests, d)
+    };
+    let one_line = msg("http://n1.test/", QUESTION);
+    let (s, d) = spread("0", &one_line);
+    assert!(s.is_empty(), "off by default: {s:?} {d}");
+    let (s, d) = spread("2", &one_line);
+    assert_eq!(s.len(), 2, "{d}");
+    assert!(
+        s.iter().all(|x| NS.contains(&x.as_str()) && x != NS[0]),
+        "configured neighbours, never its sender: {s:?}"
+    );
+    // Two lines: at the default hop limit (max_hops 2), answered only.
+    let two_lines = with_lines(
+        &[("http://n1.test/", 5), ("http://far.test/", 10)],
+        QUESTION,
+    );
+    let (s, d) = spread("2", &two_lines);
+    assert!(s.is_empty(), "{s:?} {d}");
+}

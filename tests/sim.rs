@@ -166,3 +166,35 @@ fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
     );
     assert!(one >= 1 && one < all, "{once} {free}");
 }
+
+/// `--search-first`: a client whose router's pool answers its query does not post it; such
+/// a query succeeds in round 0 and costs no delivery.
+#[test]
+fn search_first_clients_post_only_what_their_pool_cannot_answer() {
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = small()
+            .args(["--horizon", "4", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let first = run(&["--search-first"]);
+    assert_eq!(plain["search_first"], false);
+    assert_eq!(plain["found_locally"], 0);
+    assert_eq!(first["search_first"], true);
+    let found = first["found_locally"].as_u64().unwrap();
+    assert!(found >= 1 && found < 12, "{first}");
+    // Found in the pool: success in round 0, at least for those.
+    let h1 = first["success_by_round"][0].as_f64().unwrap();
+    assert!(h1 >= found as f64 / 12.0 - 1e-9, "{first}");
+    // Fewer queries posted, fewer deliveries.
+    let m = |v: &serde_json::Value| v["messages_per_query"].as_f64().unwrap();
+    assert!(m(&first) < m(&plain), "{} vs {}", m(&first), m(&plain));
+}

@@ -23,7 +23,10 @@ clients at random routers; each posts --train items of its label (cmr-post), one
 Then --queries held-out items are posted by clients at random routers, --query-rate per round. \
 A query succeeds within h rounds when its client holds a message of the query's label that it \
 did not post: among the related messages cmr-post prints at posting (round 0), or in its \
-inbox (cmr-post --replies) by round h.
+inbox (cmr-post --replies) by round h. With --search-first a client first searches its \
+router's pool (cmr-post --search) and posts only when none of the related messages has the \
+query's label (the requester's check the walk baselines are credited with); a query found \
+there succeeds in round 0 and causes no delivery.
 
 Reported: success within h = 1..--horizon rounds, messages per query (every delivery in the \
 query phase), load per router (mean, max, max/mean), cache size per router, learning (first \
@@ -107,6 +110,10 @@ pub struct Args {
     /// Success is counted within 1..H rounds.
     #[arg(long, default_value_t = 8)]
     pub horizon: usize,
+    /// Queries' clients search their router's pool first (cmr-post --search) and post only
+    /// when none of the related messages has the query's label.
+    #[arg(long)]
+    pub search_first: bool,
     /// Rounds at most after the training posts for the outboxes to empty.
     #[arg(long, default_value_t = 8)]
     pub settle: usize,
@@ -208,6 +215,7 @@ fn run(a: Args) -> Result<u8, Failure> {
         query_rate: a.query_rate,
         round_secs: a.round_secs,
         horizon: a.horizon,
+        search_first: a.search_first,
         settle: a.settle,
         flood_ttl: a.flood_ttl,
         walkers: a.walkers,

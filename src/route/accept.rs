@@ -76,6 +76,7 @@ pub(crate) fn accept(
             forward_matches(&q, msg, id, client, plan, d)?;
             explore(&q, msg, id, plan, d)?;
             walk(&q, msg, id, plan, d)?;
+            spread(&q, msg, id, client, d)?;
         }
     }
     if !client {
@@ -447,6 +448,29 @@ fn walk(q: &Queuer, msg: &Message, id: i64, plan: &Plan, d: &mut Decision) -> Re
         if w.queue(d, "x", msg, id, peer, why)? {
             break;
         }
+    }
+    Ok(())
+}
+
+/// 3.1 spread at the first relay ([`super::explore::spread_targets`]): `spread_fanout`
+/// more neighbours, beyond `max_forwards`.
+fn spread(
+    q: &Queuer,
+    msg: &Message,
+    id: i64,
+    client: bool,
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let decided: Vec<String> = d.forwards.iter().map(|f| f.dest.clone()).collect();
+    let targets = super::explore::spread_targets(q.tx, q.settings, msg, client, &decided)?;
+    let w = Queuer {
+        max: d.forwards.len() + targets.len(),
+        answers_only: false,
+        ..*q
+    };
+    for dest in targets {
+        let why = "3.1 spread: straight from its creator's router, to a neighbour the scores did not choose".to_string();
+        w.queue(d, "x", msg, id, &dest, why)?;
     }
     Ok(())
 }

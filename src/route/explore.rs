@@ -57,35 +57,14 @@ pub fn targets(
         return Ok(Vec::new());
     }
     let mut cands: Vec<(String, f64)> = scores.to_vec();
-    let configured: Vec<String> = {
-        let mut st = conn
-            .prepare_cached("SELECT address FROM peers WHERE configured = 1 ORDER BY address")
-            .map_err(db_failure)?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(db_failure)?;
-        rows.collect::<Result<_, _>>().map_err(db_failure)?
-    };
-    for a in configured {
-        let p = settings.peer_of(&a).to_string();
+    for p in configured_peers(conn, settings)? {
         if !cands.iter().any(|(c, _)| *c == p) {
             // Never scored (nothing received from it yet): after every scored peer.
             cands.push((p, f64::INFINITY));
         }
     }
-    let key = msg.origin().key();
-    let tie = |p: &str| {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        p.hash(&mut h);
-        h.finish()
-    };
-    cands.retain(|(p, _)| {
-        !settings.is_own(p.as_bytes())
-            && settings.client_address.as_deref() != Some(p.as_str())
-            && !settings.peer_in_header(msg, p)
-            && !already.iter().any(|a| settings.peer_of(a) == p)
-    });
+    let tie = tie_breaker(msg);
+    cands.retain(|(p, _)| eligible(settings, msg, already, p));
     cands.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| tie(&a.0).cmp(&tie(&b.0))));
     Ok(cands
         .into_iter()
@@ -99,6 +78,76 @@ pub fn targets(
             (p, why)
         })
         .collect())
+}
+
+/// The peers the operator configured (every neighbour of a network), as peers (an alias
+/// counts as its peer), in address order.
+fn configured_peers(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+) -> Result<Vec<String>, Failure> {
+    let mut st = conn
+        .prepare_cached("SELECT address FROM peers WHERE configured = 1 ORDER BY address")
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_failure)?;
+    let mut out: Vec<String> = Vec::new();
+    for a in rows {
+        let p = settings.peer_of(&a.map_err(db_failure)?).to_string();
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// An order of peers drawn from `msg`'s ID: different messages go to different peers.
+fn tie_breaker(msg: &Message) -> impl Fn(&str) -> u64 {
+    let key = msg.origin().key();
+    move |p: &str| {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        p.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// A peer `msg` may be sent on to: not us, not our client, not in its header, not among
+/// the destinations decided before (`already`).
+fn eligible(settings: &Settings, msg: &Message, already: &[String], p: &str) -> bool {
+    !settings.is_own(p.as_bytes())
+        && settings.client_address.as_deref() != Some(p)
+        && !settings.peer_in_header(msg, p)
+        && !already.iter().any(|a| settings.peer_of(a) == p)
+}
+
+/// 3.1 spread (`spread_fanout`): a message that came straight from its creator's router
+/// (one header line, our client's posts aside) and is below the hop limit also goes to
+/// `spread_fanout` more neighbours, in an order drawn from the message rather than from
+/// the routing scores: the search takes one step into parts of the network that the
+/// scores would not choose. Off by default: docs/network.md measures what it buys and
+/// what it costs.
+pub fn spread_targets(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    client: bool,
+    already: &[String],
+) -> Result<Vec<String>, Failure> {
+    let lines = msg.ids().len() as u64;
+    let below_limit = settings.max_hops == 0 || lines < settings.max_hops;
+    if settings.spread_fanout == 0 || client || lines != 1 || !below_limit {
+        return Ok(Vec::new());
+    }
+    let tie = tie_breaker(msg);
+    let mut cands: Vec<String> = configured_peers(conn, settings)?
+        .into_iter()
+        .filter(|p| eligible(settings, msg, already, p))
+        .collect();
+    cands.sort_by_key(|p| tie(p));
+    cands.truncate(settings.spread_fanout as usize);
+    Ok(cands)
 }
 
 /// 3.3 flow control: "a ratio of output to input greater than 1 could lead to an

@@ -73,6 +73,9 @@ struct Trace {
     skip_other: usize,
     /// Routers that took it for an answer to a message they had passed on.
     taken_for_answer: usize,
+    /// Messages of its label that reached its router (after it was posted) and were
+    /// refused there as duplicates: the router held them already.
+    dup_home: usize,
 }
 
 impl Trace {
@@ -404,9 +407,41 @@ impl Diag {
         }
     }
 
+    /// A delivery to router `to` refused as a duplicate: count it for the queries of its
+    /// label posted there that are still open.
+    pub(super) fn duplicate(
+        &mut self,
+        conn: &rusqlite::Connection,
+        tracker: &Tracker,
+        to: usize,
+        d: &Decision,
+    ) {
+        let Some(id) = d.duplicate_of else { return };
+        let Some(row) = crate::state::cache::get(conn, id).ok().flatten() else {
+            return;
+        };
+        let Ok(m) = row.message() else { return };
+        let Some(Kind::Label(l)) = tracker.kind(m.body()) else {
+            return;
+        };
+        let round = self.round;
+        for t in self.trace.iter_mut() {
+            if t.index == to && t.label == l && t.due <= round && round <= t.due + 9 {
+                t.dup_home += 1;
+            }
+        }
+    }
+
     /// Print the diagnostics on stderr.
-    pub(super) fn print(&self, qs: &[QueryState], experts: &[Expert], labels: usize) {
+    pub(super) fn print(
+        &self,
+        qs: &[QueryState],
+        experts: &[Expert],
+        labels: usize,
+        adj: &[Vec<usize>],
+    ) {
         self.print_lost(qs, experts, labels);
+        self.print_hits(qs, adj);
         let same: Vec<f64> = self.scores.iter().filter(|x| x.1).map(|x| x.0).collect();
         let other: Vec<f64> = self.scores.iter().filter(|x| !x.1).map(|x| x.0).collect();
         let lines = [
@@ -419,6 +454,58 @@ impl Diag {
         ];
         for (what, v) in lines {
             crate::log::info(&format!("diag: {what} p10..p90 {}", quantiles(v)));
+        }
+    }
+
+    /// Where the routers whose own matcher would answer a query with its label sit: one and
+    /// two hops from its router, and among the routers its body reached; for the queries
+    /// that succeeded within 4 rounds and those that did not.
+    fn print_hits(&self, qs: &[QueryState], adj: &[Vec<usize>]) {
+        // [queries, with a hit 1 hop away, 2 hops away, reached, hits 1 hop, hits 2 hops]
+        let mut sums = [[0usize; 6]; 2];
+        for (i, q) in qs.iter().enumerate() {
+            let hit = |r: usize| q.answers.get(r).is_some_and(|a| a.0);
+            let one: HashSet<usize> = adj[q.router].iter().copied().collect();
+            let mut two: HashSet<usize> = HashSet::new();
+            for &n in &one {
+                for &m in &adj[n] {
+                    if m != q.router && !one.contains(&m) {
+                        two.insert(m);
+                    }
+                }
+            }
+            let h1 = one.iter().filter(|&&r| hit(r)).count();
+            let h2 = two.iter().filter(|&&r| hit(r)).count();
+            let reached = self.reach[i].iter().any(|&r| r != q.router && hit(r));
+            let s = &mut sums[usize::from(q.success.is_some_and(|h| h <= 4))];
+            for (k, v) in [
+                1,
+                usize::from(h1 > 0),
+                usize::from(h2 > 0),
+                usize::from(reached),
+                h1,
+                h2,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                s[k] += v;
+            }
+        }
+        for (what, s) in [
+            ("failed within 4", sums[0]),
+            ("succeeded within 4", sums[1]),
+        ] {
+            crate::log::info(&format!(
+                "diag: queries {what}: {}; with a matcher hit 1 hop away {}, 2 hops away {}, \
+                 among the routers reached {}; hits 1 hop away {:.2} per query, 2 hops {:.2}",
+                s[0],
+                s[1],
+                s[2],
+                s[3],
+                s[4] as f64 / s[0].max(1) as f64,
+                s[5] as f64 / s[0].max(1) as f64
+            ));
         }
     }
 
@@ -454,6 +541,17 @@ impl Diag {
         }
         crate::log::info(&format!(
             "diag: failed queries by where they were lost: {lost:?}"
+        ));
+        let failed_dup: Vec<usize> = qs
+            .iter()
+            .zip(&self.trace)
+            .filter(|(q, _)| q.success.is_none_or(|h| h >= 8))
+            .map(|(_, t)| t.dup_home)
+            .collect();
+        crate::log::info(&format!(
+            "diag: failed queries whose router refused a message of their label as a duplicate: {} ({} such refusals)",
+            failed_dup.iter().filter(|&&n| n > 0).count(),
+            failed_dup.iter().sum::<usize>()
         ));
         let taken: Vec<usize> = self.trace.iter().map(|t| t.taken_for_answer).collect();
         crate::log::info(&format!(

@@ -85,6 +85,9 @@ pub struct Report {
     pub queries: usize,
     pub round_secs: f64,
     pub horizon: usize,
+    /// `--search-first`: queries found in their router's pool were not posted; how many.
+    pub search_first: bool,
+    pub found_locally: usize,
     /// Share of queries whose client held a message of its label within h rounds, h = 1..
     /// (index h-1): cmr-post's related messages at posting (round 0) or its inbox later.
     pub success_by_round: Vec<f64>,

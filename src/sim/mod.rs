@@ -60,6 +60,9 @@ pub struct Config {
     pub query_rate: f64,
     pub round_secs: f64,
     pub horizon: usize,
+    /// Queries' clients search their router's pool first and post only when it has no
+    /// message of the query's label (`cmr-post --search`, then `cmr-post`).
+    pub search_first: bool,
     pub settle: usize,
     pub flood_ttl: u32,
     pub walkers: usize,
@@ -91,6 +94,7 @@ impl Default for Config {
             query_rate: 1.0,
             round_secs: 60.0,
             horizon: 8,
+            search_first: false,
             settle: 8,
             flood_ttl: 7,
             walkers: 16,
@@ -152,6 +156,8 @@ struct QueryState {
     body: Vec<u8>,
     due: u64,
     post_id: Option<i64>,
+    /// Not posted: its client found its answer in its router's pool (`cmr-post --search`).
+    found_locally: bool,
     success: Option<u32>,
     inbox: Option<u32>,
     /// What every router's matcher would answer it with when it was posted (the
@@ -215,7 +221,12 @@ pub fn run(cfg: &Config) -> Result<Report, Failure> {
     let mut phase = sim.start_queries()?;
     sim.run_queries(&mut phase)?;
     if let Some(d) = &sim.diag {
-        d.print(&phase.queries, &sim.wl.experts, sim.corpus.labels.len());
+        d.print(
+            &phase.queries,
+            &sim.wl.experts,
+            sim.corpus.labels.len(),
+            &sim.graph.adj,
+        );
     }
     // Spread of spam and forgeries.
     if let Some(s) = phase.spammer.as_mut() {
@@ -390,6 +401,7 @@ impl<'a> Sim<'a> {
         if let Some(diag) = self.diag.as_mut() {
             if d.outcome == Outcome::Duplicate && !diag.trace_empty() {
                 diag.duplicates += 1;
+                diag.duplicate(self.net.routers[to].state.conn(), &self.tracker, to, d);
             }
             if d.outcome == Outcome::Accepted && !diag.trace_empty() {
                 diag.sent(self.net.routers[to].state.conn(), to, d);
@@ -496,6 +508,7 @@ impl<'a> Sim<'a> {
                 body: self.corpus.items[q.item].text.as_bytes().to_vec(),
                 due: self.round + (i as f64 / cfg.query_rate).floor() as u64,
                 post_id: None,
+                found_locally: false,
                 success: None,
                 inbox: None,
                 answers: Vec::new(),
@@ -572,7 +585,7 @@ impl<'a> Sim<'a> {
             if q.due > self.round {
                 break;
             }
-            if q.post_id.is_some() || down.contains(&q.router) {
+            if q.post_id.is_some() || q.found_locally || down.contains(&q.router) {
                 continue;
             }
             q.answers = matcher_answers(
@@ -583,6 +596,12 @@ impl<'a> Sim<'a> {
                 &q.body,
                 q.label,
             )?;
+            // The origin's entry is what `cmr-post --search` shows (`related_k` messages).
+            if self.cfg.search_first && q.answers[q.router].0 {
+                q.found_locally = true;
+                q.success = Some((self.round - q.due) as u32);
+                continue;
+            }
             let posted = self.net.post(q.router, &q.body)?;
             if let (Some(diag), Some(d)) = (self.diag.as_mut(), posted.decision.as_ref()) {
                 diag.sent(self.net.routers[q.router].state.conn(), q.router, d);
@@ -599,7 +618,9 @@ impl<'a> Sim<'a> {
                 q.success = Some((self.round - q.due) as u32);
             }
         }
-        while p.next < p.queries.len() && p.queries[p.next].post_id.is_some() {
+        while p.next < p.queries.len()
+            && (p.queries[p.next].post_id.is_some() || p.queries[p.next].found_locally)
+        {
             p.next += 1;
         }
         Ok(())
@@ -706,6 +727,7 @@ impl<'a> Sim<'a> {
             "explore_until",
             "max_hops",
             "walk_hops",
+            "spread_fanout",
             "related_k",
         ] {
             if let Ok(v) =
@@ -742,6 +764,8 @@ impl<'a> Sim<'a> {
             queries: qs.len(),
             round_secs: cfg.round_secs,
             horizon: cfg.horizon,
+            search_first: cfg.search_first,
+            found_locally: qs.iter().filter(|q| q.found_locally).count(),
             success_by_round: metrics::success_by_round(&succ, cfg.horizon),
             inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
             messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,

@@ -18,6 +18,12 @@ pub fn table(r: &Report) -> String {
          {} training posts, {} queries\n\n",
         r.routers, r.topology, r.degree, r.seed, r.labels, r.experts, r.training_items, r.queries
     );
+    if r.search_first {
+        s.push_str(&format!(
+            "clients search their router's pool first: {} of {} queries found there, not posted\n\n",
+            r.found_locally, r.queries
+        ));
+    }
     s.push_str(&success_rows(r));
     s.push_str(&measures(r));
     s.push_str(&faults(r));

@@ -256,6 +256,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.1 walk: past max_hops, a message that is not an answer on its way back goes on to one neighbour, the best scored not in its header, until its header has this many lines (0: off)",
     },
     Spec {
+        key: "spread_fanout",
+        default: "0",
+        kind: Kind::Count,
+        help: "3.1 spread: a message that came straight from its creator's router (one header line) and is below max_hops also goes to this many more neighbours, in an order drawn from the message, not from the scores (0: off)",
+    },
+    Spec {
         key: "explore_until",
         default: "0",
         kind: Kind::Count,
@@ -496,6 +502,8 @@ pub struct Settings {
     pub explore_until: u64,
     /// 3.1 walk past the hop limit (`route::accept`).
     pub walk_hops: u64,
+    /// 3.1 spread at the first relay (`route::explore::spread_targets`).
+    pub spread_fanout: u64,
     /// A1 replies to our clients' open posts (`route::accept`).
     pub reply_window: u64,
     pub reply_watch: u64,
@@ -576,6 +584,7 @@ impl Settings {
             explore_hops: count("explore_hops")?,
             explore_until: count("explore_until")?,
             walk_hops: count("walk_hops")?,
+            spread_fanout: count("spread_fanout")?,
             reply_window: count("reply_window")?,
             reply_watch: count("reply_watch")?,
             answer_depth: count("answer_depth")?,
