@@ -6,7 +6,8 @@
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
 #                                  # docs/network.md leads with), tried (changes tried on
-#                                  # them), spam (how far spam spreads), returns (answers_return 1),
+#                                  # them), spam (how far spam spreads), frontier (success
+#                                  # against traffic), returns (answers_return 1),
 #                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
@@ -70,14 +71,36 @@ fi
 if [ "$group" = all ] || [ "$group" = spam ]; then
     # How far spam spreads on the current defaults: the spammer at 10 times the normal rate
     # on seeds 2 and 3 (seed 1: cur-spam) and on 1,000 routers, one junk message only (--spam-limit 1) on seeds
-    # 1 to 3, and narrower exploration (explore_fanout 2) with and without the spammer.
+    # 1 to 3, and narrower exploration (explore_fanout 2) or exploration only while the cache
+    # holds fewer than 30 messages (explore_until 30), with and without the spammer.
     for seed in 2 3; do wait_jobs; run "spam-seed-$seed" --routers 100 --seed $seed --spam 10 & done
     wait_jobs; run spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
     for seed in 1 2 3; do
         wait_jobs; run "spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 &
         wait_jobs; run "spam-explore-fanout-2-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_fanout=2 &
         wait_jobs; run "explore-fanout-2-seed-$seed" --routers 100 --seed $seed --set explore_fanout=2 &
+        wait_jobs; run "spam-explore-until-30-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_until=30 &
+        wait_jobs; run "explore-until-30-seed-$seed" --routers 100 --seed $seed --set explore_until=30 &
     done
+    # What spreads the spam when exploration stops at 30 cached messages: the forwards of
+    # spam by rule (forwards_by_reason, under CMR_SIM_DIAG).
+    wait_jobs; CMR_SIM_DIAG=1 run spam-explore-until-30-diag --routers 100 --seed 1 --spam 10 --set explore_until=30 2> /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = frontier ]; then
+    # Success against traffic: a step of the search into neighbours the scores do not
+    # choose (spread_fanout), with fewer answers per router (max_forwards 4), and clients
+    # that search their router's pool before they post (--search-first); three seeds each.
+    for seed in 1 2 3; do
+        wait_jobs; run "fr-spread-1-seed-$seed" --routers 100 --seed $seed --set spread_fanout=1 &
+        wait_jobs; run "fr-spread-1-mf4-seed-$seed" --routers 100 --seed $seed --set spread_fanout=1 --set max_forwards=4 &
+        wait_jobs; run "fr-search-first-seed-$seed" --routers 100 --seed $seed --search-first &
+        wait_jobs; run "fr-search-first-spread-1-seed-$seed" --routers 100 --seed $seed --search-first --set spread_fanout=1 &
+    done
+    wait_jobs; run fr-search-first-spread-2 --routers 100 --seed 1 --search-first --set spread_fanout=2 &
+    wait_jobs; run fr-spread-1-spam --routers 100 --seed 1 --spam 10 --set spread_fanout=1 &
+    wait_jobs; run fr-spread-1-debian --routers 100 --seed 1 --corpus "$DEB" --set spread_fanout=1 &
+    wait_jobs; run fr-search-first-debian --routers 100 --seed 1 --corpus "$DEB" --search-first &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 --set spread_fanout=1 2> "$OUT/fr-spread-1-diag.txt" > /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:

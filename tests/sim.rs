@@ -190,7 +190,7 @@ fn search_first_clients_post_only_what_their_pool_cannot_answer() {
     assert_eq!(plain["found_locally"], 0);
     assert_eq!(first["search_first"], true);
     let found = first["found_locally"].as_u64().unwrap();
-    assert!(found >= 1 && found < 12, "{first}");
+    assert!((1..12).contains(&found), "{first}");
     // Found in the pool: success in round 0, at least for those.
     let h1 = first["success_by_round"][0].as_f64().unwrap();
     assert!(h1 >= found as f64 / 12.0 - 1e-9, "{first}");

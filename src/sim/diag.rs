@@ -509,6 +509,21 @@ impl Diag {
         }
     }
 
+    /// The failed queries whose router refused a message of their label as a duplicate.
+    fn print_duplicates(&self, qs: &[QueryState]) {
+        let failed_dup: Vec<usize> = qs
+            .iter()
+            .zip(&self.trace)
+            .filter(|(q, _)| q.success.is_none_or(|h| h >= 8))
+            .map(|(_, t)| t.dup_home)
+            .collect();
+        crate::log::info(&format!(
+            "diag: failed queries whose router refused a message of their label as a duplicate: {} ({} such refusals)",
+            failed_dup.iter().filter(|&&n| n > 0).count(),
+            failed_dup.iter().sum::<usize>()
+        ));
+    }
+
     /// Where the queries that failed within 8 rounds were lost.
     fn print_lost(&self, qs: &[QueryState], experts: &[Expert], labels: usize) {
         let mut holder: Vec<HashSet<usize>> = vec![HashSet::new(); labels];
@@ -542,17 +557,7 @@ impl Diag {
         crate::log::info(&format!(
             "diag: failed queries by where they were lost: {lost:?}"
         ));
-        let failed_dup: Vec<usize> = qs
-            .iter()
-            .zip(&self.trace)
-            .filter(|(q, _)| q.success.is_none_or(|h| h >= 8))
-            .map(|(_, t)| t.dup_home)
-            .collect();
-        crate::log::info(&format!(
-            "diag: failed queries whose router refused a message of their label as a duplicate: {} ({} such refusals)",
-            failed_dup.iter().filter(|&&n| n > 0).count(),
-            failed_dup.iter().sum::<usize>()
-        ));
+        self.print_duplicates(qs);
         let taken: Vec<usize> = self.trace.iter().map(|t| t.taken_for_answer).collect();
         crate::log::info(&format!(
             "diag: routers that took a query for an answer: {} in all, {} of the failed queries'",
