@@ -31,21 +31,26 @@ fn small() -> Command {
     c
 }
 
-#[test]
-fn a_small_network_answers_queries_and_the_baselines_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let plot = dir.path().join("net.svg");
-    let out = small()
-        .args(["--horizon", "6", "--json", "--plot"])
-        .arg(&plot)
-        .output()
-        .unwrap();
+/// Run `c` (with `--json`), expect success, and parse what it printed.
+fn json_of(c: &mut Command) -> serde_json::Value {
+    let out = c.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_small_network_answers_queries_and_the_baselines_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("net.svg");
+    let v = json_of(
+        small()
+            .args(["--horizon", "6", "--json", "--plot"])
+            .arg(&plot),
+    );
     for k in [
         "routers",
         "queries",
@@ -145,14 +150,7 @@ fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
         if let Some(n) = limit {
             c.args(["--spam-limit", n]);
         }
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["spam"].clone()
+        json_of(&mut c)["spam"].clone()
     };
     let free = spam(None);
     assert!(free["posted"].as_u64().unwrap() > 2, "{free}");
@@ -171,19 +169,7 @@ fn the_spammer_posts_at_its_rate_or_stops_at_its_limit() {
 /// a query succeeds in round 0 and costs no delivery.
 #[test]
 fn search_first_clients_post_only_what_their_pool_cannot_answer() {
-    let run = |extra: &[&str]| -> serde_json::Value {
-        let out = small()
-            .args(["--horizon", "4", "--json"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = |extra: &[&str]| json_of(small().args(["--horizon", "4", "--json"]).args(extra));
     let plain = run(&[]);
     let first = run(&["--search-first"]);
     assert_eq!(plain["search_first"], false);

@@ -461,6 +461,9 @@ fn spread(
     client: bool,
     d: &mut Decision,
 ) -> Result<(), Failure> {
+    if q.settings.spread_fanout == 0 {
+        return Ok(()); // off: nothing to look up for every message
+    }
     let decided: Vec<String> = d.forwards.iter().map(|f| f.dest.clone()).collect();
     let targets = super::explore::spread_targets(q.tx, q.settings, msg, client, &decided)?;
     let w = Queuer {
