@@ -21,7 +21,7 @@
 
 use super::Decision;
 use crate::exit::Failure;
-use crate::state::{cache, db_failure, settings::Settings};
+use crate::state::{cache, peers, settings::Settings};
 use crate::wire::Message;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -86,15 +86,9 @@ fn configured_peers(
     conn: &rusqlite::Connection,
     settings: &Settings,
 ) -> Result<Vec<String>, Failure> {
-    let mut st = conn
-        .prepare_cached("SELECT address FROM peers WHERE configured = 1 ORDER BY address")
-        .map_err(db_failure)?;
-    let rows = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(db_failure)?;
     let mut out: Vec<String> = Vec::new();
-    for a in rows {
-        let p = settings.peer_of(&a.map_err(db_failure)?).to_string();
+    for a in peers::configured(conn)? {
+        let p = settings.peer_of(&a).to_string();
         if !out.contains(&p) {
             out.push(p);
         }

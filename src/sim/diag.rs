@@ -417,11 +417,7 @@ impl Diag {
         d: &Decision,
     ) {
         let Some(id) = d.duplicate_of else { return };
-        let Some(row) = crate::state::cache::get(conn, id).ok().flatten() else {
-            return;
-        };
-        let Ok(m) = row.message() else { return };
-        let Some(Kind::Label(l)) = tracker.kind(m.body()) else {
+        let Some(Kind::Label(l)) = tracker.kind_cached(conn, id) else {
             return;
         };
         let round = self.round;

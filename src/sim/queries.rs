@@ -24,6 +24,13 @@ pub(super) struct QueryState {
     pub(super) answers: baselines::Answers,
 }
 
+impl QueryState {
+    /// Done with posting: posted, or found in its router's pool (`--search-first`).
+    fn handled(&self) -> bool {
+        self.post_id.is_some() || self.found_locally
+    }
+}
+
 /// What each router's matcher answers `body` with, read before it is posted: the origin
 /// shows `related_k` related messages (as `cmr-post` does), any other router sends its
 /// `match_k` closest within `match_threshold` (as A3 sends the messages it matched).
@@ -163,7 +170,7 @@ impl Sim<'_> {
             if q.due > self.round {
                 break;
             }
-            if q.post_id.is_some() || q.found_locally || down.contains(&q.router) {
+            if q.handled() || down.contains(&q.router) {
                 continue;
             }
             q.answers = matcher_answers(
@@ -196,9 +203,7 @@ impl Sim<'_> {
                 q.success = Some((self.round - q.due) as u32);
             }
         }
-        while p.next < p.queries.len()
-            && (p.queries[p.next].post_id.is_some() || p.queries[p.next].found_locally)
-        {
+        while p.next < p.queries.len() && p.queries[p.next].handled() {
             p.next += 1;
         }
         Ok(())

@@ -98,6 +98,17 @@ pub fn recent(conn: &Connection, limit: usize) -> Result<Vec<String>, Failure> {
     rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
 }
 
+/// The addresses the operator configured (`cmr-route peer add`), in address order.
+pub fn configured(conn: &Connection) -> Result<Vec<String>, Failure> {
+    let mut st = conn
+        .prepare_cached("SELECT address FROM peers WHERE configured = 1 ORDER BY address")
+        .map_err(db_failure)?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_failure)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+}
+
 fn check_address(address: &str) -> Result<(), Failure> {
     if address.is_empty() || address.contains(['\r', '\n']) {
         return Err(Failure::usage(format!(
