@@ -141,3 +141,54 @@ fn spread_sends_a_message_from_its_creator_to_more_neighbours() {
     let (s, d) = spread("2", &two_lines);
     assert!(s.is_empty(), "{s:?} {d}");
 }
+
+/// `answers_to`: what a message that came through another router matched goes back along
+/// its whole header (`path`, the default), or to its originator only (`origin`), and not
+/// at all when the router it came from holds it already (it sent it to us, or we to it).
+#[test]
+fn answers_to_origin_skips_the_relays_and_what_the_relay_holds() {
+    use cmr::sign::Scheme;
+    const S: &str = "http://s.test/";
+    const C: &str = "http://c.test/";
+    let key = b"s key".to_vec();
+    let answered = |answers_to: &str, explore: &str, planets: Vec<u8>| {
+        let e = Env::new();
+        e.ok(&["peer", "add", S, "--key-hex", &hex(&key)]);
+        e.ok(&["policy", "answers_to", answers_to]);
+        // Exploration sends the answer, which nothing here places, to S on arrival.
+        e.ok(&["policy", "explore_fanout", explore]);
+        let (_, d) = e.route_json(&planets, &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        // C's question, newer than the answer, forwarded to us by S: two lines, the
+        // default hop limit.
+        let x = with_lines(&[(S, 5), (C, 10)], QUESTION);
+        let (_, d) = e.route_json(&signed(x, Scheme::HmacSha256, &key), &["--explain"]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        assert_eq!(d["verified"], true, "{d}");
+        assert_eq!(d["matched"].as_array().unwrap().len(), 1, "{d}");
+        let mut dests: Vec<String> = d["forwards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                assert_eq!(f["what"], "y", "{d}");
+                f["dest"].as_str().unwrap().to_string()
+            })
+            .collect();
+        dests.sort();
+        dests
+    };
+    let from_astro = || msg("http://astro.test/", PLANETS).encode();
+    assert_eq!(answered("path", "0", from_astro()), [C, S]);
+    assert_eq!(answered("origin", "0", from_astro()), [C]);
+    // We sent the answer to S: it matched the question against it before it sent it on.
+    assert_eq!(answered("path", "3", from_astro()), [C]);
+    assert!(answered("origin", "3", from_astro()).is_empty());
+    // S sent us the answer.
+    let via_s = || {
+        let m = msg2(S, "http://astro.test/", PLANETS);
+        signed(m, Scheme::HmacSha256, &key)
+    };
+    assert_eq!(answered("path", "0", via_s()), [C]);
+    assert!(answered("origin", "0", via_s()).is_empty());
+}

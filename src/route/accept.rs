@@ -267,12 +267,36 @@ fn forward_matches(
         // Y back to everyone X passed: its creator and every router (3.1 "sending those
         // responses back to the originator as well as any peers through which X was
         // routed").
-        for a in &x_addrs {
+        for a in answer_addresses(q, &y, &x_addrs)? {
             let why = format!("A3: matched by the new message (score {score:.4})");
             q.queue(d, "y", &y, yid, a, why)?;
         }
     }
     Ok(())
+}
+
+/// Where a match Y of X goes: "forward Y to zero or more addresses that appear in the
+/// header of X" (A3). `answers_to path`: every address of X's header, the originator first
+/// (3.1: "back to the originator as well as any peers through which X was routed").
+/// `answers_to origin`: X's originator only; and, when X came through other routers, not
+/// at all if X's immediate sender holds Y (it is in Y's header, or we sent Y to it): that
+/// router matched X against its own cache, Y included, before it sent X on, and answered
+/// the originator with what it found closest (3.3: no duplicates).
+fn answer_addresses<'a>(
+    q: &Queuer,
+    y: &Message,
+    x_addrs: &'a [String],
+) -> Result<&'a [String], Failure> {
+    if !q.settings.answers_to_origin || x_addrs.len() < 2 {
+        return Ok(x_addrs);
+    }
+    let sender = q.cause.sender;
+    if q.settings.peer_in_header(y, sender)
+        || crate::state::outbox::seen(q.tx, sender, &y.origin().key())?
+    {
+        return Ok(&[]);
+    }
+    Ok(&x_addrs[..1])
 }
 
 /// 3.1: "sending those responses back to the originator as well as any peers through

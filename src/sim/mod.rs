@@ -484,6 +484,10 @@ impl<'a> Sim<'a> {
             "max_hops",
             "walk_hops",
             "spread_fanout",
+            "post_fanout",
+            "answers_to",
+            "answers_return",
+            "answer_depth",
             "related_k",
         ] {
             if let Ok(v) =

@@ -238,6 +238,12 @@ pub const SPECS: &[Spec] = &[
         help: "A3 at max_hops: 1, a message forwarded no further is still answered (its matches go back along its header); 0, nothing is sent",
     },
     Spec {
+        key: "answers_to",
+        default: "path",
+        kind: Kind::Choice(&["path", "origin"]),
+        help: "A3: what a message matched goes to every address of its header (path), or to its originator only, and not at all when the router it came from holds it (origin)",
+    },
+    Spec {
         key: "explore_fanout",
         default: "3",
         kind: Kind::Count,
@@ -516,6 +522,8 @@ pub struct Settings {
     /// 0 off, 1 answers return along the path, 2 and stop where the answerer reached the
     /// whole path itself.
     pub answers_return: u64,
+    /// A3 `answers_to origin`: a match goes to the originator only (see `route::accept`).
+    pub answers_to_origin: bool,
 }
 
 impl Settings {
@@ -591,6 +599,7 @@ impl Settings {
             max_hops: count("max_hops")?,
             last_hop_answers: count("last_hop_answers")? > 0,
             answers_return: count("answers_return")?,
+            answers_to_origin: val("answers_to")? == "origin",
         })
     }
 
