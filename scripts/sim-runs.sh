@@ -7,7 +7,8 @@
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
 #                                  # docs/network.md leads with), tried (changes tried on
 #                                  # them), spam (how far spam spreads), frontier (success
-#                                  # against traffic), returns (answers_return 1),
+#                                  # against traffic), origin (answers_to origin),
+#                                  # returns (answers_return 1),
 #                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
 #                                  # faults, debian, relay (earlier code and defaults)
@@ -101,6 +102,26 @@ if [ "$group" = all ] || [ "$group" = frontier ]; then
     wait_jobs; run fr-spread-1-debian --routers 100 --seed 1 --corpus "$DEB" --set spread_fanout=1 &
     wait_jobs; run fr-search-first-debian --routers 100 --seed 1 --corpus "$DEB" --search-first &
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 --set spread_fanout=1 2> "$OUT/fr-spread-1-diag.txt" > /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = origin ]; then
+    # Answers to the originator only (answers_to origin), alone and with a wider first step
+    # (spread_fanout 1), and with a wider post (post_fanout 2) and more of what arrives
+    # shown as replies (answer_depth 50); what each does to spam, churn and Debian.
+    ORIGIN="--set answers_to=origin --set spread_fanout=1"
+    WIDE="$ORIGIN --set post_fanout=2 --set answer_depth=50"
+    for seed in 1 2 3; do
+        wait_jobs; run "or-origin-seed-$seed" --routers 100 --seed $seed --set answers_to=origin &
+        wait_jobs; run "or-spread-seed-$seed" --routers 100 --seed $seed $ORIGIN &
+        wait_jobs; run "or-wide-seed-$seed" --routers 100 --seed $seed $WIDE &
+        wait_jobs; run "or-depth-50-seed-$seed" --routers 100 --seed $seed --set answer_depth=50 &
+        wait_jobs; run "or-spread-spam-seed-$seed" --routers 100 --seed $seed --spam 10 $ORIGIN &
+    done
+    wait_jobs; run or-wide-spam --routers 100 --seed 1 --spam 10 $WIDE &
+    wait_jobs; run or-spread-churn --routers 100 --seed 1 --churn 0.1 $ORIGIN &
+    wait_jobs; run or-spread-debian --routers 100 --seed 1 --corpus "$DEB" $ORIGIN &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 $ORIGIN 2> "$OUT/or-spread-diag.txt" > /dev/null &
+    # What spreads the spam (forwards_by_reason, under CMR_SIM_DIAG).
+    wait_jobs; CMR_SIM_DIAG=1 run or-spread-spam-diag --routers 100 --seed 1 --spam 10 $ORIGIN 2> /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:
