@@ -3,17 +3,11 @@
 //! while `--json` keeps it exactly.
 
 mod common;
-use std::path::Path;
-use std::process::{Command, Output};
 
 const ME: &str = "http://bob.test/cmr";
 const EVIL: &[u8] = b"http://evil.test/\x1b[31mred\x1b]0;title\x07\xc2\x9b2J\x7f";
 
-fn run(bin: &str, state: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut c = Command::new(bin);
-    c.arg("--state").arg(state).args(args);
-    common::run_cmd(c, stdin)
-}
+use common::run_on as run;
 
 fn message(sender: &[u8], t: &str, body: &str) -> Vec<u8> {
     let mut m = format!("0\r\n2020/01/01 00:00:{t} ").into_bytes();

@@ -2,12 +2,12 @@
 //! `cmr-keyx init --print` piped into `cmr-route`, replies taken from the responder's outbox
 //! and piped into the initiator's `cmr-route`.
 
+mod common;
 use cmr::sign::{self, Key, Scheme};
 use cmr::state::State;
 use cmr::wire::{self, Message, Timestamp};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 const ALICE: &str = "http://alice.com/cmr";
@@ -19,19 +19,7 @@ struct Peer {
     addr: &'static str,
 }
 
-fn run(bin: &str, state: &PathBuf, args: &[&str], stdin: &[u8]) -> Output {
-    let mut ch = Command::new(bin)
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    ch.stdin.take().unwrap().write_all(stdin).unwrap();
-    ch.wait_with_output().unwrap()
-}
+use common::run_on as run;
 
 impl Peer {
     fn new(addr: &'static str) -> Peer {

@@ -1,25 +1,14 @@
 //! `peers.forwarded` counts every forward queued: also those queued in the transaction that
 //! creates the peer's row (a reply to a first-time sender).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
 #[test]
 fn forwarded_counts_every_outbox_row() {
     let d = tempfile::tempdir().unwrap();
     let st = d.path().join("s.sqlite");
     let route = |args: &[&str], stdin: &[u8]| {
-        let mut ch = Command::new(env!("CARGO_BIN_EXE_cmr-route"))
-            .arg("--state")
-            .arg(&st)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin.take().unwrap().write_all(stdin).unwrap();
-        let o = ch.wait_with_output().unwrap();
+        let o = common::run_on(env!("CARGO_BIN_EXE_cmr-route"), &st, args, stdin);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     route(&["init", "--address", "http://bob.test/cmr"], b"");

@@ -8,11 +8,11 @@
 //!
 //! Alice-Bob and Charlie-Alice sign with hmac-sha256, Bob-Charlie with sha256 (A2's scheme).
 
+mod common;
 use cmr::sign::{self, Key, Scheme};
 use cmr::wire::{self, Message};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const A: &str = "http://alice.example/cmr";
 const B: &str = "http://bob.example/cmr";
@@ -23,17 +23,7 @@ const KBC: &[u8] = b"bob+charlie";
 const KCA: &[u8] = b"charlie+alice";
 
 fn run(bin: &str, state: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut ch = Command::new(bin)
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    ch.stdin.take().unwrap().write_all(stdin).unwrap();
-    let o = ch.wait_with_output().unwrap();
+    let o = common::run_on(bin, state, args, stdin);
     assert!(
         o.status.success(),
         "{bin} {args:?}: exit {:?}: {}",

@@ -2,8 +2,15 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+/// Run `bin --state STATE ARGS...` with `stdin` on its standard input.
+pub fn run_on(bin: &str, state: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut c = Command::new(bin);
+    c.arg("--state").arg(state).args(args);
+    run_cmd(c, stdin)
+}
 
 /// The shared data directory: `$CMR_SHARED`, else `<crate>/../shared`.
 pub fn shared() -> PathBuf {

@@ -2,11 +2,13 @@
 //! real binaries.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use cmr::sign::{self, Key, Scheme};
 use cmr::wire::{self, Message, Timestamp};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 pub const ME: &str = "http://router.test/cmr";
 
@@ -36,14 +38,7 @@ impl Env {
         for (k, v) in env {
             c.env(k, v);
         }
-        let mut ch = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ch.stdin.take().unwrap().write_all(stdin).unwrap();
-        ch.wait_with_output().unwrap()
+        common::run_cmd(c, stdin)
     }
 
     pub fn route(&self, args: &[&str], stdin: &[u8]) -> Output {
