@@ -119,6 +119,7 @@ if [ "$group" = all ] || [ "$group" = origin ]; then
     wait_jobs; run or-wide-spam --routers 100 --seed 1 --spam 10 $WIDE &
     wait_jobs; run or-spread-churn --routers 100 --seed 1 --churn 0.1 $ORIGIN &
     wait_jobs; run or-spread-debian --routers 100 --seed 1 --corpus "$DEB" $ORIGIN &
+    wait_jobs; run or-spread-scale-1000 --routers 1000 --seed 1 --queries 100 $ORIGIN &
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 $ORIGIN 2> "$OUT/or-spread-diag.txt" > /dev/null &
     # What spreads the spam (forwards_by_reason, under CMR_SIM_DIAG).
     wait_jobs; CMR_SIM_DIAG=1 run or-spread-spam-diag --routers 100 --seed 1 --spam 10 $ORIGIN 2> /dev/null &
