@@ -8,6 +8,7 @@
 #                                  # docs/network.md leads with), tried (changes tried on
 #                                  # them), spam (how far spam spreads), frontier (success
 #                                  # against traffic), origin (answers_to origin),
+#                                  # replies (replies_from_asked 1),
 #                                  # returns (answers_return 1),
 #                                  # answers (the defaults before answers returned), loss (where the failed
 #                                  # queries are lost, and what was tried), scale, accept, sweep, seeds,
@@ -123,6 +124,15 @@ if [ "$group" = all ] || [ "$group" = origin ]; then
     wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 $ORIGIN 2> "$OUT/or-spread-diag.txt" > /dev/null &
     # What spreads the spam (forwards_by_reason, under CMR_SIM_DIAG).
     wait_jobs; CMR_SIM_DIAG=1 run or-spread-spam-diag --routers 100 --seed 1 --spam 10 $ORIGIN 2> /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = replies ]; then
+    # What the router our client's post was sent to sends back is a reply, however it
+    # ranks (replies_from_asked 1): three seeds, Debian, 1,000 routers.
+    for seed in 1 2 3; do
+        wait_jobs; run "rep-asked-seed-$seed" --routers 100 --seed $seed --set replies_from_asked=1 &
+    done
+    wait_jobs; run rep-asked-debian --routers 100 --seed 1 --corpus "$DEB" --set replies_from_asked=1 &
+    wait_jobs; run rep-asked-scale-1000 --routers 1000 --seed 1 --queries 100 --set replies_from_asked=1 &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:

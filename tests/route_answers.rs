@@ -100,3 +100,40 @@ fn a_later_message_the_post_ranks_as_related_is_a_reply() {
         "reply_window 0: only what matches the post"
     );
 }
+
+/// `replies_from_asked`: a message older than our client's post, from the router the post
+/// was sent to, is a reply however little it resembles the post; the same message from a
+/// router we did not ask is not.
+#[test]
+fn with_replies_from_asked_what_the_asked_router_sends_is_a_reply() {
+    const BREAD: &str = "bread flour water yeast salt make a simple loaf of bread";
+    let replies = |setting: &str, from: &str| {
+        let e = Env::new();
+        e.ok(&["policy", "explore_fanout", "0"]);
+        e.ok(&["policy", "replies_from_asked", setting]);
+        e.ok(&["peer", "add", B]);
+        // B's context, so that the post has a best peer.
+        let (_, d) = e.route_json(&msg(B, FRUIT).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let o = e.post(&["-k", "0"], QUESTION.as_bytes());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            outbox_rows(&e).contains(&(B.to_string(), QUESTION.to_string())),
+            "the post goes to B: {:?}",
+            outbox_rows(&e)
+        );
+        let (_, d) = e.route_json(&msg(from, BREAD).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let o = e.post(&["--replies", "--json"], b"");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.lines().filter(|l| l.contains("simple loaf")).count()
+    };
+    assert_eq!(replies("1", B), 1);
+    assert_eq!(
+        replies("0", B),
+        0,
+        "off by default: it does not resemble the post"
+    );
+    assert_eq!(replies("1", C), 0, "C was not asked");
+}

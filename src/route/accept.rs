@@ -423,10 +423,20 @@ fn answer_open_posts(
         return Ok(());
     }
     let posts = open_posts(tx, settings)?;
+    let asked = match settings.replies_from_asked && !posts.is_empty() {
+        true => cache::get(tx, id)?.map(|r| r.message()).transpose()?,
+        false => None,
+    };
     for post in posts {
         let Some(row) = cache::get(tx, post)? else {
             continue;
         };
+        if let Some(m) = &asked {
+            if answers_our_ask(tx, m, &row.message()?)? {
+                to_inbox(tx, post, id, 1.0)?;
+                continue;
+            }
+        }
         // Most arriving messages share none of a post's rarest words: no ranking needed.
         if !matcher.may_relate(tx, row.body(), id, body)? {
             continue;
@@ -445,6 +455,18 @@ fn answer_open_posts(
         }
     }
     Ok(())
+}
+
+/// `replies_from_asked`: `m` was cached before our client's post `p` was written, and
+/// comes from a router we sent `p` to: the router we asked sends what it matched to `p`
+/// (A3: "forward Y to zero or more addresses that appear in the header of X"), whatever
+/// rank it has among the messages here.
+fn answers_our_ask(tx: &rusqlite::Transaction, m: &Message, p: &Message) -> Result<bool, Failure> {
+    if m.origin().time() >= p.origin().time() {
+        return Ok(false);
+    }
+    let sender = m.sender().address_str();
+    crate::state::outbox::seen(tx, &sender, &p.origin().key())
 }
 
 /// 3.1 walk past the hop limit (`walk_hops`): a message whose header has at least

@@ -488,6 +488,7 @@ impl<'a> Sim<'a> {
             "answers_to",
             "answers_return",
             "answer_depth",
+            "replies_from_asked",
             "related_k",
         ] {
             if let Ok(v) =

@@ -291,6 +291,12 @@ pub const SPECS: &[Spec] = &[
         kind: Kind::Count,
         help: "A1 replies: the most recent client posts within reply_window that each arriving message is ranked for",
     },
+    Spec {
+        key: "replies_from_asked",
+        default: "0",
+        kind: Kind::Count,
+        help: "A1 replies: 1, a message older than our client's open post that arrives from a router the post was sent to is among its replies, however it ranks (the router asked answered); 0, only messages ranked close to the post are",
+    },
 ];
 
 /// The spec of a known key.
@@ -513,6 +519,9 @@ pub struct Settings {
     /// A1 replies to our clients' open posts (`route::accept`).
     pub reply_window: u64,
     pub reply_watch: u64,
+    /// A1: a message from a router our client's post was sent to, older than the post, is
+    /// one of its replies (`route::accept::answer_open_posts`).
+    pub replies_from_asked: bool,
     pub answer_depth: u64,
     /// 3.3: forward nothing once a header has this many lines (0: no limit).
     pub max_hops: u64,
@@ -595,6 +604,7 @@ impl Settings {
             spread_fanout: count("spread_fanout")?,
             reply_window: count("reply_window")?,
             reply_watch: count("reply_watch")?,
+            replies_from_asked: count("replies_from_asked")? > 0,
             answer_depth: count("answer_depth")?,
             max_hops: count("max_hops")?,
             last_hop_answers: count("last_hop_answers")? > 0,
