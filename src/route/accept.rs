@@ -264,9 +264,9 @@ fn forward_matches(
                 n += 1;
             }
         }
-        // Y back to everyone X passed: its creator and every router (3.1 "sending those
-        // responses back to the originator as well as any peers through which X was
-        // routed").
+        // Y back along X's header: to everyone X passed (3.1 "sending those responses
+        // back to the originator as well as any peers through which X was routed"), or,
+        // with `answers_to origin`, to its originator only ([`answer_addresses`]).
         for a in answer_addresses(q, &y, &x_addrs)? {
             let why = format!("A3: matched by the new message (score {score:.4})");
             q.queue(d, "y", &y, yid, a, why)?;
@@ -411,7 +411,8 @@ fn to_inbox(tx: &rusqlite::Transaction, post: i64, id: i64, score: f64) -> Resul
 /// seconds) that would now count it among its `related_k` related messages: ranked from
 /// the post's side, as `cmr-post` ranked the pool when it was posted. (The match from the
 /// new message's side, in [`forward_matches`], misses an answer whenever the answer has
-/// closer relatives here than the post.)
+/// closer relatives here than the post.) With `replies_from_asked`, also each post it
+/// answers from a router the post was sent to ([`answers_our_ask`]), unranked.
 fn answer_open_posts(
     tx: &rusqlite::Transaction,
     settings: &Settings,
@@ -433,6 +434,7 @@ fn answer_open_posts(
         };
         if let Some(m) = &asked {
             if answers_our_ask(tx, m, &row.message()?)? {
+                // Ranked by no one here: the score of a message that does not help.
                 to_inbox(tx, post, id, 1.0)?;
                 continue;
             }
