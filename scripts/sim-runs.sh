@@ -5,7 +5,8 @@
 #
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
-#                                  # docs/network.md leads with), tried (changes tried on
+#                                  # docs/network.md leads with), prev (the defaults before
+#                                  # the bulk check), tried (changes tried on
 #                                  # them), spam (how far spam spreads), frontier (success
 #                                  # against traffic), origin (answers_to origin),
 #                                  # replies (replies_from_asked 1),
@@ -30,11 +31,14 @@ if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
     apt-cache dumpavail | LABELS=18 scripts/sim-corpus-debian.py > "$DEB"
 fi
 
+# The defaults before the bulk check and exploration only while the cache is small
+# (bulk_resemblance 0.5, explore_until 25): every group but current adds them.
+PREV="--set explore_until=0 --set bulk_resemblance=off"
 # answers_return 1: answers return along the whole path, also where the answerer sent them
 # along it already (the returns group).
-RET1="--set answers_return=1"
+RET1="$PREV --set answers_return=1"
 # The defaults before answers returned along the path (the answers and loss groups).
-OLD="--set answers_return=0 --set last_hop_answers=0 --set max_hops=3 --set max_forwards=5"
+OLD="$PREV --set answers_return=0 --set last_hop_answers=0 --set max_hops=3 --set max_forwards=5"
 
 run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
     local name=$1; shift
@@ -45,64 +49,90 @@ wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 
 group=${1:-all}
 if [ "$group" = all ] || [ "$group" = current ]; then
-    # The current defaults (answers_return 2, last_hop_answers 1, max_hops 2, max_forwards
-    # 6): the acceptance run, three seeds, the faults, Debian, 1,000 routers. With
-    # answers_return 1 instead: the returns group.
-    wait_jobs; run cur-scale-1000 --routers 1000 --seed 1 --queries 100 &
-    wait_jobs; run cur-accept --routers 100 --seed 1 --plot docs/network.svg &
-    for seed in 2 3; do wait_jobs; run "cur-seed-$seed" --routers 100 --seed $seed & done
-    wait_jobs; run cur-spam --routers 100 --seed 1 --spam 10 &
-    wait_jobs; run cur-churn --routers 100 --seed 1 --churn 0.1 &
-    wait_jobs; run cur-forger --routers 100 --seed 1 --forger 10 &
-    wait_jobs; run cur-debian --routers 100 --seed 1 --corpus "$DEB" &
+    # The current defaults (bulk_resemblance 0.5, explore_until 25, answers_return 2,
+    # last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance run, three seeds, the
+    # faults (the spammer on three seeds, and one junk message only), Debian, 1,000
+    # routers; and each of the two new defaults taken back alone, on three seeds.
+    wait_jobs; run bk-scale-1000 --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run bk-accept --routers 100 --seed 1 --plot docs/network.svg &
+    for seed in 2 3; do wait_jobs; run "bk-seed-$seed" --routers 100 --seed $seed & done
+    for seed in 1 2 3; do
+        wait_jobs; run "bk-spam-seed-$seed" --routers 100 --seed $seed --spam 10 &
+        wait_jobs; run "bk-spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 &
+        wait_jobs; run "bk-bulk-off-seed-$seed" --routers 100 --seed $seed --set bulk_resemblance=off &
+        wait_jobs; run "bk-bulk-off-spam-seed-$seed" --routers 100 --seed $seed --spam 10 --set bulk_resemblance=off &
+        wait_jobs; run "bk-explore-always-spam-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_until=0 &
+    done
+    for k in 2 30; do wait_jobs; run "bk-spam-$k" --routers 100 --seed 1 --spam $k & done
+    wait_jobs; run bk-churn --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run bk-forger --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run bk-debian --routers 100 --seed 1 --corpus "$DEB" &
+    wait_jobs; run bk-spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
+    for x in "bulk_resemblance=off" "explore_until=0"; do
+        wait_jobs; run "bk-scale-1000-${x%%=*}-off" --routers 1000 --seed 1 --queries 100 --set "$x" &
+        wait_jobs; run "bk-debian-${x%%=*}-off" --routers 100 --seed 1 --corpus "$DEB" --set "$x" &
+    done
+    # What spreads the spam now (forwards_by_reason, under CMR_SIM_DIAG).
+    wait_jobs; CMR_SIM_DIAG=1 run bk-spam-diag --routers 100 --seed 1 --spam 10 2> /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = prev ]; then
+    # The defaults before the bulk check ($PREV): the acceptance run, three seeds, the
+    # faults, Debian, 1,000 routers.
+    wait_jobs; run cur-scale-1000 $PREV --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run cur-accept $PREV --routers 100 --seed 1 &
+    for seed in 2 3; do wait_jobs; run "cur-seed-$seed" $PREV --routers 100 --seed $seed & done
+    wait_jobs; run cur-spam $PREV --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run cur-churn $PREV --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run cur-forger $PREV --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run cur-debian $PREV --routers 100 --seed 1 --corpus "$DEB" &
 fi
 if [ "$group" = all ] || [ "$group" = tried ]; then
     # Tried on the current defaults, seed 1: a walk past the hop limit (walk_hops), answers
     # recognised among fewer cached messages (answer_depth), no first-contact budgets; the
     # spammer at 2 and 30 times the normal rate; where the failed queries are lost.
-    for w in 4 6; do wait_jobs; run "tried-walk-$w" --routers 100 --seed 1 --set walk_hops=$w & done
-    for a in 3 5 80; do wait_jobs; run "tried-answer-depth-$a" --routers 100 --seed 1 --set answer_depth=$a & done
-    wait_jobs; run tried-budgets-off --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
-    for f in 4 6; do wait_jobs; run "tried-explore-fanout-$f" --routers 100 --seed 1 --set explore_fanout=$f & done
-    for t in 0.98 1.0; do wait_jobs; run "tried-distance-threshold-$t" --routers 100 --seed 1 --set distance_threshold=$t & done
-    wait_jobs; run tried-max-hops-3-budgets-off --routers 100 --seed 1 --set max_hops=3 --set contact_budget_source=off --set contact_budget_global=off &
-    for k in 2 30; do wait_jobs; run "tried-spam-$k" --routers 100 --seed 1 --spam $k & done
-    wait_jobs; run tried-explore-off --routers 100 --seed 1 --set explore_fanout=0 &
-    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
+    for w in 4 6; do wait_jobs; run "tried-walk-$w" $PREV --routers 100 --seed 1 --set walk_hops=$w & done
+    for a in 3 5 80; do wait_jobs; run "tried-answer-depth-$a" $PREV --routers 100 --seed 1 --set answer_depth=$a & done
+    wait_jobs; run tried-budgets-off $PREV --routers 100 --seed 1 --set contact_budget_source=off --set contact_budget_global=off &
+    for f in 4 6; do wait_jobs; run "tried-explore-fanout-$f" $PREV --routers 100 --seed 1 --set explore_fanout=$f & done
+    for t in 0.98 1.0; do wait_jobs; run "tried-distance-threshold-$t" $PREV --routers 100 --seed 1 --set distance_threshold=$t & done
+    wait_jobs; run tried-max-hops-3-budgets-off $PREV --routers 100 --seed 1 --set max_hops=3 --set contact_budget_source=off --set contact_budget_global=off &
+    for k in 2 30; do wait_jobs; run "tried-spam-$k" $PREV --routers 100 --seed 1 --spam $k & done
+    wait_jobs; run tried-explore-off $PREV --routers 100 --seed 1 --set explore_fanout=0 &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" $PREV --routers 100 --seed 1 2> "$OUT/cur-diag.txt" > /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = spam ]; then
     # How far spam spreads on the current defaults: the spammer at 10 times the normal rate
     # on seeds 2 and 3 (seed 1: cur-spam) and on 1,000 routers, one junk message only (--spam-limit 1) on seeds
     # 1 to 3, and narrower exploration (explore_fanout 2) or exploration only while the cache
     # holds fewer than 30 messages (explore_until 30), with and without the spammer.
-    for seed in 2 3; do wait_jobs; run "spam-seed-$seed" --routers 100 --seed $seed --spam 10 & done
-    wait_jobs; run spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
+    for seed in 2 3; do wait_jobs; run "spam-seed-$seed" $PREV --routers 100 --seed $seed --spam 10 & done
+    wait_jobs; run spam-scale-1000 $PREV --routers 1000 --seed 1 --queries 100 --spam 10 &
     for seed in 1 2 3; do
-        wait_jobs; run "spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 &
-        wait_jobs; run "spam-explore-fanout-2-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_fanout=2 &
-        wait_jobs; run "explore-fanout-2-seed-$seed" --routers 100 --seed $seed --set explore_fanout=2 &
-        wait_jobs; run "spam-explore-until-30-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_until=30 &
-        wait_jobs; run "explore-until-30-seed-$seed" --routers 100 --seed $seed --set explore_until=30 &
+        wait_jobs; run "spam-once-seed-$seed" $PREV --routers 100 --seed $seed --spam 10 --spam-limit 1 &
+        wait_jobs; run "spam-explore-fanout-2-seed-$seed" $PREV --routers 100 --seed $seed --spam 10 --set explore_fanout=2 &
+        wait_jobs; run "explore-fanout-2-seed-$seed" $PREV --routers 100 --seed $seed --set explore_fanout=2 &
+        wait_jobs; run "spam-explore-until-30-seed-$seed" $PREV --routers 100 --seed $seed --spam 10 --set explore_until=30 &
+        wait_jobs; run "explore-until-30-seed-$seed" $PREV --routers 100 --seed $seed --set explore_until=30 &
     done
     # What spreads the spam when exploration stops at 30 cached messages: the forwards of
     # spam by rule (forwards_by_reason, under CMR_SIM_DIAG).
-    wait_jobs; CMR_SIM_DIAG=1 run spam-explore-until-30-diag --routers 100 --seed 1 --spam 10 --set explore_until=30 2> /dev/null &
+    wait_jobs; CMR_SIM_DIAG=1 run spam-explore-until-30-diag $PREV --routers 100 --seed 1 --spam 10 --set explore_until=30 2> /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = frontier ]; then
     # Success against traffic: a step of the search into neighbours the scores do not
     # choose (spread_fanout), with fewer answers per router (max_forwards 4), and clients
     # that search their router's pool before they post (--search-first); three seeds each.
     for seed in 1 2 3; do
-        wait_jobs; run "fr-spread-1-seed-$seed" --routers 100 --seed $seed --set spread_fanout=1 &
-        wait_jobs; run "fr-spread-1-mf4-seed-$seed" --routers 100 --seed $seed --set spread_fanout=1 --set max_forwards=4 &
-        wait_jobs; run "fr-search-first-seed-$seed" --routers 100 --seed $seed --search-first &
-        wait_jobs; run "fr-search-first-spread-1-seed-$seed" --routers 100 --seed $seed --search-first --set spread_fanout=1 &
+        wait_jobs; run "fr-spread-1-seed-$seed" $PREV --routers 100 --seed $seed --set spread_fanout=1 &
+        wait_jobs; run "fr-spread-1-mf4-seed-$seed" $PREV --routers 100 --seed $seed --set spread_fanout=1 --set max_forwards=4 &
+        wait_jobs; run "fr-search-first-seed-$seed" $PREV --routers 100 --seed $seed --search-first &
+        wait_jobs; run "fr-search-first-spread-1-seed-$seed" $PREV --routers 100 --seed $seed --search-first --set spread_fanout=1 &
     done
-    wait_jobs; run fr-search-first-spread-2 --routers 100 --seed 1 --search-first --set spread_fanout=2 &
-    wait_jobs; run fr-spread-1-spam --routers 100 --seed 1 --spam 10 --set spread_fanout=1 &
-    wait_jobs; run fr-spread-1-debian --routers 100 --seed 1 --corpus "$DEB" --set spread_fanout=1 &
-    wait_jobs; run fr-search-first-debian --routers 100 --seed 1 --corpus "$DEB" --search-first &
-    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 --set spread_fanout=1 2> "$OUT/fr-spread-1-diag.txt" > /dev/null &
+    wait_jobs; run fr-search-first-spread-2 $PREV --routers 100 --seed 1 --search-first --set spread_fanout=2 &
+    wait_jobs; run fr-spread-1-spam $PREV --routers 100 --seed 1 --spam 10 --set spread_fanout=1 &
+    wait_jobs; run fr-spread-1-debian $PREV --routers 100 --seed 1 --corpus "$DEB" --set spread_fanout=1 &
+    wait_jobs; run fr-search-first-debian $PREV --routers 100 --seed 1 --corpus "$DEB" --search-first &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" $PREV --routers 100 --seed 1 --set spread_fanout=1 2> "$OUT/fr-spread-1-diag.txt" > /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = origin ]; then
     # Answers to the originator only (answers_to origin), alone and with a wider first step
@@ -111,28 +141,28 @@ if [ "$group" = all ] || [ "$group" = origin ]; then
     ORIGIN="--set answers_to=origin --set spread_fanout=1"
     WIDE="$ORIGIN --set post_fanout=2 --set answer_depth=50"
     for seed in 1 2 3; do
-        wait_jobs; run "or-origin-seed-$seed" --routers 100 --seed $seed --set answers_to=origin &
-        wait_jobs; run "or-spread-seed-$seed" --routers 100 --seed $seed $ORIGIN &
-        wait_jobs; run "or-wide-seed-$seed" --routers 100 --seed $seed $WIDE &
-        wait_jobs; run "or-depth-50-seed-$seed" --routers 100 --seed $seed --set answer_depth=50 &
-        wait_jobs; run "or-spread-spam-seed-$seed" --routers 100 --seed $seed --spam 10 $ORIGIN &
+        wait_jobs; run "or-origin-seed-$seed" $PREV --routers 100 --seed $seed --set answers_to=origin &
+        wait_jobs; run "or-spread-seed-$seed" $PREV --routers 100 --seed $seed $ORIGIN &
+        wait_jobs; run "or-wide-seed-$seed" $PREV --routers 100 --seed $seed $WIDE &
+        wait_jobs; run "or-depth-50-seed-$seed" $PREV --routers 100 --seed $seed --set answer_depth=50 &
+        wait_jobs; run "or-spread-spam-seed-$seed" $PREV --routers 100 --seed $seed --spam 10 $ORIGIN &
     done
-    wait_jobs; run or-wide-spam --routers 100 --seed 1 --spam 10 $WIDE &
-    wait_jobs; run or-spread-churn --routers 100 --seed 1 --churn 0.1 $ORIGIN &
-    wait_jobs; run or-spread-debian --routers 100 --seed 1 --corpus "$DEB" $ORIGIN &
-    wait_jobs; run or-spread-scale-1000 --routers 1000 --seed 1 --queries 100 $ORIGIN &
-    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" --routers 100 --seed 1 $ORIGIN 2> "$OUT/or-spread-diag.txt" > /dev/null &
+    wait_jobs; run or-wide-spam $PREV --routers 100 --seed 1 --spam 10 $WIDE &
+    wait_jobs; run or-spread-churn $PREV --routers 100 --seed 1 --churn 0.1 $ORIGIN &
+    wait_jobs; run or-spread-debian $PREV --routers 100 --seed 1 --corpus "$DEB" $ORIGIN &
+    wait_jobs; run or-spread-scale-1000 $PREV --routers 1000 --seed 1 --queries 100 $ORIGIN &
+    wait_jobs; CMR_SIM_DIAG=1 "${BIN:-$SIM}" $PREV --routers 100 --seed 1 $ORIGIN 2> "$OUT/or-spread-diag.txt" > /dev/null &
     # What spreads the spam (forwards_by_reason, under CMR_SIM_DIAG).
-    wait_jobs; CMR_SIM_DIAG=1 run or-spread-spam-diag --routers 100 --seed 1 --spam 10 $ORIGIN 2> /dev/null &
+    wait_jobs; CMR_SIM_DIAG=1 run or-spread-spam-diag $PREV --routers 100 --seed 1 --spam 10 $ORIGIN 2> /dev/null &
 fi
 if [ "$group" = all ] || [ "$group" = replies ]; then
     # What the router our client's post was sent to sends back is a reply, however it
     # ranks (replies_from_asked 1): three seeds, Debian, 1,000 routers.
     for seed in 1 2 3; do
-        wait_jobs; run "rep-asked-seed-$seed" --routers 100 --seed $seed --set replies_from_asked=1 &
+        wait_jobs; run "rep-asked-seed-$seed" $PREV --routers 100 --seed $seed --set replies_from_asked=1 &
     done
-    wait_jobs; run rep-asked-debian --routers 100 --seed 1 --corpus "$DEB" --set replies_from_asked=1 &
-    wait_jobs; run rep-asked-scale-1000 --routers 1000 --seed 1 --queries 100 --set replies_from_asked=1 &
+    wait_jobs; run rep-asked-debian $PREV --routers 100 --seed 1 --corpus "$DEB" --set replies_from_asked=1 &
+    wait_jobs; run rep-asked-scale-1000 $PREV --routers 1000 --seed 1 --queries 100 --set replies_from_asked=1 &
 fi
 if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:
@@ -151,7 +181,7 @@ if [ "$group" = all ] || [ "$group" = returns ]; then
         n=ret-match_k-4; [ $seed = 1 ] || n=ret-match_k-4-seed-$seed
         wait_jobs; run $n $RET1 --routers 100 --seed $seed --set match_k=4 &
     done
-    wait_jobs; run ret-no-return --routers 100 --seed 1 --set answers_return=0 &
+    wait_jobs; run ret-no-return $PREV --routers 100 --seed 1 --set answers_return=0 &
 fi
 if [ "$group" = all ] || [ "$group" = answers ]; then
     # The current defaults (answers matched along the path, replies ranked from the post's

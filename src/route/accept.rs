@@ -71,6 +71,8 @@ pub(crate) fn accept(
             };
             return_answer(&back, msg, id, x, plan, d)?;
         }
+        // Section 4 bulk posting (`route::bulk`): cached, forwarded to no one.
+        _ if plan.near_duplicate.is_some() => hold_as_bulk(settings, plan, d),
         _ => {
             route_to_peers(&q, msg, id, client, plan, d)?;
             forward_matches(&q, msg, id, client, plan, d)?;
@@ -86,6 +88,19 @@ pub(crate) fn accept(
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
     }
     Ok(id)
+}
+
+/// Section 4 bulk posting: a near-copy of a recent message of the same creator is cached
+/// and forwarded to no one; the decision names what it copies.
+fn hold_as_bulk(settings: &Settings, plan: &Plan, d: &mut Decision) {
+    if let Some((row, r)) = plan.near_duplicate {
+        d.near_duplicate_of = Some(row);
+        d.notes.push(format!(
+            "Section 4 bulk posting: nearly a copy of cache row {row} from the same creator \
+             (resemblance {r:.3}, bulk_resemblance {}): cached, not forwarded",
+            settings.bulk_resemblance.unwrap_or_default()
+        ));
+    }
 }
 
 /// Queues one forward at a time, within `max_forwards`, through the relay policy.

@@ -23,6 +23,7 @@
 //! `via:<transport>`). Peer counters and reputation move only for verified messages.
 
 mod accept;
+mod bulk;
 mod decision;
 pub mod explore;
 pub mod forward;

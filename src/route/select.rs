@@ -18,6 +18,9 @@ pub(crate) struct Plan {
     pub answers: Option<i64>,
     /// The sender of this answer is a peer we sent [`Plan::answers`] to ([`answered`]).
     pub answers_our_forward: bool,
+    /// With `bulk_resemblance`: the cached message from the same creator that this one
+    /// nearly duplicates, and their resemblance ([`super::bulk::near_duplicate`]).
+    pub near_duplicate: Option<(i64, f64)>,
 }
 
 /// The read-only part of matching and routing for `msg` (no write lock held).
@@ -47,6 +50,7 @@ pub(crate) fn plan(
             .collect(),
         ..Plan::default()
     };
+    p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg)?;
     if let Some(sender) = answerer {
         plan_answer(conn, settings, msg, &sender, &long, &mut p)?;
     }

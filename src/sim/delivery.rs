@@ -45,6 +45,8 @@ pub struct Delivery {
 /// The routers, by index, and where their state files are.
 pub struct Net {
     pub routers: Vec<Router>,
+    /// Messages cached and not forwarded as bulk (`bulk_resemblance`): (router, cache row).
+    pub held_as_bulk: Vec<(usize, i64)>,
     index: HashMap<String, usize>,
     pub dir: PathBuf,
     _tmp: Option<TempDir>,
@@ -164,6 +166,7 @@ impl Net {
         }
         Ok(Net {
             routers,
+            held_as_bulk: Vec::new(),
             index,
             dir,
             _tmp: tmp,
@@ -181,7 +184,17 @@ impl Net {
 
     /// A client at router `r` posts `body` (cmr-post).
     pub fn post(&mut self, r: usize, body: &[u8]) -> Result<Posted, Failure> {
-        post::post(&mut self.routers[r].state, body, &PostOptions::default())
+        let p = post::post(&mut self.routers[r].state, body, &PostOptions::default())?;
+        if let Some(d) = &p.decision {
+            self.note_bulk(r, d);
+        }
+        Ok(p)
+    }
+
+    fn note_bulk(&mut self, r: usize, d: &Decision) {
+        if let (Some(_), Some(row)) = (d.near_duplicate_of, d.cache_id) {
+            self.held_as_bulk.push((r, row));
+        }
     }
 
     /// New replies in router `r`'s client inbox, marked shown (cmr-post --replies).
@@ -258,6 +271,9 @@ impl Net {
                 Transport::Pipe,
                 &RouteOptions::default(),
             )?;
+            for d in &ds {
+                self.note_bulk(to, d);
+            }
             out.extend(ds.into_iter().map(|d| (to, d)));
         }
         Ok(out)

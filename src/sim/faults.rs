@@ -178,6 +178,20 @@ impl Sim<'_> {
         Ok(n)
     }
 
+    /// The messages held as bulk posting, by kind.
+    pub(super) fn held_as_bulk(&self) -> metrics::HeldAsBulk {
+        let mut h = metrics::HeldAsBulk::default();
+        for &(r, row) in &self.net.held_as_bulk {
+            let conn = self.net.routers[r].state.conn();
+            match self.tracker.kind_cached(conn, row) {
+                Some(Kind::Spam) => h.spam += 1,
+                Some(Kind::Forged) => h.forged += 1,
+                _ => h.other += 1,
+            }
+        }
+        h
+    }
+
     pub(super) fn spam_spread(&self, s: &mut Spammer) -> Result<(), Failure> {
         let out = &mut s.out;
         out.messages = self.counts.spam_msgs;

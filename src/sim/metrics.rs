@@ -43,6 +43,14 @@ pub fn spread(v: &[f64]) -> Spread {
     }
 }
 
+/// Messages held as bulk posting, by kind.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HeldAsBulk {
+    pub spam: usize,
+    pub forged: usize,
+    pub other: usize,
+}
+
 /// Spam: what the spammer's clients posted and how far it spread.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Spam {
@@ -119,6 +127,9 @@ pub struct Report {
     pub rejected: BTreeMap<String, usize>,
     /// Share of routed messages (not our clients' posts) that were explored (3.1).
     pub explored_share: f64,
+    /// Messages the routers cached and forwarded to no one as bulk posting
+    /// (`bulk_resemblance`), all phases: spam, forgeries, and the others (corpus messages).
+    pub held_as_bulk: HeldAsBulk,
     /// Forwards the routers decided on received messages, by kind (x, y, z) and rule.
     pub forwards_by_reason: BTreeMap<String, usize>,
     /// Forwards the relay policy refused (first contact), by code.

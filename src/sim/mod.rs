@@ -490,6 +490,7 @@ impl<'a> Sim<'a> {
             "answer_depth",
             "replies_from_asked",
             "related_k",
+            "bulk_resemblance",
         ] {
             if let Ok(v) =
                 crate::state::settings::get_or_default(self.net.routers[0].state.conn(), k)
@@ -510,6 +511,7 @@ impl<'a> Sim<'a> {
         let caches = self.cache_sizes()?;
         let load_s = metrics::spread(&self.counts.load);
         let settings_used = self.settings_used();
+        let held_as_bulk = self.held_as_bulk();
         crate::wire::freeze_clock(None);
         let training_posts: usize = self.wl.experts.iter().map(|e| e.items.len()).sum();
         let c = self.counts;
@@ -543,6 +545,7 @@ impl<'a> Sim<'a> {
             forger: p.forger.map(|f| f.out),
             rejected: c.rejected,
             explored_share: c.explored as f64 / c.routed.max(1) as f64,
+            held_as_bulk,
             forwards_by_reason: c.forwards_by,
             relay_refused: c.refused_by,
             rounds: self.round,

@@ -77,6 +77,10 @@ fn measures(r: &Report) -> String {
         r.messages_per_training_post, r.explored_share
     ));
     s.push_str(&format!(
+        "held as bulk posting (cached, not forwarded): {} spam, {} forgeries, {} other\n",
+        r.held_as_bulk.spam, r.held_as_bulk.forged, r.held_as_bulk.other
+    ));
+    s.push_str(&format!(
         "replies shown to the queries' clients within the horizon: {:.2} per query, {:.3} of them with the query's label\n",
         r.replies_per_query, r.reply_precision
     ));

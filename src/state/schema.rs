@@ -246,6 +246,10 @@ CREATE INDEX cache_client_posts ON cache(arrived_unix) WHERE client = 1;
 CREATE INDEX delivered_key ON delivered(msg_key, at);
 CREATE INDEX outbox_key ON outbox(msg_key);
 "#,
+    // 14: a creator's recent messages (route::bulk).
+    r#"
+CREATE INDEX cache_origin ON cache(origin, id);
+"#,
 ];
 
 /// The routing engine's tables (compress::store; also created on their own for an engine

@@ -100,6 +100,12 @@ pub const SPECS: &[Spec] = &[
         help: "reject messages from peers whose reputation is below this",
     },
     Spec {
+        key: "bulk_resemblance",
+        default: "0.5",
+        kind: Kind::NumberOrOff,
+        help: "Section 4 bulk posting: a message whose words resemble those of a recent cached message from the same creator at least this much (0 to 1, shared words over all words, numbers ignored) is cached but not forwarded (off: no check)",
+    },
+    Spec {
         key: "clock_skew_secs",
         default: "0",
         kind: Kind::Count,
@@ -269,7 +275,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "explore_until",
-        default: "0",
+        default: "25",
         kind: Kind::Count,
         help: "3.1 exploration stops once the cache holds this many messages (0: it never stops; it fades as peers come within distance_threshold)",
     },
@@ -487,6 +493,9 @@ pub struct Settings {
     pub max_body_bytes: u64,
     pub max_header_lines: u64,
     pub reputation_floor: Option<f64>,
+    /// Section 4 bulk posting: a near-duplicate of a cached message from the same creator
+    /// (at least this resemblance) is cached, not forwarded (`route::bulk`).
+    pub bulk_resemblance: Option<f64>,
     pub clock_skew_secs: u64,
     pub matcher: String,
     pub metric: String,
@@ -579,6 +588,7 @@ impl Settings {
             max_body_bytes: count("max_body_bytes")?,
             max_header_lines: count("max_header_lines")?,
             reputation_floor: val("reputation_floor")?.parse().ok(),
+            bulk_resemblance: val("bulk_resemblance")?.parse().ok(),
             clock_skew_secs: count("clock_skew_secs")?,
             matcher: val("matcher")?,
             metric: val("metric")?,
