@@ -6,7 +6,8 @@
 #   scripts/sim-runs.sh            # everything (hours on a loaded 2-core machine)
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
 #                                  # docs/network.md leads with), prev (the defaults before
-#                                  # the bulk check), tried (changes tried on
+#                                  # the bulk check), wide (wider settings on the
+#                                  # current defaults), tried (changes tried on
 #                                  # them), spam (how far spam spreads), frontier (success
 #                                  # against traffic), origin (answers_to origin),
 #                                  # replies (replies_from_asked 1),
@@ -31,9 +32,10 @@ if [ ! -s "$DEB" ] && command -v apt-cache >/dev/null; then
     apt-cache dumpavail | LABELS=18 scripts/sim-corpus-debian.py > "$DEB"
 fi
 
-# The defaults before the bulk check and exploration only while the cache is small
-# (bulk_resemblance 0.5, explore_until 25): every group but current adds them.
-PREV="--set explore_until=0 --set bulk_resemblance=off"
+# The defaults before the bulk check, exploration only while the cache is small and
+# replies from the router asked (bulk_resemblance 0.5, explore_until 25,
+# replies_from_asked 1): every group but current adds them.
+PREV="--set explore_until=0 --set bulk_resemblance=off --set replies_from_asked=0"
 # answers_return 1: answers return along the whole path, also where the answerer sent them
 # along it already (the returns group).
 RET1="$PREV --set answers_return=1"
@@ -49,10 +51,10 @@ wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
 
 group=${1:-all}
 if [ "$group" = all ] || [ "$group" = current ]; then
-    # The current defaults (bulk_resemblance 0.5, explore_until 25, answers_return 2,
-    # last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance run, three seeds, the
-    # faults (the spammer on three seeds, and one junk message only), Debian, 1,000
-    # routers; and each of the two new defaults taken back alone, on three seeds.
+    # The current defaults (bulk_resemblance 0.5, explore_until 25, replies_from_asked 1,
+    # answers_return 2, last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance
+    # run, three seeds, the faults (the spammer on three seeds, and one junk message only),
+    # Debian, 1,000 routers; and each of the new defaults taken back alone.
     wait_jobs; run bk-scale-1000 --routers 1000 --seed 1 --queries 100 &
     wait_jobs; run bk-accept --routers 100 --seed 1 --plot docs/network.svg &
     for seed in 2 3; do wait_jobs; run "bk-seed-$seed" --routers 100 --seed $seed & done
@@ -68,12 +70,26 @@ if [ "$group" = all ] || [ "$group" = current ]; then
     wait_jobs; run bk-forger --routers 100 --seed 1 --forger 10 &
     wait_jobs; run bk-debian --routers 100 --seed 1 --corpus "$DEB" &
     wait_jobs; run bk-spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
-    for x in "bulk_resemblance=off" "explore_until=0"; do
+    for seed in 1 2 3; do
+        wait_jobs; run "bk-replies-asked-off-seed-$seed" --routers 100 --seed $seed --set replies_from_asked=0 &
+    done
+    for x in "bulk_resemblance=off" "explore_until=0" "replies_from_asked=0"; do
         wait_jobs; run "bk-scale-1000-${x%%=*}-off" --routers 1000 --seed 1 --queries 100 --set "$x" &
         wait_jobs; run "bk-debian-${x%%=*}-off" --routers 100 --seed 1 --corpus "$DEB" --set "$x" &
     done
     # What spreads the spam now (forwards_by_reason, under CMR_SIM_DIAG).
     wait_jobs; CMR_SIM_DIAG=1 run bk-spam-diag --routers 100 --seed 1 --spam 10 2> /dev/null &
+fi
+if [ "$group" = all ] || [ "$group" = wide ]; then
+    # On the current defaults: answers to the originator only with the wider first step, a
+    # wider post and more of what arrives shown as replies; with the spammer, and with one
+    # junk message only; three seeds each.
+    WIDE="--set answers_to=origin --set spread_fanout=1 --set post_fanout=2 --set answer_depth=50"
+    for seed in 1 2 3; do
+        wait_jobs; run "wd-seed-$seed" --routers 100 --seed $seed $WIDE &
+        wait_jobs; run "wd-spam-seed-$seed" --routers 100 --seed $seed --spam 10 $WIDE &
+        wait_jobs; run "wd-spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 $WIDE &
+    done
 fi
 if [ "$group" = all ] || [ "$group" = prev ]; then
     # The defaults before the bulk check ($PREV): the acceptance run, three seeds, the

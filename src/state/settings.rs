@@ -299,7 +299,7 @@ pub const SPECS: &[Spec] = &[
     },
     Spec {
         key: "replies_from_asked",
-        default: "0",
+        default: "1",
         kind: Kind::Count,
         help: "A1 replies: 1, a message older than our client's open post that arrives from a router the post was sent to is among its replies, however it ranks (the router asked answered); 0, only messages ranked close to the post are",
     },
