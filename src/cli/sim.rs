@@ -31,7 +31,9 @@ there succeeds in round 0 and causes no delivery.
 Reported: success within h = 1..--horizon rounds, messages per query (every delivery in the \
 query phase), load per router (mean, max, max/mean), cache size per router, learning (first \
 and last fifth of the queries), the replies shown to the queries' clients within the horizon (per \
-query, and the share of them with the query's label), wall time and peak RSS; and beside cmr, on the same graph and \
+query, and the share of them with the query's label), the messages the routers held as bulk \
+posting (spam, forgeries and others: bulk_resemblance), wall time and peak RSS; and beside \
+cmr, on the same graph and \
 workload, flooding with a TTL, k random walkers and a shortest-path oracle (strategies of the \
 simulator, not of the router), credited with perfect recognition (a router where an expert of \
 the label sits answers right), and flood_match and walk_match, the same searches where every \
