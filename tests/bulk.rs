@@ -71,9 +71,11 @@ fn a_message_of_the_same_creator_that_only_shares_some_words_is_not_a_copy() {
 }
 
 #[test]
-fn bulk_resemblance_takes_a_number_or_off() {
+fn bulk_resemblance_takes_a_share_or_off() {
     let e = Env::new();
-    let o = e.route(&["policy", "bulk_resemblance", "often"], b"");
-    assert_eq!(o.status.code(), Some(78), "{o:?}");
+    for bad in ["often", "0", "1.5"] {
+        let o = e.route(&["policy", "bulk_resemblance", bad], b"");
+        assert_eq!(o.status.code(), Some(78), "{bad}: {o:?}");
+    }
     e.ok(&["policy", "bulk_resemblance", "0.8"]);
 }

@@ -19,6 +19,8 @@ pub enum Kind {
     Number,
     /// A number, or `off`.
     NumberOrOff,
+    /// A share above 0 and at most 1, or `off`.
+    ShareOrOff,
     /// `N/SECONDS` (at most N accepted messages in any window of SECONDS), or `off`.
     Rate,
     /// Any text without CR or LF (an address).
@@ -102,7 +104,7 @@ pub const SPECS: &[Spec] = &[
     Spec {
         key: "bulk_resemblance",
         default: "0.5",
-        kind: Kind::NumberOrOff,
+        kind: Kind::ShareOrOff,
         help: "Section 4 bulk posting: a message whose words resemble those of a recent cached message from the same creator at least this much (0 to 1, shared words over all words, numbers ignored) is cached but not forwarded (off: no check)",
     },
     Spec {
@@ -344,6 +346,15 @@ pub fn validate(key: &str, value: &str) -> Result<String, Failure> {
             match v.parse::<f64>() {
                 Ok(n) if n.is_finite() => Ok(v.to_string()),
                 _ => Err(bad("a number or 'off'")),
+            }
+        }
+        Kind::ShareOrOff => {
+            if v.eq_ignore_ascii_case("off") {
+                return Ok("off".into());
+            }
+            match v.parse::<f64>() {
+                Ok(n) if n > 0.0 && n <= 1.0 => Ok(v.to_string()),
+                _ => Err(bad("a share above 0 and at most 1 (e.g. 0.5), or 'off'")),
             }
         }
         Kind::Rate => {
