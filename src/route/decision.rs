@@ -105,7 +105,7 @@ pub struct Decision {
     pub cache_id: Option<i64>,
     pub duplicate_of: Option<i64>,
     /// Section 4 bulk posting: the cached message from the same creator this one nearly
-    /// duplicates (`bulk_distance`); it was cached and not forwarded.
+    /// duplicates (`bulk_resemblance`); it was cached and not forwarded.
     pub near_duplicate_of: Option<i64>,
     pub matcher: Option<String>,
     pub scores: Vec<PeerScore>,

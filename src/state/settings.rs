@@ -105,7 +105,7 @@ pub const SPECS: &[Spec] = &[
         key: "bulk_resemblance",
         default: "0.5",
         kind: Kind::ShareOrOff,
-        help: "Section 4 bulk posting: a message whose words resemble those of a recent cached message from the same creator at least this much (0 to 1, shared words over all words, numbers ignored) is cached but not forwarded (off: no check)",
+        help: "Section 4 bulk posting: a message whose words resemble those of a recent cached message from the same creator at least this much (above 0, at most 1: shared words over all words, numbers ignored) is cached but not forwarded (off: no check)",
     },
     Spec {
         key: "clock_skew_secs",
