@@ -48,6 +48,17 @@ run() { # NAME ARGS...: one run, its JSON in $OUT/NAME.json
     "${BIN:-$SIM}" "$@" --json > "$OUT/$name.json.part" && mv "$OUT/$name.json.part" "$OUT/$name.json"
 }
 wait_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 2; done; }
+defaults_set() { # PREFIX SETTINGS...: the acceptance run, seeds 2 and 3, the faults, Debian,
+    # 1,000 routers, with these settings, in files PREFIX-*.
+    local p=$1; shift
+    wait_jobs; run "$p-scale-1000" "$@" --routers 1000 --seed 1 --queries 100 &
+    wait_jobs; run "$p-accept" "$@" --routers 100 --seed 1 &
+    for seed in 2 3; do wait_jobs; run "$p-seed-$seed" "$@" --routers 100 --seed $seed & done
+    wait_jobs; run "$p-spam" "$@" --routers 100 --seed 1 --spam 10 &
+    wait_jobs; run "$p-churn" "$@" --routers 100 --seed 1 --churn 0.1 &
+    wait_jobs; run "$p-forger" "$@" --routers 100 --seed 1 --forger 10 &
+    wait_jobs; run "$p-debian" "$@" --routers 100 --seed 1 --corpus "$DEB" &
+}
 
 group=${1:-all}
 if [ "$group" = all ] || [ "$group" = current ]; then
@@ -92,15 +103,8 @@ if [ "$group" = all ] || [ "$group" = wide ]; then
     done
 fi
 if [ "$group" = all ] || [ "$group" = prev ]; then
-    # The defaults before the bulk check ($PREV): the acceptance run, three seeds, the
-    # faults, Debian, 1,000 routers.
-    wait_jobs; run cur-scale-1000 $PREV --routers 1000 --seed 1 --queries 100 &
-    wait_jobs; run cur-accept $PREV --routers 100 --seed 1 &
-    for seed in 2 3; do wait_jobs; run "cur-seed-$seed" $PREV --routers 100 --seed $seed & done
-    wait_jobs; run cur-spam $PREV --routers 100 --seed 1 --spam 10 &
-    wait_jobs; run cur-churn $PREV --routers 100 --seed 1 --churn 0.1 &
-    wait_jobs; run cur-forger $PREV --routers 100 --seed 1 --forger 10 &
-    wait_jobs; run cur-debian $PREV --routers 100 --seed 1 --corpus "$DEB" &
+    # The defaults before the bulk check ($PREV).
+    defaults_set cur $PREV
 fi
 if [ "$group" = all ] || [ "$group" = tried ]; then
     # Tried on the current defaults, seed 1: a walk past the hop limit (walk_hops), answers
@@ -184,13 +188,7 @@ if [ "$group" = all ] || [ "$group" = returns ]; then
     # The defaults before answers_return 2 (answers return along the whole path:
     # answers_return 1, last_hop_answers 1, max_hops 2, max_forwards 6): the acceptance
     # run, three seeds, the faults, Debian, 1,000 routers, and each of the three taken back.
-    wait_jobs; run ret-scale-1000 $RET1 --routers 1000 --seed 1 --queries 100 &
-    wait_jobs; run ret-accept $RET1 --routers 100 --seed 1 &
-    for seed in 2 3; do wait_jobs; run "ret-seed-$seed" $RET1 --routers 100 --seed $seed & done
-    wait_jobs; run ret-spam $RET1 --routers 100 --seed 1 --spam 10 &
-    wait_jobs; run ret-churn $RET1 --routers 100 --seed 1 --churn 0.1 &
-    wait_jobs; run ret-forger $RET1 --routers 100 --seed 1 --forger 10 &
-    wait_jobs; run ret-debian $RET1 --routers 100 --seed 1 --corpus "$DEB" &
+    defaults_set ret $RET1
     for seed in 1 2 3; do
         n=ret-answers-only; [ $seed = 1 ] || n=ret-answers-only-seed-$seed
         wait_jobs; run $n $RET1 --routers 100 --seed $seed --set last_hop_answers=0 --set max_hops=3 &
