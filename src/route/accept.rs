@@ -82,7 +82,7 @@ pub(crate) fn accept(
         }
     }
     if !client {
-        answer_open_posts(tx, settings, matcher, id, msg.body())?;
+        answer_open_posts(tx, settings, matcher, id, msg)?;
     }
     if q.max > 0 && d.forwards.len() >= q.max {
         d.notes.push(format!("3.3: max_forwards {} reached", q.max));
@@ -421,7 +421,7 @@ fn to_inbox(tx: &rusqlite::Transaction, post: i64, id: i64, score: f64) -> Resul
 }
 
 /// A1: a client's post retrieves related messages "either already in the pool or that are
-/// posted later by other clients". The message just cached (row `id`, body `body`) is one of those for
+/// posted later by other clients". The message just cached (`msg`, row `id`) is one of those for
 /// each of our clients' open posts (the `reply_watch` most recent, within `reply_window`
 /// seconds) that would now count it among its `related_k` related messages: ranked from
 /// the post's side, as `cmr-post` ranked the pool when it was posted. (The match from the
@@ -433,26 +433,20 @@ fn answer_open_posts(
     settings: &Settings,
     matcher: &dyn Matcher,
     id: i64,
-    body: &[u8],
+    msg: &Message,
 ) -> Result<(), Failure> {
     if settings.related_k == 0 {
         return Ok(());
     }
-    let posts = open_posts(tx, settings)?;
-    let asked = match settings.replies_from_asked && !posts.is_empty() {
-        true => cache::get(tx, id)?.map(|r| r.message()).transpose()?,
-        false => None,
-    };
-    for post in posts {
+    let body = msg.body();
+    for post in open_posts(tx, settings)? {
         let Some(row) = cache::get(tx, post)? else {
             continue;
         };
-        if let Some(m) = &asked {
-            if answers_our_ask(tx, m, &row.message()?)? {
-                // Ranked by no one here: the score of a message that does not help.
-                to_inbox(tx, post, id, 1.0)?;
-                continue;
-            }
+        if settings.replies_from_asked && answers_our_ask(tx, msg, &row.message()?)? {
+            // Ranked by no one here: the score of a message that does not help.
+            to_inbox(tx, post, id, 1.0)?;
+            continue;
         }
         // Most arriving messages share none of a post's rarest words: no ranking needed.
         if !matcher.may_relate(tx, row.body(), id, body)? {
