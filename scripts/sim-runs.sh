@@ -75,6 +75,7 @@ if [ "$group" = all ] || [ "$group" = current ]; then
         wait_jobs; run "bk-bulk-off-seed-$seed" --routers 100 --seed $seed --set bulk_resemblance=off &
         wait_jobs; run "bk-bulk-off-spam-seed-$seed" --routers 100 --seed $seed --spam 10 --set bulk_resemblance=off &
         wait_jobs; run "bk-explore-always-spam-seed-$seed" --routers 100 --seed $seed --spam 10 --set explore_until=0 &
+        wait_jobs; run "bk-explore-always-seed-$seed" --routers 100 --seed $seed --set explore_until=0 &
     done
     for k in 2 30; do wait_jobs; run "bk-spam-$k" --routers 100 --seed 1 --spam $k & done
     wait_jobs; run bk-churn --routers 100 --seed 1 --churn 0.1 &
