@@ -50,9 +50,13 @@ pub(crate) fn plan(
             .collect(),
         ..Plan::default()
     };
-    p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg)?;
     if let Some(sender) = answerer {
         plan_answer(conn, settings, msg, &sender, &long, &mut p)?;
+    }
+    // An answer on its way back goes along the path it answers whatever it resembles
+    // (route::accept): the bulk check only for what may be routed.
+    if p.answers.is_none() {
+        p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg)?;
     }
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();
