@@ -15,7 +15,10 @@ client address), adds it to the cache through the local router in one transactio
 index, and every delivery it decides, queued in the outbox for cmr-send), and prints the \
 related messages already in the pool, closest first. Messages that arrive later and match a \
 post, or that the post ranks among its related messages (for reply_window seconds, one day by \
-default), are kept for the client: --replies shows them.
+default), are kept for the client: --replies shows them. A post none of whose replies answers \
+it can be widened once, while it is open: --widen sends it to widen_fanout (2) more peers not \
+asked yet (3.1: \"A client may also post a message to several peers to improve the expected \
+number of responses\").
 
 The client address is --from, else the client_address policy setting, else the router's \
 first address (then forwards carry our address once, as the message's creator).
@@ -32,7 +35,8 @@ Examples:
   cmr-post --from mailto:me@example.org note.txt
   cmr-post --explain note.txt              also show the routing decision
   cmr-post --replies                       messages that matched my posts since
-  cmr-post --replies --maildir ~/Maildir   the same as mail, for mutt or mblaze (cron)";
+  cmr-post --replies --maildir ~/Maildir   the same as mail, for mutt or mblaze (cron)
+  cmr-post --widen 42                      not answered: send post (cache row 42) to more peers";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +63,11 @@ pub struct Args {
     /// then mark them shown. Reads no body.
     #[arg(long, conflicts_with = "search")]
     pub replies: bool,
+    /// Send our earlier post POST (its cache row, or its ID `timestamp address`) to
+    /// widen_fanout more peers not asked yet: once per post, within reply_window, never a
+    /// post held as bulk posting. Reads no body.
+    #[arg(long, value_name = "POST", conflicts_with_all = ["search", "replies"])]
+    pub widen: Option<String>,
     /// With --replies: include those already shown.
     #[arg(long, requires = "replies")]
     pub all: bool,
@@ -129,6 +138,9 @@ fn run(a: Args) -> Result<u8, Failure> {
     if a.replies {
         return print_replies(&a);
     }
+    if let Some(post) = &a.widen {
+        return widen_post(&a, post);
+    }
     let mut st = State::open_existing(a.state.as_deref())?;
     let body = read_body(&st, &a.file)?;
     let text = if a.search {
@@ -178,6 +190,40 @@ fn print_replies(a: &Args) -> Result<u8, Failure> {
         s
     };
     write_out(&text, a.json)
+}
+
+/// --widen POST: send the post to more peers; what was queued, or why not.
+fn widen_post(a: &Args, post: &str) -> Result<u8, Failure> {
+    let mut st = State::open_existing(a.state.as_deref())?;
+    let opts = crate::route::RouteOptions {
+        dry_run: a.dry_run,
+        ..Default::default()
+    };
+    let w = crate::route::widen::widen(&mut st, post, &opts)?;
+    if a.json {
+        let text = serde_json::to_string(&w).map_err(|e| Failure::software(e.to_string()))?;
+        return write_out(&format!("{text}\n"), true);
+    }
+    let mut s = match &w.reason {
+        Some(why) => format!(
+            "not widened {} (cache row {}): {why}\n",
+            w.message_id, w.cache_id
+        ),
+        None => {
+            let n = w.decision.forwards.len();
+            format!(
+                "{} {} (cache row {}): {n} deliver{} queued\n",
+                if a.dry_run { "would widen" } else { "widened" },
+                w.message_id,
+                w.cache_id,
+                if n == 1 { "y" } else { "ies" }
+            )
+        }
+    };
+    if a.explain {
+        s.push_str(&crate::cli::route::explain(&w.decision));
+    }
+    write_out(&s, false)
 }
 
 /// The body to post from `file`, refused when empty or over the max_body_bytes setting.

@@ -116,6 +116,11 @@ pub struct Args {
     /// when none of the related messages has the query's label.
     #[arg(long)]
     pub search_first: bool,
+    /// A query's client that holds no message of its label N rounds after the query was due
+    /// widens its post (cmr-post --widen: its router sends it to widen_fanout more
+    /// neighbours); the spammer's clients widen every post at once. 0: nobody widens.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub widen_after: usize,
     /// Rounds at most after the training posts for the outboxes to empty.
     #[arg(long, default_value_t = 8)]
     pub settle: usize,
@@ -218,6 +223,7 @@ fn run(a: Args) -> Result<u8, Failure> {
         round_secs: a.round_secs,
         horizon: a.horizon,
         search_first: a.search_first,
+        widen_after: a.widen_after,
         settle: a.settle,
         flood_ttl: a.flood_ttl,
         walkers: a.walkers,

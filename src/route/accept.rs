@@ -104,19 +104,19 @@ fn hold_as_bulk(settings: &Settings, plan: &Plan, d: &mut Decision) {
 }
 
 /// Queues one forward at a time, within `max_forwards`, through the relay policy.
-struct Queuer<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-    settings: &'a Settings,
-    max: usize,
+pub(super) struct Queuer<'a> {
+    pub(super) tx: &'a rusqlite::Transaction<'a>,
+    pub(super) settings: &'a Settings,
+    pub(super) max: usize,
     /// Only matched messages back along the header (`y`): the hop limit (3.3).
-    answers_only: bool,
-    cause: crate::contact::Cause<'a>,
+    pub(super) answers_only: bool,
+    pub(super) cause: crate::contact::Cause<'a>,
 }
 
 impl Queuer<'_> {
     /// Queue `m` (cache row `mid`; `what`: x, y or z) for `dest`. True when it was queued
     /// (or held for a key exchange); a refusal by the relay policy is recorded in `d`.
-    fn queue(
+    pub(super) fn queue(
         &self,
         d: &mut Decision,
         what: &'static str,

@@ -49,11 +49,13 @@ pub fn resemblance(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
 }
 
 /// With `bulk_resemblance` set: the most resembling of the creator's `RECENT` most recent
-/// cached messages, when it resembles `msg` at least that much.
+/// cached messages (of those cached before row `before`), when it resembles `msg` at
+/// least that much.
 pub(crate) fn near_duplicate(
     conn: &rusqlite::Connection,
     settings: &Settings,
     msg: &Message,
+    before: i64,
 ) -> Result<Option<(i64, f64)>, Failure> {
     let Some(bar) = settings.bulk_resemblance else {
         return Ok(None);
@@ -66,11 +68,11 @@ pub(crate) fn near_duplicate(
     let mut st = conn
         .prepare_cached(
             "SELECT id, substr(bytes, body_offset + 1) FROM cache
-             WHERE origin = ?1 ORDER BY id DESC LIMIT ?2",
+             WHERE origin = ?1 AND id < ?3 ORDER BY id DESC LIMIT ?2",
         )
         .map_err(db_failure)?;
     let rows = st
-        .query_map(rusqlite::params![creator.as_ref(), RECENT], |r| {
+        .query_map(rusqlite::params![creator.as_ref(), RECENT, before], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
         })
         .map_err(db_failure)?;

@@ -56,17 +56,7 @@ pub fn targets(
     if settings.explore_until > 0 && cache::count(conn)? as u64 >= settings.explore_until {
         return Ok(Vec::new());
     }
-    let mut cands: Vec<(String, f64)> = scores.to_vec();
-    for p in configured_peers(conn, settings)? {
-        if !cands.iter().any(|(c, _)| *c == p) {
-            // Never scored (nothing received from it yet): after every scored peer.
-            cands.push((p, f64::INFINITY));
-        }
-    }
-    let tie = tie_breaker(msg);
-    cands.retain(|(p, _)| eligible(settings, msg, already, p));
-    cands.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| tie(&a.0).cmp(&tie(&b.0))));
-    Ok(cands
+    Ok(ranked_neighbours(conn, settings, msg, scores, already)?
         .into_iter()
         .take(fanout)
         .map(|(p, s)| {
@@ -78,6 +68,30 @@ pub fn targets(
             (p, why)
         })
         .collect())
+}
+
+/// The peers `msg` may go on to, best first: the scored peers by their routing scores
+/// (`scores`), then the configured neighbours never scored (nothing received from them
+/// yet; score infinity), ties broken by a hash of the message and the peer, so different
+/// messages go to different neighbours. Never us, our client, a peer in the message's
+/// header or one of `already`.
+pub fn ranked_neighbours(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    msg: &Message,
+    scores: &[(String, f64)],
+    already: &[String],
+) -> Result<Vec<(String, f64)>, Failure> {
+    let mut cands: Vec<(String, f64)> = scores.to_vec();
+    for p in configured_peers(conn, settings)? {
+        if !cands.iter().any(|(c, _)| *c == p) {
+            cands.push((p, f64::INFINITY));
+        }
+    }
+    let tie = tie_breaker(msg);
+    cands.retain(|(p, _)| eligible(settings, msg, already, p));
+    cands.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| tie(&a.0).cmp(&tie(&b.0))));
+    Ok(cands)
 }
 
 /// The peers the operator configured (every neighbour of a network), as peers (an alias

@@ -30,6 +30,7 @@ pub mod forward;
 mod policy;
 pub mod post;
 mod select;
+pub mod widen;
 /// The matching engine the router uses (it lives below the router, in [`crate::compress`]).
 pub use crate::compress::matching;
 pub use crate::via::Transport;

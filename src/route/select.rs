@@ -56,7 +56,7 @@ pub(crate) fn plan(
     // An answer on its way back goes along the path it answers whatever it resembles
     // (route::accept): the bulk check only for what may be routed.
     if p.answers.is_none() {
-        p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg)?;
+        p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg, i64::MAX)?;
     }
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();

@@ -197,6 +197,15 @@ impl Net {
         }
     }
 
+    /// Our client's post (cache row `post`) at router `r` widened (cmr-post --widen).
+    pub fn widen(&mut self, r: usize, post: i64) -> Result<crate::route::widen::Widened, Failure> {
+        crate::route::widen::widen(
+            &mut self.routers[r].state,
+            &post.to_string(),
+            &crate::route::RouteOptions::default(),
+        )
+    }
+
     /// New replies in router `r`'s client inbox, marked shown (cmr-post --replies).
     pub fn replies(&self, r: usize) -> Result<Vec<Reply>, Failure> {
         post::replies(&self.routers[r].state, false, true)

@@ -96,8 +96,15 @@ impl Sim<'_> {
                 .kinds
                 .insert(body.as_bytes().to_vec(), Kind::Spam);
             let posted = self.net.post(s.router, body.as_bytes())?;
+            // A spammer wants reach: its clients widen every post (cmr-post --widen).
+            let widened = match (posted.cache_id, self.cfg.widen_after) {
+                (Some(id), 1..) => Some(self.net.widen(s.router, id)?),
+                _ => None,
+            };
+            s.out.widened += widened.as_ref().map_or(0, |w| usize::from(w.widened));
             if let (Some(d), true) = (posted.decision, self.diag.is_some()) {
-                for f in &d.forwards {
+                let more = widened.map(|w| w.decision.forwards).unwrap_or_default();
+                for f in d.forwards.iter().chain(&more) {
                     let why = f.why.split([':', ';']).next().unwrap_or("").to_string();
                     *self
                         .counts

@@ -57,6 +57,8 @@ pub struct Spam {
     pub router: usize,
     pub rate_multiple: f64,
     pub posted: usize,
+    /// Posts its clients widened (`cmr-post --widen`; bulk posts are not widened).
+    pub widened: usize,
     /// Routers (the spammer's own excluded) whose cache holds at least one spam message.
     pub routers_cached: usize,
     pub share_cached: f64,
@@ -96,6 +98,10 @@ pub struct Report {
     /// `--search-first`: queries found in their router's pool were not posted; how many.
     pub search_first: bool,
     pub found_locally: usize,
+    /// `--widen-after`: the round after which an unanswered query's client widens its post
+    /// (0: never), and how many posts were widened.
+    pub widen_after: usize,
+    pub widened: usize,
     /// Share of queries whose client held a message of its label within h rounds, h = 1..
     /// (index h-1): cmr-post's related messages at posting (round 0) or its inbox later.
     pub success_by_round: Vec<f64>,

@@ -65,6 +65,10 @@ pub struct Config {
     /// Queries' clients search their router's pool first and post only when it has no
     /// message of the query's label (`cmr-post --search`, then `cmr-post`).
     pub search_first: bool,
+    /// A query's client that holds no message of its label this many rounds after the
+    /// query was due asks its router to send the post to more neighbours (`cmr-post
+    /// --widen`), and the spammer's clients widen every post at once; 0: nobody widens.
+    pub widen_after: usize,
     pub settle: usize,
     pub flood_ttl: u32,
     pub walkers: usize,
@@ -97,6 +101,7 @@ impl Default for Config {
             round_secs: 60.0,
             horizon: 8,
             search_first: false,
+            widen_after: 0,
             settle: 8,
             flood_ttl: 7,
             walkers: 16,
@@ -236,6 +241,8 @@ struct Counts {
     /// the query's label.
     replies: u64,
     replies_label: u64,
+    /// Posts widened (`--widen-after`).
+    widened: usize,
 }
 
 /// A run in progress: the network, what its bodies are, the counters and the simulated
@@ -529,6 +536,8 @@ impl<'a> Sim<'a> {
             horizon: cfg.horizon,
             search_first: cfg.search_first,
             found_locally: qs.iter().filter(|q| q.found_locally).count(),
+            widen_after: cfg.widen_after,
+            widened: c.widened,
             success_by_round: metrics::success_by_round(&succ, cfg.horizon),
             inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
             messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,

@@ -138,6 +138,7 @@ impl Sim<'_> {
         self.clock(self.round as f64);
         let down = self.churn(p.n_down);
         self.post_due(p, &down)?;
+        self.widen_unanswered(p, &down)?;
         if let Some(s) = p.spammer.as_mut() {
             self.spam(s, p.last_due, &down)?;
         }
@@ -205,6 +206,36 @@ impl Sim<'_> {
         }
         while p.next < p.queries.len() && p.queries[p.next].handled() {
             p.next += 1;
+        }
+        Ok(())
+    }
+
+    /// `--widen-after N`: the clients of the queries due N rounds ago that hold no message
+    /// of their label yet (the requester's check, as the walkers' baseline has it) widen
+    /// their posts.
+    fn widen_unanswered(
+        &mut self,
+        p: &mut QueryPhase,
+        down: &HashSet<usize>,
+    ) -> Result<(), Failure> {
+        let n = self.cfg.widen_after as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        for q in &p.queries {
+            let Some(post) = q.post_id else { continue };
+            if q.success.is_some() || self.round != q.due + n || down.contains(&q.router) {
+                continue;
+            }
+            let w = self.net.widen(q.router, post)?;
+            if let Some(diag) = self.diag.as_mut() {
+                diag.sent(
+                    self.net.routers[q.router].state.conn(),
+                    q.router,
+                    &w.decision,
+                );
+            }
+            self.counts.widened += usize::from(w.widened);
         }
         Ok(())
     }

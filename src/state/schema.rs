@@ -250,6 +250,13 @@ CREATE INDEX outbox_key ON outbox(msg_key);
     r#"
 CREATE INDEX cache_origin ON cache(origin, id);
 "#,
+    // 15: our clients' posts widened (route::widen): each at most once.
+    r#"
+CREATE TABLE widened(
+    cache_id INTEGER PRIMARY KEY REFERENCES cache(id) ON DELETE CASCADE,
+    at_unix  REAL NOT NULL
+);
+"#,
 ];
 
 /// The routing engine's tables (compress::store; also created on their own for an engine

@@ -168,6 +168,12 @@ pub const SPECS: &[Spec] = &[
         help: "3.1: with post_routing best, our own client's post goes to at least this many peers, the best scored first, whatever their scores",
     },
     Spec {
+        key: "widen_fanout",
+        default: "2",
+        kind: Kind::Count,
+        help: "3.1: cmr-post --widen sends our client's post, once and within reply_window, to this many more peers not asked yet (0: off)",
+    },
+    Spec {
         key: "margin",
         default: "0.02",
         kind: Kind::Number,
@@ -525,6 +531,7 @@ pub struct Settings {
     pub related_k: u64,
     /// 3.1: the fewest peers our client's post goes to (with `post_to_best`).
     pub post_fanout: u64,
+    pub widen_fanout: u64,
     pub client_address: Option<String>,
     /// (alias, peer): a peer's other addresses (`cmr-route peer alias`).
     pub aliases: Vec<(String, String)>,
@@ -610,6 +617,7 @@ impl Settings {
             distance_threshold: num("distance_threshold")?,
             post_to_best: val("post_routing")? == "best",
             post_fanout: count("post_fanout")?,
+            widen_fanout: count("widen_fanout")?,
             margin: num("margin")?,
             match_k: count("match_k")?,
             match_threshold: num("match_threshold")?,
