@@ -7,7 +7,8 @@
 #   scripts/sim-runs.sh current    # one group: current (the current defaults: the figures
 #                                  # docs/network.md leads with), prev (the defaults before
 #                                  # the bulk check), wide (wider settings on the
-#                                  # current defaults), tried (changes tried on
+#                                  # current defaults), widen (clients that widen
+#                                  # unanswered posts), tried (changes tried on
 #                                  # them), spam (how far spam spreads), frontier (success
 #                                  # against traffic), origin (answers_to origin),
 #                                  # replies (replies_from_asked 1),
@@ -102,6 +103,26 @@ if [ "$group" = all ] || [ "$group" = wide ]; then
         wait_jobs; run "wd-spam-seed-$seed" --routers 100 --seed $seed --spam 10 $WIDE &
         wait_jobs; run "wd-spam-once-seed-$seed" --routers 100 --seed $seed --spam 10 --spam-limit 1 $WIDE &
     done
+fi
+if [ "$group" = all ] || [ "$group" = widen ]; then
+    # Clients that widen unanswered posts (cmr-post --widen, --widen-after 2) on the current
+    # defaults: three seeds, the spammer (whose clients widen every post) and one junk
+    # message only, churn, Debian, 1,000 routers; widening one round earlier and wider;
+    # and with the wider settings of the wide group.
+    WIDE="--set answers_to=origin --set spread_fanout=1 --set post_fanout=2 --set answer_depth=50"
+    for seed in 1 2 3; do
+        wait_jobs; run "wn-seed-$seed" --routers 100 --seed $seed --widen-after 2 &
+        wait_jobs; run "wn-spam-seed-$seed" --routers 100 --seed $seed --widen-after 2 --spam 10 &
+        wait_jobs; run "wn-spam-once-seed-$seed" --routers 100 --seed $seed --widen-after 2 --spam 10 --spam-limit 1 &
+        wait_jobs; run "wn-wide-seed-$seed" --routers 100 --seed $seed --widen-after 2 $WIDE &
+        wait_jobs; run "wn-wide-spam-seed-$seed" --routers 100 --seed $seed --widen-after 2 --spam 10 $WIDE &
+    done
+    wait_jobs; run wn-churn --routers 100 --seed 1 --widen-after 2 --churn 0.1 &
+    wait_jobs; run wn-forger --routers 100 --seed 1 --widen-after 2 --forger 10 &
+    wait_jobs; run wn-debian --routers 100 --seed 1 --widen-after 2 --corpus "$DEB" &
+    wait_jobs; run wn-scale-1000 --routers 1000 --seed 1 --queries 100 --widen-after 2 &
+    wait_jobs; run wn-after-1 --routers 100 --seed 1 --widen-after 1 &
+    wait_jobs; run wn-fanout-3 --routers 100 --seed 1 --widen-after 2 --set widen_fanout=3 &
 fi
 if [ "$group" = all ] || [ "$group" = prev ]; then
     # The defaults before the bulk check ($PREV).

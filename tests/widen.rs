@@ -107,6 +107,25 @@ fn a_post_held_as_bulk_is_not_widened() {
 }
 
 #[test]
+fn a_post_of_a_series_is_not_widened() {
+    let (e, _) = posted();
+    // Not a near copy (it is forwarded as usual), but a third of its words are the
+    // question's: one of a series, not a new question.
+    let next = "How many moons does the largest planet have, and who found the first of them with a telescope?";
+    let o = e.post(&["--json"], next.as_bytes());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["decision"]["near_duplicate_of"].is_null(), "{v}");
+    let (code, w) = widen_json(&e, &v["cache_id"].to_string());
+    assert_eq!(code, 0, "{w}");
+    assert_eq!(w["widened"], false, "{w}");
+    assert!(w["reason"].as_str().unwrap().contains("series"), "{w}");
+    // With the bulk check off there is no series either.
+    e.ok(&["policy", "bulk_resemblance", "off"]);
+    let (_, w) = widen_json(&e, &v["cache_id"].to_string());
+    assert_eq!(w["widened"], true, "{w}");
+}
+
+#[test]
 fn with_every_peer_asked_nothing_is_spent() {
     let e = Env::new();
     e.ok(&["peer", "add", "http://p1.test/cmr"]);

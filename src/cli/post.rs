@@ -65,7 +65,8 @@ pub struct Args {
     pub replies: bool,
     /// Send our earlier post POST (its cache row, or its ID `timestamp address`) to
     /// widen_fanout more peers not asked yet: once per post, within reply_window, never a
-    /// post held as bulk posting. Reads no body.
+    /// post of a series (one that resembles a recent post of its creator at half
+    /// bulk_resemblance or more). Reads no body.
     #[arg(long, value_name = "POST", conflicts_with_all = ["search", "replies"])]
     pub widen: Option<String>,
     /// With --replies: include those already shown.

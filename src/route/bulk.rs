@@ -57,9 +57,20 @@ pub(crate) fn near_duplicate(
     msg: &Message,
     before: i64,
 ) -> Result<Option<(i64, f64)>, Failure> {
-    let Some(bar) = settings.bulk_resemblance else {
-        return Ok(None);
-    };
+    match settings.bulk_resemblance {
+        Some(bar) => resembling(conn, msg, bar, before),
+        None => Ok(None),
+    }
+}
+
+/// The most resembling of the creator's `RECENT` most recent cached messages (of those
+/// cached before row `before`), when it resembles `msg` at least `bar`.
+pub(crate) fn resembling(
+    conn: &rusqlite::Connection,
+    msg: &Message,
+    bar: f64,
+    before: i64,
+) -> Result<Option<(i64, f64)>, Failure> {
     let mine = words(msg.body());
     if mine.len() < MIN_WORDS {
         return Ok(None);

@@ -9,7 +9,8 @@
 //! sent to yet, then to configured neighbours never scored
 //! ([`super::explore::ranked_neighbours`]); each send passes the relay policy and the
 //! outbox's never-twice rule, and they commit in one transaction with the decision's log
-//! row. A second `--widen` of the same post goes to the next neighbours.
+//! row. A post is widened once, while it is open (`reply_window`), and never when it is
+//! one of a series (Section 4: reach is what a bulk poster wants).
 
 use super::accept::Queuer;
 use super::{load_settings, matching, plan, Decision, Outcome, RouteOptions, Transport};
@@ -124,6 +125,21 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
     })
 }
 
+/// Widening is for a new question (Section 4: reach is what a bulk poster wants): a post
+/// that resembles a recent message of its creator at half `bulk_resemblance` or more is
+/// one of a series, and is not widened.
+fn series(
+    tx: &rusqlite::Transaction,
+    settings: &crate::state::settings::Settings,
+    msg: &crate::wire::Message,
+    id: i64,
+) -> Result<Option<(i64, f64)>, Failure> {
+    match settings.bulk_resemblance {
+        Some(bar) => super::bulk::resembling(tx, msg, bar / 2.0, id),
+        None => Ok(None),
+    }
+}
+
 /// Why the post (cache row `id`) is not widened, if it is not: widened before, no longer
 /// open, or held as bulk posting.
 fn declined(
@@ -148,9 +164,9 @@ fn declined(
             "the post is older than reply_window ({} s): it is no longer open",
             settings.reply_window
         ))
-    } else if let Some((row, r)) = super::bulk::near_duplicate(tx, settings, msg, id)? {
+    } else if let Some((row, r)) = series(tx, settings, msg, id)? {
         Some(format!(
-            "Section 4 bulk posting: the post nearly copies cache row {row} from the same creator (resemblance {r:.3})"
+            "Section 4 bulk posting: the post resembles cache row {row} from the same creator (resemblance {r:.3}): one of a series, not a new question"
         ))
     } else {
         None

@@ -171,7 +171,7 @@ pub const SPECS: &[Spec] = &[
         key: "widen_fanout",
         default: "2",
         kind: Kind::Count,
-        help: "3.1: cmr-post --widen sends our client's post, once and within reply_window, to this many more peers not asked yet (0: off)",
+        help: "3.1: cmr-post --widen sends our client's post, once and within reply_window, to this many more peers not asked yet; never a post of a series (0: off)",
     },
     Spec {
         key: "margin",
