@@ -184,3 +184,41 @@ fn search_first_clients_post_only_what_their_pool_cannot_answer() {
     let m = |v: &serde_json::Value| v["messages_per_query"].as_f64().unwrap();
     assert!(m(&first) < m(&plain), "{} vs {}", m(&first), m(&plain));
 }
+
+/// `--widen-after N`: the clients of queries still unanswered N rounds after they were due
+/// widen their posts (cmr-post --widen), which costs deliveries; the spammer's clients
+/// widen at most their first post (a later one is a series; here the first went to every
+/// neighbour already); nobody widens without the option.
+#[test]
+fn clients_widen_unanswered_posts_and_pay_for_it_in_deliveries() {
+    let run = |extra: &[&str]| {
+        json_of(
+            small()
+                .args(["--horizon", "4", "--spam", "40", "--json"])
+                .args(extra),
+        )
+    };
+    let plain = run(&[]);
+    let wide = run(&["--widen-after", "1"]);
+    assert_eq!(plain["widen_after"], 0);
+    assert_eq!(plain["widened"], 0);
+    assert_eq!(plain["spam"]["widened"], 0);
+    let n = wide["widened"].as_u64().unwrap();
+    let unanswered = (12.0 * (1.0 - plain["success_by_round"][0].as_f64().unwrap())).round();
+    assert!(
+        n >= 1 && n as f64 <= unanswered + 1e-9,
+        "{n} of {unanswered}: {wide}"
+    );
+    assert!(wide["spam"]["widened"].as_u64().unwrap() <= 1, "{wide}");
+    assert_eq!(wide["settings"]["widen_fanout"], "2");
+    let m = |v: &serde_json::Value| v["messages_per_query"].as_f64().unwrap();
+    assert!(m(&wide) > m(&plain), "{} vs {}", m(&wide), m(&plain));
+    // The human table says it too.
+    let out = small()
+        .args(["--horizon", "2", "--widen-after", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("clients widen posts unanswered after 1 round(s)"));
+}

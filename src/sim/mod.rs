@@ -492,6 +492,7 @@ impl<'a> Sim<'a> {
             "walk_hops",
             "spread_fanout",
             "post_fanout",
+            "widen_fanout",
             "answers_to",
             "answers_return",
             "answer_depth",

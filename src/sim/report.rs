@@ -24,6 +24,12 @@ pub fn table(r: &Report) -> String {
             r.found_locally, r.queries
         ));
     }
+    if r.widen_after > 0 {
+        s.push_str(&format!(
+            "clients widen posts unanswered after {} round(s) (cmr-post --widen): {} of {} queries\n\n",
+            r.widen_after, r.widened, r.queries
+        ));
+    }
     s.push_str(&success_rows(r));
     s.push_str(&measures(r));
     s.push_str(&faults(r));
@@ -39,7 +45,8 @@ pub fn table(r: &Report) -> String {
 fn success_rows(r: &Report) -> String {
     let mut s = format!(
         "success within h rounds{}msgs/query\n",
-        " ".repeat(r.horizon * 6 - 22)
+        // at least one space: a horizon under 4 is narrower than the title
+        " ".repeat((r.horizon * 6).saturating_sub(22).max(1))
     );
     s.push_str("h       ");
     for h in 1..=r.horizon {
@@ -98,8 +105,8 @@ fn faults(r: &Report) -> String {
     }
     if let Some(sp) = &r.spam {
         s.push_str(&format!(
-            "spam: router {} at {}x the normal rate: {} posts, {} deliveries, cached by {} routers ({:.1}%)\n",
-            sp.router, sp.rate_multiple, sp.posted, sp.messages, sp.routers_cached, sp.share_cached * 100.0
+            "spam: router {} at {}x the normal rate: {} posts ({} widened), {} deliveries, cached by {} routers ({:.1}%)\n",
+            sp.router, sp.rate_multiple, sp.posted, sp.widened, sp.messages, sp.routers_cached, sp.share_cached * 100.0
         ));
     }
     if let Some(f) = &r.forger {
