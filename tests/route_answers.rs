@@ -137,3 +137,44 @@ fn with_replies_from_asked_what_the_asked_router_sends_is_a_reply() {
     );
     assert_eq!(replies("1", C), 0, "C was not asked");
 }
+
+/// `replies_from_asked`, for a message we hold already: the router asked sends back a
+/// cached message the post did not show (A3 rejects the copy as a duplicate); it goes into
+/// the post's replies. The same duplicate from a router we did not ask, or with the
+/// setting off, does not.
+#[test]
+fn a_duplicate_from_the_asked_router_is_a_reply_too() {
+    const BREAD: &str = "bread flour water yeast salt make a simple loaf of bread";
+    let replies = |setting: &str, from: &str| {
+        let e = Env::new();
+        e.ok(&["policy", "explore_fanout", "0"]);
+        e.ok(&["policy", "replies_from_asked", setting]);
+        e.ok(&["peer", "add", B]);
+        e.ok(&["peer", "add", C]);
+        let (_, d) = e.route_json(&msg(B, FRUIT).encode(), &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        // Cached before the post, and not shown by it (-k 0).
+        let bread = msg(from, BREAD).encode();
+        let (_, d) = e.route_json(&bread, &[]);
+        assert_eq!(d["outcome"], "accepted", "{d}");
+        let o = e.post(&["-k", "0"], QUESTION.as_bytes());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(outbox_rows(&e).contains(&(B.to_string(), QUESTION.to_string())));
+        let (code, d) = e.route_json(&bread, &[]);
+        assert_eq!(
+            (code, &d["outcome"]),
+            (0, &serde_json::json!("duplicate")),
+            "{d}"
+        );
+        let o = e.post(&["--replies", "--json"], b"");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (
+            out.lines().filter(|l| l.contains("simple loaf")).count(),
+            e.count("cache"),
+        )
+    };
+    assert_eq!(replies("1", B), (1, 3), "a reply; nothing cached again");
+    assert_eq!(replies("0", B), (0, 3));
+    assert_eq!(replies("1", C).0, 0, "C was not asked");
+}

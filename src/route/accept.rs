@@ -468,6 +468,34 @@ fn answer_open_posts(
     Ok(())
 }
 
+/// `replies_from_asked`, for a message we hold already (cache row `row`; A3 rejects the
+/// copy that just arrived as a duplicate, and it is not cached or routed again): when it
+/// comes from a router we sent one of our clients' open posts to, and is older than the
+/// post, the router we asked answered the post with it, and it goes into the post's
+/// replies. The client saw the pool's `related_k` closest when it posted; a cached
+/// message the router asked picked for the post may not have been among them.
+pub(crate) fn duplicate_answers_our_ask(
+    tx: &rusqlite::Transaction,
+    settings: &Settings,
+    row: i64,
+    msg: &Message,
+) -> Result<usize, Failure> {
+    if !settings.replies_from_asked || settings.related_k == 0 || row == 0 {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for post in open_posts(tx, settings)? {
+        let Some(p) = cache::get(tx, post)? else {
+            continue;
+        };
+        if post != row && answers_our_ask(tx, msg, &p.message()?)? {
+            to_inbox(tx, post, row, 1.0)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// `replies_from_asked`: `m` was cached before our client's post `p` was written, and
 /// comes from a router we sent `p` to: the router we asked sends what it matched to `p`
 /// (A3: "forward Y to zero or more addresses that appear in the header of X"), whatever

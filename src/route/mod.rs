@@ -200,7 +200,14 @@ pub fn receive_message(
     commit(state, opts, |tx| {
         // A3 duplicate, again under the lock: another process may have cached it meanwhile.
         if let Some((id, row)) = cache::find_duplicate(tx, &msg)? {
-            return commit_duplicate(tx, &key, id, row, &mut d);
+            let replies = accept::duplicate_answers_our_ask(tx, settings, row, &msg)?;
+            commit_duplicate(tx, &key, id, row, &mut d)?;
+            if replies > 0 {
+                d.notes.push(format!(
+                    "A1: from a router one of our clients' posts was sent to, older than the post: among the replies of {replies} post(s)"
+                ));
+            }
+            return Ok(());
         }
         if d.verified && msg.signature().is_signed() {
             // Key confirmation: a provisional key that verified a message is established.
