@@ -200,14 +200,7 @@ pub fn receive_message(
     commit(state, opts, |tx| {
         // A3 duplicate, again under the lock: another process may have cached it meanwhile.
         if let Some((id, row)) = cache::find_duplicate(tx, &msg)? {
-            let replies = accept::duplicate_answers_our_ask(tx, settings, row, &msg)?;
-            commit_duplicate(tx, &key, id, row, &mut d)?;
-            if replies > 0 {
-                d.notes.push(format!(
-                    "A1: from a router one of our clients' posts was sent to, older than the post: among the replies of {replies} post(s)"
-                ));
-            }
-            return Ok(());
+            return commit_duplicate(tx, settings, &msg, id, row, &mut d);
         }
         if d.verified && msg.signature().is_signed() {
             // Key confirmation: a provisional key that verified a message is established.
@@ -253,11 +246,14 @@ pub fn receive_message(
 /// the cache": nothing is done twice; the decision is logged.
 fn commit_duplicate(
     tx: &rusqlite::Transaction,
-    key: &[u8],
+    settings: &Settings,
+    msg: &Message,
     id: String,
     row: i64,
     d: &mut Decision,
 ) -> Result<(), Failure> {
+    // replies_from_asked: the router our client asked may send back what we hold.
+    let replies = accept::duplicate_answers_our_ask(tx, settings, row, msg)?;
     *d = Decision {
         outcome: Outcome::Duplicate,
         reason_code: Some("duplicate".into()),
@@ -270,7 +266,12 @@ fn commit_duplicate(
         verified: false,
         ..d.clone()
     };
-    log_decision(tx, d, Some(key))
+    if replies > 0 {
+        d.notes.push(format!(
+            "A1: from a router one of our clients' posts was sent to, older than the post: among the replies of {replies} post(s)"
+        ));
+    }
+    log_decision(tx, d, Some(&msg.origin().key()))
 }
 
 /// Log a rejection and count it where Section 4 says it belongs.

@@ -33,7 +33,7 @@ pub struct Widened {
 
 /// Send our client's post `post` (its message ID, `timestamp address`, or its cache row)
 /// to `widen_fanout` more neighbours: once per post, while the post is open (within
-/// `reply_window`), never a post held as bulk posting (Section 4, [`super::bulk`]).
+/// `reply_window`), never a post of a series ([`series`]; Section 4, [`super::bulk`]).
 pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widened, Failure> {
     let settings = load_settings(state)?;
     let fanout = settings.widen_fanout as usize;
@@ -73,33 +73,7 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
             d.notes.push(format!("3.1 widen declined: {why}"));
             return Ok(Some(why));
         }
-        let q = Queuer {
-            tx,
-            settings: &settings,
-            max: fanout,
-            answers_only: false,
-            cause: crate::contact::Cause {
-                sender: &client,
-                verified: true,
-                client: true,
-            },
-        };
-        for (peer, score) in super::explore::ranked_neighbours(tx, &settings, &msg, &p.scores, &[])?
-        {
-            if d.forwards.len() >= fanout {
-                break;
-            }
-            // Asked before (by the post itself): the next one.
-            if outbox::seen(tx, &peer, &key)? {
-                continue;
-            }
-            let why = if score.is_finite() {
-                format!("3.1 widened by our client: a peer not asked yet (score {score:.4})")
-            } else {
-                "3.1 widened by our client: a neighbour not asked yet, not scored yet".to_string()
-            };
-            q.queue(&mut d, "x", &msg, row.id, &peer, why)?;
-        }
+        ask_more(tx, &settings, &msg, row.id, &client, &p.scores, &mut d)?;
         if d.forwards.is_empty() {
             // Not spent: a peer added later may still be asked.
             let why = "every peer we know was asked already".to_string();
@@ -123,6 +97,48 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
         reason,
         decision: d,
     })
+}
+
+/// Queue `msg` (cache row `id`, our client `client`'s post) to `widen_fanout` peers it was
+/// not sent to, the best scored first, through the relay policy.
+fn ask_more(
+    tx: &rusqlite::Transaction,
+    settings: &crate::state::settings::Settings,
+    msg: &crate::wire::Message,
+    id: i64,
+    client: &str,
+    scores: &[(String, f64)],
+    d: &mut Decision,
+) -> Result<(), Failure> {
+    let fanout = settings.widen_fanout as usize;
+    let key = msg.origin().key();
+    let q = Queuer {
+        tx,
+        settings,
+        max: fanout,
+        answers_only: false,
+        cause: crate::contact::Cause {
+            sender: client,
+            verified: true,
+            client: true,
+        },
+    };
+    for (peer, score) in super::explore::ranked_neighbours(tx, settings, msg, scores, &[])? {
+        if d.forwards.len() >= fanout {
+            break;
+        }
+        // Asked before (by the post itself): the next one.
+        if outbox::seen(tx, &peer, &key)? {
+            continue;
+        }
+        let why = if score.is_finite() {
+            format!("3.1 widened by our client: a peer not asked yet (score {score:.4})")
+        } else {
+            "3.1 widened by our client: a neighbour not asked yet, not scored yet".to_string()
+        };
+        q.queue(d, "x", msg, id, &peer, why)?;
+    }
+    Ok(())
 }
 
 /// Widening is for a new question (Section 4: reach is what a bulk poster wants): a post
