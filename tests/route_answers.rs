@@ -101,20 +101,28 @@ fn a_later_message_the_post_ranks_as_related_is_a_reply() {
     );
 }
 
+const BREAD: &str = "bread flour water yeast salt make a simple loaf of bread";
+
+/// A router with `replies_from_asked` set to `setting`, peers B and C, and B's context (so
+/// that a post has a best peer: B).
+fn asked(setting: &str) -> Env {
+    let e = Env::new();
+    e.ok(&["policy", "explore_fanout", "0"]);
+    e.ok(&["policy", "replies_from_asked", setting]);
+    e.ok(&["peer", "add", B]);
+    e.ok(&["peer", "add", C]);
+    let (_, d) = e.route_json(&msg(B, FRUIT).encode(), &[]);
+    assert_eq!(d["outcome"], "accepted", "{d}");
+    e
+}
+
 /// `replies_from_asked`: a message older than our client's post, from the router the post
 /// was sent to, is a reply however little it resembles the post; the same message from a
 /// router we did not ask is not.
 #[test]
 fn with_replies_from_asked_what_the_asked_router_sends_is_a_reply() {
-    const BREAD: &str = "bread flour water yeast salt make a simple loaf of bread";
     let replies = |setting: &str, from: &str| {
-        let e = Env::new();
-        e.ok(&["policy", "explore_fanout", "0"]);
-        e.ok(&["policy", "replies_from_asked", setting]);
-        e.ok(&["peer", "add", B]);
-        // B's context, so that the post has a best peer.
-        let (_, d) = e.route_json(&msg(B, FRUIT).encode(), &[]);
-        assert_eq!(d["outcome"], "accepted", "{d}");
+        let e = asked(setting);
         let o = e.post(&["-k", "0"], QUESTION.as_bytes());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(
@@ -144,15 +152,8 @@ fn with_replies_from_asked_what_the_asked_router_sends_is_a_reply() {
 /// setting off, does not.
 #[test]
 fn a_duplicate_from_the_asked_router_is_a_reply_too() {
-    const BREAD: &str = "bread flour water yeast salt make a simple loaf of bread";
     let replies = |setting: &str, from: &str| {
-        let e = Env::new();
-        e.ok(&["policy", "explore_fanout", "0"]);
-        e.ok(&["policy", "replies_from_asked", setting]);
-        e.ok(&["peer", "add", B]);
-        e.ok(&["peer", "add", C]);
-        let (_, d) = e.route_json(&msg(B, FRUIT).encode(), &[]);
-        assert_eq!(d["outcome"], "accepted", "{d}");
+        let e = asked(setting);
         // Cached before the post, and not shown by it (-k 0).
         let bread = msg(from, BREAD).encode();
         let (_, d) = e.route_json(&bread, &[]);

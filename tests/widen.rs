@@ -20,6 +20,14 @@ fn posted() -> (Env, i64) {
     (e, v["cache_id"].as_i64().unwrap())
 }
 
+/// `cmr-post --widen POST` exits 0, widens nothing, and says why (`why` in its reason).
+fn assert_declined(e: &Env, post: &str, why: &str) {
+    let (code, w) = widen_json(e, post);
+    assert_eq!(code, 0, "{w}");
+    assert_eq!(w["widened"], false, "{w}");
+    assert!(w["reason"].as_str().unwrap().contains(why), "{w}");
+}
+
 fn widen_json(e: &Env, post: &str) -> (i32, serde_json::Value) {
     let o = e.post(&["--widen", post, "--json"], b"");
     let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
@@ -40,13 +48,7 @@ fn a_post_goes_to_two_more_peers_once() {
     }
     // By its ID as well; the second time it is declined and nothing is queued.
     let id = v["message_id"].as_str().unwrap().to_string();
-    let (code, v) = widen_json(&e, &id);
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["widened"], false, "{v}");
-    assert!(
-        v["reason"].as_str().unwrap().contains("widened before"),
-        "{v}"
-    );
+    assert_declined(&e, &id, "widened before");
     assert_eq!(outbox_rows(&e).len(), after.len());
     // The human form says the same.
     let o = e.post(&["--widen", &row.to_string()], b"");
@@ -96,13 +98,7 @@ fn a_post_held_as_bulk_is_not_widened() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["decision"]["near_duplicate_of"].is_i64(), "{v}");
     let n = e.count("outbox");
-    let (code, w) = widen_json(&e, &v["cache_id"].to_string());
-    assert_eq!(code, 0, "{w}");
-    assert_eq!(w["widened"], false, "{w}");
-    assert!(
-        w["reason"].as_str().unwrap().contains("bulk posting"),
-        "{w}"
-    );
+    assert_declined(&e, &v["cache_id"].to_string(), "bulk posting");
     assert_eq!(e.count("outbox"), n);
 }
 
@@ -115,10 +111,7 @@ fn a_post_of_a_series_is_not_widened() {
     let o = e.post(&["--json"], next.as_bytes());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["decision"]["near_duplicate_of"].is_null(), "{v}");
-    let (code, w) = widen_json(&e, &v["cache_id"].to_string());
-    assert_eq!(code, 0, "{w}");
-    assert_eq!(w["widened"], false, "{w}");
-    assert!(w["reason"].as_str().unwrap().contains("series"), "{w}");
+    assert_declined(&e, &v["cache_id"].to_string(), "series");
     // With the bulk check off there is no series either.
     e.ok(&["policy", "bulk_resemblance", "off"]);
     let (_, w) = widen_json(&e, &v["cache_id"].to_string());
@@ -132,13 +125,7 @@ fn with_every_peer_asked_nothing_is_spent() {
     let o = e.post(&["--json"], QUESTION.as_bytes());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let row = v["cache_id"].to_string();
-    let (code, w) = widen_json(&e, &row);
-    assert_eq!(code, 0, "{w}");
-    assert_eq!(w["widened"], false, "{w}");
-    assert!(
-        w["reason"].as_str().unwrap().contains("asked already"),
-        "{w}"
-    );
+    assert_declined(&e, &row, "asked already");
     // A peer added later is asked when the client widens again.
     e.ok(&["peer", "add", "http://p2.test/cmr"]);
     let (_, w) = widen_json(&e, &row);
