@@ -61,6 +61,17 @@ fn a_post_goes_to_two_more_peers_once() {
 #[test]
 fn what_cannot_be_widened_is_refused_with_its_code_and_nothing_changes() {
     let (e, row) = posted();
+    // A body or a body's options with --widen: EX_USAGE.
+    for extra in [
+        &["note.txt"][..],
+        &["-k", "3"],
+        &["--from", "mailto:x@example.org"],
+    ] {
+        let mut args = vec!["--widen", "1"];
+        args.extend_from_slice(extra);
+        let o = e.post(&args, b"");
+        assert_eq!(o.status.code(), Some(64), "{extra:?}: {o:?}");
+    }
     // Not in the cache: EX_NOINPUT.
     for missing in ["999", "2030/01/01 00:00:00 http://nowhere.test/"] {
         let o = e.post(&["--widen", missing], b"");

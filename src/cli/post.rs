@@ -67,7 +67,7 @@ pub struct Args {
     /// widen_fanout more peers not asked yet: once per post, within reply_window, never a
     /// post of a series (one that resembles a recent post of its creator at half
     /// bulk_resemblance or more). Reads no body.
-    #[arg(long, value_name = "POST", conflicts_with_all = ["search", "replies"])]
+    #[arg(long, value_name = "POST", conflicts_with_all = ["search", "replies", "file", "from", "k"])]
     pub widen: Option<String>,
     /// With --replies: include those already shown.
     #[arg(long, requires = "replies")]
