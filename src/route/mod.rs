@@ -37,7 +37,7 @@ pub use crate::via::Transport;
 pub(crate) use accept::accept;
 pub use decision::{Decision, Forward, Matched, Outcome, PeerScore, RefusedForward, RouteOptions};
 pub use policy::address_defect;
-pub(crate) use select::{plan, Plan};
+pub(crate) use select::{peer_scores, plan, Plan};
 
 use crate::exit::{self, Failure};
 use crate::state::{self, cache, log as dlog, peers, settings::Settings, State};

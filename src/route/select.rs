@@ -58,6 +58,25 @@ pub(crate) fn plan(
     if p.answers.is_none() {
         p.near_duplicate = super::bulk::near_duplicate(conn, settings, msg, i64::MAX)?;
     }
+    p.scores = peer_scores(conn, settings, matcher, body)?;
+    // 3.2: a selected peer that is one of X's senders gets a compensatory reply instead.
+    for (peer, _) in selected_peers(settings, &p.scores) {
+        if settings.peer_in_header(msg, &peer) {
+            let c = compensation_candidates(conn, settings, matcher, msg, &peer)?;
+            p.compensation.push((peer, c));
+        }
+    }
+    Ok(p)
+}
+
+/// 3.2: the routing scores of `body` for the `max_peers_scored` most recently active peers
+/// (not us, not our client), best first.
+pub(crate) fn peer_scores(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    matcher: &dyn Matcher,
+    body: &[u8],
+) -> Result<Vec<(String, f64)>, Failure> {
     // One candidate per peer: an alias's messages are its peer's context.
     let mut candidates: Vec<String> = Vec::new();
     for a in peers::recent(conn, settings.max_peers_scored as usize)? {
@@ -69,17 +88,9 @@ pub(crate) fn plan(
             candidates.push(p);
         }
     }
-    p.scores = matcher.peer_scores(conn, body, &candidates)?;
-    p.scores
-        .sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    // 3.2: a selected peer that is one of X's senders gets a compensatory reply instead.
-    for (peer, _) in selected_peers(settings, &p.scores) {
-        if settings.peer_in_header(msg, &peer) {
-            let c = compensation_candidates(conn, settings, matcher, msg, &peer)?;
-            p.compensation.push((peer, c));
-        }
-    }
-    Ok(p)
+    let mut scores = matcher.peer_scores(conn, body, &candidates)?;
+    scores.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(scores)
 }
 
 /// The answer part of [`plan`] for a message from peer `sender` (`long`: its

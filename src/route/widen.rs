@@ -13,7 +13,7 @@
 //! one of a series (Section 4: reach is what a bulk poster wants).
 
 use super::accept::Queuer;
-use super::{load_settings, matching, plan, Decision, Outcome, RouteOptions, Transport};
+use super::{load_settings, matching, peer_scores, Decision, Outcome, RouteOptions, Transport};
 use crate::exit::Failure;
 use crate::state::{cache, log as dlog, outbox, State};
 use serde::Serialize;
@@ -55,7 +55,8 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
     }
     let msg = row.message()?;
     let matcher = matching::from_settings(&settings)?;
-    let p = plan(state, &settings, matcher.as_ref(), &msg)?;
+    // Only the routing scores: the post was matched and planned when it was posted.
+    let scores = peer_scores(state.conn(), &settings, matcher.as_ref(), msg.body())?;
     let key = msg.origin().key();
     let mut d = Decision {
         outcome: Outcome::Posted,
@@ -73,7 +74,7 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
             d.notes.push(format!("3.1 widen declined: {why}"));
             return Ok(Some(why));
         }
-        ask_more(tx, &settings, &msg, row.id, &client, &p.scores, &mut d)?;
+        ask_more(tx, &settings, &msg, row.id, &client, &scores, &mut d)?;
         if d.forwards.is_empty() {
             // Not spent: a peer added later may still be asked.
             let why = "every peer we know was asked already".to_string();
@@ -157,7 +158,7 @@ fn series(
 }
 
 /// Why the post (cache row `id`) is not widened, if it is not: widened before, no longer
-/// open, or held as bulk posting.
+/// open, or one of a series ([`series`]).
 fn declined(
     tx: &rusqlite::Transaction,
     settings: &crate::state::settings::Settings,

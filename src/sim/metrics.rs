@@ -57,7 +57,7 @@ pub struct Spam {
     pub router: usize,
     pub rate_multiple: f64,
     pub posted: usize,
-    /// Posts its clients widened (`cmr-post --widen`; bulk posts are not widened).
+    /// Posts its clients widened (`cmr-post --widen`; a post of a series is not widened).
     pub widened: usize,
     /// Routers (the spammer's own excluded) whose cache holds at least one spam message.
     pub routers_cached: usize,
