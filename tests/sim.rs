@@ -78,6 +78,22 @@ fn a_small_network_answers_queries_and_the_baselines_run() {
     );
     // Queries find their topic through the real routers.
     assert!(succ[5] >= 0.25, "success within 6 rounds {succ:?}");
+    // Every share comes with its interval, and the comparison with flooding with its own.
+    let ci = v["success_ci95_by_round"].as_array().unwrap();
+    assert_eq!(ci.len(), 6);
+    for (p, c) in succ.iter().zip(ci) {
+        let (lo, hi) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        assert!(lo <= *p && *p <= hi && hi - lo > 0.1, "{p} in {c}");
+    }
+    let a = &v["against_flood"];
+    assert_eq!(a["baseline"], "flood");
+    assert_eq!(a["h"], 4);
+    let flood4 = v["baselines"]["flood"]["success_by_round"][3]
+        .as_f64()
+        .unwrap();
+    let ratio = a["ratio"].as_f64().unwrap();
+    assert!((ratio - succ[3] / flood4).abs() < 1e-9, "{a}");
+    assert!(a["ci95"][0].as_f64().unwrap() <= ratio && ratio <= a["ci95"][1].as_f64().unwrap());
     assert!(v["messages_per_query"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_kib"].as_u64().unwrap() > 0);
     // Every link is keyed: nothing was refused for its signature.

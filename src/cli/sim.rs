@@ -32,7 +32,10 @@ Reported: success within h = 1..--horizon rounds, messages per query (every deli
 query phase), load per router (mean, max, max/mean), cache size per router, learning (first \
 and last fifth of the queries), the replies shown to the queries' clients within the horizon (per \
 query, and the share of them with the query's label), the messages the routers held as bulk \
-posting (spam, forgeries and others: bulk_resemblance), wall time and peak RSS; and beside \
+posting (spam, forgeries and others: bulk_resemblance), wall time and peak RSS; each success \
+share with its 95% Wilson interval over the queries (success_ci95_by_round), and cmr's success \
+within 4 rounds over flooding's with a 95% paired bootstrap interval over the queries \
+(against_flood): how far another sample of as many queries could move them; and beside \
 cmr, on the same graph and \
 workload, flooding with a TTL, k random walkers and a shortest-path oracle (strategies of the \
 simulator, not of the router), credited with perfect recognition (a router where an expert of \

@@ -35,6 +35,9 @@ use serde::Serialize;
 pub struct Result {
     pub success_by_round: Vec<f64>,
     pub messages_per_query: f64,
+    /// Each query's outcome: the round of its first answer (None: none within the horizon).
+    #[serde(skip)]
+    pub rounds: Vec<Option<u32>>,
 }
 
 /// The round of each query's first answer (None: none within the horizon) and its messages.
@@ -42,6 +45,7 @@ fn summarise(rounds: &[Option<u32>], messages: u64, horizon: usize) -> Result {
     Result {
         success_by_round: super::metrics::success_by_round(rounds, horizon),
         messages_per_query: messages as f64 / rounds.len().max(1) as f64,
+        rounds: rounds.to_vec(),
     }
 }
 

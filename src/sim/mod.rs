@@ -539,6 +539,15 @@ impl<'a> Sim<'a> {
             found_locally: qs.iter().filter(|q| q.found_locally).count(),
             widen_after: cfg.widen_after,
             widened: c.widened,
+            success_ci95_by_round: metrics::success_by_round(&succ, cfg.horizon)
+                .into_iter()
+                .map(|p| metrics::wilson95(p, qs.len()))
+                .collect(),
+            against_flood: bl
+                .iter()
+                .find(|(k, _)| *k == "flood")
+                .map(|(k, b)| metrics::against(k, &succ, &b.rounds, cfg.horizon.min(4), cfg.seed))
+                .unwrap_or_default(),
             success_by_round: metrics::success_by_round(&succ, cfg.horizon),
             inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
             messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,

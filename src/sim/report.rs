@@ -3,7 +3,7 @@
 use super::metrics::Report;
 
 fn row(name: &str, succ: &[f64], msgs: f64) -> String {
-    let mut s = format!("{name:<8}");
+    let mut s = format!("{name:<11}");
     for v in succ {
         s.push_str(&format!(" {v:>5.3}"));
     }
@@ -46,9 +46,9 @@ fn success_rows(r: &Report) -> String {
     let mut s = format!(
         "success within h rounds{}msgs/query\n",
         // at least one space: a horizon under 4 is narrower than the title
-        " ".repeat((r.horizon * 6).saturating_sub(22).max(1))
+        " ".repeat((r.horizon * 6 + 3).saturating_sub(22).max(1))
     );
-    s.push_str("h       ");
+    s.push_str("h          ");
     for h in 1..=r.horizon {
         s.push_str(&format!(" {h:>5}"));
     }
@@ -61,6 +61,17 @@ fn success_rows(r: &Report) -> String {
     ));
     for (k, b) in &r.baselines {
         s.push_str(&row(k, &b.success_by_round, b.messages_per_query));
+    }
+    let a = &r.against_flood;
+    if let (Some(p), Some(ci)) = (
+        r.success_by_round.get(a.h.wrapping_sub(1)),
+        r.success_ci95_by_round.get(a.h.wrapping_sub(1)),
+    ) {
+        s.push_str(&format!(
+            "within {} rounds: cmr {p:.3} (95% interval {:.3}-{:.3} over {} queries), \
+             {:.3} of {}'s (95% {:.3}-{:.3}, paired bootstrap over the queries)\n",
+            a.h, ci[0], ci[1], r.queries, a.ratio, a.baseline, a.ci95[0], a.ci95[1]
+        ));
     }
     s
 }
