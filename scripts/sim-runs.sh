@@ -85,6 +85,8 @@ if [ "$group" = all ] || [ "$group" = current ]; then
     wait_jobs; run bk-spam-scale-1000 --routers 1000 --seed 1 --queries 100 --spam 10 &
     for seed in 1 2 3; do
         wait_jobs; run "bk-replies-asked-off-seed-$seed" --routers 100 --seed $seed --set replies_from_asked=0 &
+        # What the relay policy's first-contact budgets cost on these defaults.
+        wait_jobs; run "bk-budgets-off-seed-$seed" --routers 100 --seed $seed --set contact_budget_source=off --set contact_budget_global=off &
     done
     for x in "bulk_resemblance=off" "explore_until=0" "replies_from_asked=0"; do
         wait_jobs; run "bk-scale-1000-${x%%=*}-off" --routers 1000 --seed 1 --queries 100 --set "$x" &
@@ -123,6 +125,13 @@ if [ "$group" = all ] || [ "$group" = widen ]; then
     wait_jobs; run wn-scale-1000 --routers 1000 --seed 1 --queries 100 --widen-after 2 &
     wait_jobs; run wn-after-1 --routers 100 --seed 1 --widen-after 1 &
     wait_jobs; run wn-fanout-3 --routers 100 --seed 1 --widen-after 2 --set widen_fanout=3 &
+    # Widening to every neighbour (widen_fanout 6 on a graph of degree 6), after two rounds
+    # and after one; widening one round earlier on seeds 2 and 3; three seeds each.
+    for seed in 1 2 3; do
+        wait_jobs; run "wn-fanout-6-seed-$seed" --routers 100 --seed $seed --widen-after 2 --set widen_fanout=6 &
+        wait_jobs; run "wn-fanout-6-after-1-seed-$seed" --routers 100 --seed $seed --widen-after 1 --set widen_fanout=6 &
+    done
+    for seed in 2 3; do wait_jobs; run "wn-after-1-seed-$seed" --routers 100 --seed $seed --widen-after 1 & done
 fi
 if [ "$group" = all ] || [ "$group" = prev ]; then
     # The defaults before the bulk check ($PREV).
