@@ -15,7 +15,7 @@
 use super::accept::Queuer;
 use super::{load_settings, matching, peer_scores, Decision, Outcome, RouteOptions, Transport};
 use crate::exit::Failure;
-use crate::state::{cache, log as dlog, outbox, State};
+use crate::state::{cache, log as dlog, State};
 use serde::Serialize;
 
 /// What `cmr-post --widen` did.
@@ -112,7 +112,6 @@ fn ask_more(
     d: &mut Decision,
 ) -> Result<(), Failure> {
     let fanout = settings.widen_fanout as usize;
-    let key = msg.origin().key();
     let q = Queuer {
         tx,
         settings,
@@ -128,10 +127,8 @@ fn ask_more(
         if d.forwards.len() >= fanout {
             break;
         }
-        // Asked before (by the post itself): the next one.
-        if outbox::seen(tx, &peer, &key)? {
-            continue;
-        }
+        // A peer the post was sent to before is skipped by the queue (never the same
+        // message to the same peer twice): the next one is tried.
         let why = if score.is_finite() {
             format!("3.1 widened by our client: a peer not asked yet (score {score:.4})")
         } else {
@@ -165,7 +162,7 @@ fn declined(
     msg: &crate::wire::Message,
     id: i64,
 ) -> Result<Option<String>, Failure> {
-    let (before, arrived): (bool, f64) = tx
+    let (before, arrived): (bool, Option<f64>) = tx
         .query_row(
             "SELECT EXISTS(SELECT 1 FROM widened WHERE cache_id = ?1),
                     (SELECT arrived_unix FROM cache WHERE id = ?1)",
@@ -174,6 +171,9 @@ fn declined(
         )
         .map_err(crate::state::db_failure)?;
     let (_, now) = crate::state::now();
+    let Some(arrived) = arrived else {
+        return Ok(Some("the post has left the cache".to_string()));
+    };
     Ok(if before {
         Some("the post was widened before (once per post)".to_string())
     } else if now - arrived > settings.reply_window as f64 {
