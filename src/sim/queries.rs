@@ -19,6 +19,8 @@ pub(super) struct QueryState {
     pub(super) found_locally: bool,
     pub(super) success: Option<u32>,
     pub(super) inbox: Option<u32>,
+    /// `--widen-after`: its client checked its replies and, unanswered, widened its post.
+    pub(super) widen_checked: bool,
     /// What every router's matcher would answer it with when it was posted (the
     /// `flood_match` and `walk_match` baselines).
     pub(super) answers: baselines::Answers,
@@ -96,6 +98,7 @@ impl Sim<'_> {
                 found_locally: false,
                 success: None,
                 inbox: None,
+                widen_checked: false,
                 answers: Vec::new(),
             })
             .collect();
@@ -212,7 +215,7 @@ impl Sim<'_> {
 
     /// `--widen-after N`: the clients of the queries due N rounds ago that hold no message
     /// of their label yet (the requester's check, as the walkers' baseline has it) widen
-    /// their posts.
+    /// their posts; a client whose router is down then waits for it to come back.
     fn widen_unanswered(
         &mut self,
         p: &mut QueryPhase,
@@ -222,11 +225,16 @@ impl Sim<'_> {
         if n == 0 {
             return Ok(());
         }
-        for q in &p.queries {
+        for q in p.queries.iter_mut() {
             let Some(post) = q.post_id else { continue };
-            if q.success.is_some() || self.round != q.due + n || down.contains(&q.router) {
+            if q.widen_checked
+                || q.success.is_some()
+                || self.round < q.due + n
+                || down.contains(&q.router)
+            {
                 continue;
             }
+            q.widen_checked = true;
             let w = self.net.widen(q.router, post)?;
             if let Some(diag) = self.diag.as_mut() {
                 diag.sent(
