@@ -55,8 +55,6 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
     }
     let msg = row.message()?;
     let matcher = matching::from_settings(&settings)?;
-    // Only the routing scores: the post was matched and planned when it was posted.
-    let scores = peer_scores(state.conn(), &settings, matcher.as_ref(), msg.body())?;
     let key = msg.origin().key();
     let mut d = Decision {
         outcome: Outcome::Posted,
@@ -68,6 +66,21 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
     };
     d.describe(&msg);
     d.cache_id = Some(row.id);
+    let widened = |d: Decision, reason: Option<String>| Widened {
+        message_id: String::from_utf8_lossy(&msg.origin().line()).into_owned(),
+        cache_id: row.id,
+        widened: reason.is_none(),
+        reason,
+        decision: d,
+    };
+    // Declined already (the common case of a bulk poster's later posts): no scoring. The
+    // check is repeated under the write lock, where it cannot race another widening.
+    if let Some(why) = declined(state.conn(), &settings, &msg, row.id)? {
+        d.notes.push(format!("3.1 widen declined: {why}"));
+        return Ok(widened(d, Some(why)));
+    }
+    // Only the routing scores: the post was matched and planned when it was posted.
+    let scores = peer_scores(state.conn(), &settings, matcher.as_ref(), msg.body())?;
     let client = row.origin.clone();
     let reason = super::commit(state, opts, |tx| {
         if let Some(why) = declined(tx, &settings, &msg, row.id)? {
@@ -91,13 +104,7 @@ pub fn widen(state: &mut State, post: &str, opts: &RouteOptions) -> Result<Widen
         dlog::bump(tx, "via:local", "widened", 1)?;
         Ok(None)
     })?;
-    Ok(Widened {
-        message_id: String::from_utf8_lossy(&msg.origin().line()).into_owned(),
-        cache_id: row.id,
-        widened: reason.is_none(),
-        reason,
-        decision: d,
-    })
+    Ok(widened(d, reason))
 }
 
 /// Queue `msg` (cache row `id`, our client `client`'s post) to `widen_fanout` peers it was
@@ -143,7 +150,7 @@ fn ask_more(
 /// that resembles a recent message of its creator at half `bulk_resemblance` or more is
 /// one of a series, and is not widened.
 fn series(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     settings: &crate::state::settings::Settings,
     msg: &crate::wire::Message,
     id: i64,
@@ -157,7 +164,7 @@ fn series(
 /// Why the post (cache row `id`) is not widened, if it is not: widened before, no longer
 /// open, or one of a series ([`series`]).
 fn declined(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     settings: &crate::state::settings::Settings,
     msg: &crate::wire::Message,
     id: i64,

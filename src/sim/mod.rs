@@ -516,6 +516,7 @@ impl<'a> Sim<'a> {
         let qs = &p.queries;
         let succ: Vec<Option<u32>> = qs.iter().map(|q| q.success).collect();
         let inbox: Vec<Option<u32>> = qs.iter().map(|q| q.inbox).collect();
+        let success = metrics::success_by_round(&succ, cfg.horizon);
         let caches = self.cache_sizes()?;
         let load_s = metrics::spread(&self.counts.load);
         let settings_used = self.settings_used();
@@ -539,16 +540,16 @@ impl<'a> Sim<'a> {
             found_locally: qs.iter().filter(|q| q.found_locally).count(),
             widen_after: cfg.widen_after,
             widened: c.widened,
-            success_ci95_by_round: metrics::success_by_round(&succ, cfg.horizon)
-                .into_iter()
-                .map(|p| metrics::wilson95(p, qs.len()))
+            success_ci95_by_round: success
+                .iter()
+                .map(|&p| metrics::wilson95(p, qs.len()))
                 .collect(),
             against_flood: bl
                 .iter()
                 .find(|(k, _)| *k == "flood")
                 .map(|(k, b)| metrics::against(k, &succ, &b.rounds, cfg.horizon.min(4), cfg.seed))
                 .unwrap_or_default(),
-            success_by_round: metrics::success_by_round(&succ, cfg.horizon),
+            success_by_round: success,
             inbox_success_by_round: metrics::success_by_round(&inbox, cfg.horizon),
             messages_per_query: c.query_msgs as f64 / qs.len().max(1) as f64,
             messages_per_training_post: c.training_msgs as f64 / training_posts.max(1) as f64,
